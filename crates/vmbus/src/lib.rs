@@ -1,0 +1,8 @@
+//! # vmbus
+//!
+//! VMBus host and guest runtime over an hv-partition (not yet implemented).
+//!
+//! This crate is a placeholder in the workspace layout described in the project's
+//! `DESIGN.md`: it exports nothing yet, and nothing in it pretends to work.
+
+#![forbid(unsafe_code)]
