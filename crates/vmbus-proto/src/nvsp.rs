@@ -1,0 +1,1 @@
+//! NVSP (being written).

@@ -1,0 +1,1 @@
+//! RNDIS (being written).
