@@ -98,7 +98,11 @@ pub(crate) fn put(what: &'static str, buf: &mut [u8], at: usize, src: &[u8]) -> 
         have: buf.len(),
     })?;
     let have = buf.len();
-    let dst = buf.get_mut(at..end).ok_or(Error::BufferTooSmall { what, need: end, have })?;
+    let dst = buf.get_mut(at..end).ok_or(Error::BufferTooSmall {
+        what,
+        need: end,
+        have,
+    })?;
     dst.copy_from_slice(src);
     Ok(end)
 }

@@ -23,6 +23,7 @@
 
 extern crate alloc;
 
+pub mod channel;
 pub mod error;
 pub mod guid;
 pub mod nvsp;
