@@ -5,8 +5,20 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// A GUID as VMBus carries it: `data1` (u32), `data2`, `data3` (u16) little-endian,
 /// then `data4` as 8 bytes in text order (Linux `guid_t` / `GUID_INIT`).
-#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Copy,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+)]
 #[repr(C)]
 pub struct Guid {
     /// First group (little-endian on the wire).
@@ -28,9 +40,17 @@ pub struct GuidParseError;
 
 impl Guid {
     /// The all-zero GUID.
-    pub const ZERO: Self = Self { data1: 0, data2: 0, data3: 0, data4: [0; 8] };
+    pub const ZERO: Self = Self {
+        data1: 0,
+        data2: 0,
+        data3: 0,
+        data4: [0; 8],
+    };
 
     /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, optionally in braces, any case.
+    // `const fn` cannot use `get()`; every index is below the length checked first
+    // (36, or 38 with braces), and the nibble/byte arrays are sized for them.
+    #[allow(clippy::indexing_slicing)]
     pub const fn parse(s: &str) -> Result<Self, GuidParseError> {
         let b = s.as_bytes();
         let (start, len) = if b.len() == 38 && b[0] == b'{' && b[37] == b'}' {
@@ -78,7 +98,9 @@ impl Guid {
         })
     }
 
-    /// Like [`Guid::parse`] for constants; a malformed literal fails compilation.
+    /// Like [`Guid::parse`] for constants; a malformed literal fails compilation when
+    /// used in a `const` (and panics otherwise: never call it on peer data).
+    #[allow(clippy::panic)]
     pub const fn from_static_str(s: &'static str) -> Self {
         match Self::parse(s) {
             Ok(g) => g,
@@ -252,8 +274,17 @@ mod tests {
         let g: Guid = "{F8615163-DF3E-46C5-913F-F2D2F965ED0E}".parse().unwrap();
         assert_eq!(g, class::NETWORK);
         assert_eq!(g.to_string(), "f8615163-df3e-46c5-913f-f2d2f965ed0e");
-        assert_eq!(std::format!("{g:?}"), "{f8615163-df3e-46c5-913f-f2d2f965ed0e} (network)");
-        for bad in ["", "f8615163-df3e-46c5-913f-f2d2f965ed0", "f8615163+df3e-46c5-913f-f2d2f965ed0e", "g8615163-df3e-46c5-913f-f2d2f965ed0e", "{f8615163-df3e-46c5-913f-f2d2f965ed0e"] {
+        assert_eq!(
+            std::format!("{g:?}"),
+            "{f8615163-df3e-46c5-913f-f2d2f965ed0e} (network)"
+        );
+        for bad in [
+            "",
+            "f8615163-df3e-46c5-913f-f2d2f965ed0",
+            "f8615163+df3e-46c5-913f-f2d2f965ed0e",
+            "g8615163-df3e-46c5-913f-f2d2f965ed0e",
+            "{f8615163-df3e-46c5-913f-f2d2f965ed0e",
+        ] {
             assert!(bad.parse::<Guid>().is_err(), "{bad}");
         }
     }

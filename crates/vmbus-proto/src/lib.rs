@@ -27,6 +27,7 @@ pub mod channel;
 pub mod error;
 pub mod guid;
 pub mod nvsp;
+pub mod packet;
 pub mod rndis;
 pub mod version;
 

@@ -290,7 +290,7 @@ mod tests {
         // A netvsc ring GPADL: 2 x 128 pages = 256 pages, one range.
         let pfns: Vec<u64> = (0x1000..0x1100).collect();
         let r = GpaRange::whole_pages(pfns.clone());
-        let (h, bodies) = split(7, 0xE1E10, &[r.clone()]).unwrap();
+        let (h, bodies) = split(7, 0xE1E10, std::slice::from_ref(&r)).unwrap();
         assert_eq!(h.header.range_buflen, 8 + 256 * 8);
         assert_eq!(h.header.range_count, 1);
         // Header: 1 range word + 26 PFNs (linux-guest.md: pfn[<=26]); bodies 28 each.

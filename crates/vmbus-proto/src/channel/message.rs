@@ -414,10 +414,10 @@ impl Message {
                     *ext = None;
                 }
             }
-            Self::TlConnectRequest(_, silo) => {
-                if !version.is_some_and(|v| v.0 >= VmbusVersion::V5_2.0) {
-                    *silo = None;
-                }
+            Self::TlConnectRequest(_, silo)
+                if version.is_none_or(|v| v.0 < VmbusVersion::V5_2.0) =>
+            {
+                *silo = None;
             }
             Self::VersionResponse(r) if !v6 => {
                 r.supported_features = None;
