@@ -72,3 +72,6 @@ impl HvStatus {
         self.0 == 0
     }
 }
+
+/// A non-success status is an error a caller may propagate.
+impl core::error::Error for HvStatus {}

@@ -1,0 +1,222 @@
+//! Built-in seed inputs: valid messages from the crates' own emitters plus a few
+//! malformed ones, so that `cargo test` exercises each target's interesting paths and
+//! `cargo fuzz` starts from a corpus that already parses.
+
+use vmbus_proto::VmbusVersion;
+use vmbus_proto::channel::gpadl::{GpaRange, split};
+use vmbus_proto::channel::{
+    ChildRelid, GpadlCreated, InitiateContact, Message, OpenChannel, VersionResponse,
+    VersionResponseMessage,
+};
+use vmbus_proto::packet::{
+    FLAG_COMPLETION_REQUESTED, PacketType, TransferPageRange, emit_inband, emit_transfer_pages,
+};
+
+fn framed(msgs: &[Message]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in msgs {
+        let (buf, n) = m.to_payload();
+        out.push(n as u8);
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// The built-in seeds of `target` (empty for an unknown name).
+pub fn builtin(target: &str) -> Vec<Vec<u8>> {
+    match target {
+        "channel_message" => channel_message(),
+        "ring_packet" => ring_packet(),
+        "hypercall_decode" => hypercall_decode(),
+        "nvsp" => nvsp(),
+        "rndis" => rndis(),
+        _ => Vec::new(),
+    }
+}
+
+fn channel_message() -> Vec<Vec<u8>> {
+    let ic = InitiateContact {
+        version_requested: VmbusVersion::V5_3.0,
+        target_vcpu: 0,
+        interrupt_page_or_target_info: InitiateContact::target_info(2, 0, 0),
+        monitor_page1: 0,
+        monitor_page2: 0,
+    };
+    let open = OpenChannel {
+        child_relid: 1,
+        open_id: 1,
+        ring_buffer_gpadl_handle: 0x10,
+        target_vp: 0,
+        downstream_ring_buffer_page_offset: 128,
+        user_data: [0; 120],
+    };
+    let (gh, gb) = split(1, 0x10, &[GpaRange::whole_pages((0x100..0x200).collect())])
+        .unwrap_or_else(|_| unreachable!());
+    let mut gpadl_seq: Vec<Message> = vec![Message::GpadlHeader(gh)];
+    gpadl_seq.extend(gb.into_iter().map(Message::GpadlBody));
+    vec![
+        framed(&[Message::InitiateContact(ic, None)]),
+        framed(&[Message::VersionResponse(VersionResponseMessage {
+            response: VersionResponse {
+                version_supported: 1,
+                connection_state: 0,
+                padding: 0,
+                msg_conn_id: 4,
+            },
+            supported_features: None,
+            monitor_pages: None,
+        })]),
+        framed(&[Message::RequestOffers, Message::AllOffersDelivered]),
+        framed(&[Message::OpenChannel(open, None)]),
+        framed(&gpadl_seq),
+        framed(&[Message::GpadlCreated(GpadlCreated {
+            child_relid: 1,
+            gpadl: 0x10,
+            status: 0,
+        })]),
+        framed(&[
+            Message::CloseChannel(ChildRelid { child_relid: 1 }),
+            Message::Unload,
+        ]),
+        vec![8, 30, 0, 0, 0, 0, 0, 0, 0],
+        vec![],
+    ]
+}
+
+fn ring_packet() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    if let Ok(n) = emit_inband(
+        &mut buf,
+        PacketType::DATA_INBAND,
+        FLAG_COMPLETION_REQUESTED,
+        1,
+        &[1; 40],
+    ) {
+        out.push(buf[..n].to_vec());
+    }
+    if let Ok(n) = emit_inband(&mut buf, PacketType::COMPLETION, 0, 1, &[1; 8]) {
+        out.push(buf[..n].to_vec());
+    }
+    let ranges = [
+        TransferPageRange {
+            byte_count: 60,
+            byte_offset: 0,
+        },
+        TransferPageRange {
+            byte_count: 60,
+            byte_offset: 1728,
+        },
+    ];
+    if let Ok(n) = emit_transfer_pages(
+        &mut buf,
+        FLAG_COMPLETION_REQUESTED,
+        2,
+        0xCAFE,
+        &ranges,
+        &[0; 40],
+    ) {
+        out.push(buf[..n].to_vec());
+    }
+    // GPA direct: one range of 5000 bytes at offset 100 (2 pages) + payload.
+    let mut g = vec![
+        9, 0, 6, 0, 8, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    g.extend_from_slice(&5000u32.to_le_bytes());
+    g.extend_from_slice(&100u32.to_le_bytes());
+    g.extend_from_slice(&0x1234u64.to_le_bytes());
+    g.extend_from_slice(&0x1235u64.to_le_bytes());
+    g.extend_from_slice(&[0xAB; 16]);
+    out.push(g);
+    out.push(vec![6, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    out
+}
+
+fn hypercall_decode() -> Vec<Vec<u8>> {
+    let regs = |c: u64, i: u64, o: u64| {
+        let mut v = Vec::new();
+        v.extend_from_slice(&c.to_le_bytes());
+        v.extend_from_slice(&i.to_le_bytes());
+        v.extend_from_slice(&o.to_le_bytes());
+        v
+    };
+    let mut post = regs(0x5C, 0x1000, 0);
+    let mut input = vec![0u8; 256];
+    input[0] = 4;
+    input[8] = 1;
+    input[12] = 12;
+    input[16] = 14;
+    post.extend_from_slice(&input);
+    let mut slow_signal = regs(0x5D, 0x1000, 0);
+    slow_signal.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]);
+    vec![
+        post,
+        regs(0x1005D, 7, 0),
+        slow_signal,
+        regs(0x5C | 1 << 16, 0x1000, 0),
+        regs(0x46, 0, 0),
+        regs(0x1005D, 7 | 4000 << 32, 0),
+    ]
+}
+
+fn nvsp() -> Vec<Vec<u8>> {
+    use vmbus_proto::nvsp::{NdisVersion, NvspMessage, NvspSendIndirectionTable, NvspVersion};
+    let mut out: Vec<Vec<u8>> = [
+        NvspMessage::init(NvspVersion::V6_1),
+        NvspMessage::init(NvspVersion::V1),
+        NvspMessage::send_ndis_version(NdisVersion::new(6, 30)),
+    ]
+    .iter()
+    .filter_map(|m| m.to_vec().ok())
+    .collect();
+    if let Ok(b) = NvspSendIndirectionTable::round_robin(4).to_vec(12) {
+        out.push(b);
+    }
+    // SEND_RECV_BUF_COMPLETE claiming 2 sections in a 40-byte message.
+    let mut b = vec![0u8; 40];
+    b[0] = 102;
+    b[4] = 1;
+    b[8] = 2;
+    out.push(b);
+    out.push(vec![101, 0, 0, 0, 1, 0]);
+    out.push(vec![]);
+    out
+}
+
+fn rndis() -> Vec<Vec<u8>> {
+    use vmbus_proto::rndis::{
+        InfoComplete, NdisPkt8021qInfo, Oid, OidRequest, Ppi, RndisMessage, RndisStatus,
+        packet_to_vec,
+    };
+    let mac = [0x00, 0x15, 0x5d, 1, 2, 3];
+    let msgs = [
+        RndisMessage::Query(OidRequest {
+            req_id: 1,
+            oid: Oid::OID_802_3_PERMANENT_ADDRESS,
+            dev_vc_handle: 0,
+            info: &[],
+        }),
+        RndisMessage::QueryComplete(InfoComplete {
+            req_id: 1,
+            status: RndisStatus::SUCCESS,
+            info: &mac,
+        }),
+        RndisMessage::Set(OidRequest {
+            req_id: 2,
+            oid: Oid::OID_GEN_CURRENT_PACKET_FILTER,
+            dev_vc_handle: 0,
+            info: &[0xD, 0, 0, 0],
+        }),
+    ];
+    let mut out: Vec<Vec<u8>> = msgs.iter().filter_map(|m| m.to_vec().ok()).collect();
+    let vlan = Ppi::Vlan(NdisPkt8021qInfo::default().with_vlan_id(10));
+    if let Ok(p) = packet_to_vec(&[vlan], &[0xEE; 60]) {
+        // Two packets back to back, as a batched send.
+        let mut two = p.clone();
+        two.extend_from_slice(&p);
+        out.push(p);
+        out.push(two);
+    }
+    out.push(vec![1, 0, 0, 0, 0, 0, 0, 0]);
+    out
+}

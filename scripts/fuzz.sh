@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a fixed time each (nightly toolchain required).
+#   scripts/fuzz.sh [seconds-per-target] [target...]
+# Seeds come from hv-fuzz-logic's built-in corpus (written to fuzz/corpus/<target>);
+# the corpus the fuzzer grows stays there (git-ignored) and `cargo test` replays it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+shift || true
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+cargo run -q -p hv-fuzz-logic --bin write-seeds -- fuzz/corpus
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^hv-vmbus-fuzz$')
+fi
+for t in "${targets[@]}"; do
+  echo "== $t (${secs}s)"
+  cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=4096 2>&1 \
+    | grep -E '^(Done|#[0-9]+ +DONE)|SUMMARY|panicked|ERROR' || true
+done
