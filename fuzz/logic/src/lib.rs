@@ -35,6 +35,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("hypercall_decode", hypercall_decode),
     ("nvsp", nvsp),
     ("rndis", rndis),
+    ("ring_hostile_peer", ring_hostile_peer),
 ];
 
 /// Channel-management messages: parse (plain and at every version), emit, re-parse;
@@ -198,6 +199,66 @@ pub fn rndis(data: &[u8]) {
         if let Ok(r) = RssParams::parse(info) {
             assert!(r.indirection_entries().count() <= 256);
         }
+    }
+}
+
+/// A hostile peer owns a ring: the first 16 bytes are its control-page fields
+/// (write_index, read_index, interrupt_mask, pending_send_sz), byte 16 the feature bits,
+/// the rest the data area (one page). Our reader must stop with a value or an error
+/// within a bounded number of steps, and our writer must never write outside the ring.
+pub fn ring_hostile_peer(data: &[u8]) {
+    use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, RingMem};
+    const SIZE: usize = 4096;
+    let Ok(mem) = FlatRingMem::new(SIZE) else {
+        return;
+    };
+    let word = |i: usize| {
+        let mut b = [0u8; 4];
+        if let Some(s) = data.get(i * 4..i * 4 + 4) {
+            b.copy_from_slice(s);
+        }
+        u32::from_le_bytes(b)
+    };
+    let ctl = mem.control();
+    ctl.set_write_index(word(0));
+    ctl.set_read_index(word(1));
+    ctl.set_interrupt_mask(word(2));
+    ctl.set_pending_send_size(word(3));
+    ctl.set_feature_bits(u32::from(data.get(16).copied().unwrap_or(0)));
+    let body = data.get(17..).unwrap_or(&[]);
+    mem.write_data(0, body.get(..SIZE.min(body.len())).unwrap_or(&[]));
+
+    if let Ok(mut rx) = IncomingRing::new(&mem) {
+        let mut scratch = Vec::new();
+        let limits = PacketLimits::default();
+        let mut reads = 0;
+        // Ends on Empty or Corrupt.
+        while let Ok(p) = rx.try_read() {
+            reads += 1;
+            assert!(p.len() >= 16 && p.len() <= SIZE);
+            p.with_bytes(&mut scratch, |b| {
+                assert_eq!(b.len(), p.len());
+                let _ = Packet::parse(b, &limits);
+            });
+            // Each packet consumes at least 24 bytes of a 4096-byte ring.
+            assert!(reads <= SIZE / 24, "reader loop must be bounded");
+        }
+        let _ = rx.commit();
+        let _ = rx.unmask_and_recheck();
+    }
+    // Our writer on the same hostile control page.
+    ctl.set_read_index(word(1));
+    if let Ok(mut tx) = OutgoingRing::new(&mem) {
+        for i in 0..8u64 {
+            let len = usize::from(data.get(20 + i as usize).copied().unwrap_or(0)) * 8;
+            let payload = vec![0xAB; len];
+            match tx.try_write(&OutgoingPacket::inband(i, 0), &[&payload]) {
+                Ok(()) | Err(vmbus_ring::WriteError::Full { .. }) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.commit();
+        let _ = tx.prepare_wait(100);
     }
 }
 

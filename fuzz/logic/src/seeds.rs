@@ -30,6 +30,7 @@ pub fn builtin(target: &str) -> Vec<Vec<u8>> {
         "hypercall_decode" => hypercall_decode(),
         "nvsp" => nvsp(),
         "rndis" => rndis(),
+        "ring_hostile_peer" => ring_hostile_peer(),
         _ => Vec::new(),
     }
 }
@@ -219,4 +220,28 @@ fn rndis() -> Vec<Vec<u8>> {
     }
     out.push(vec![1, 0, 0, 0, 0, 0, 0, 0]);
     out
+}
+
+fn ring_hostile_peer() -> Vec<Vec<u8>> {
+    let ring = |w: u32, r: u32, data: &[u8]| {
+        let mut v = Vec::new();
+        for x in [w, r, 0, 0] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.push(1);
+        v.extend_from_slice(data);
+        v
+    };
+    let mut pkt = vec![0u8; 64];
+    let n = emit_inband(&mut pkt, PacketType::DATA_INBAND, 0, 1, &[7; 24]).unwrap_or(0);
+    pkt.truncate(n);
+    pkt.extend_from_slice(&[0; 8]);
+    vec![
+        ring(0, 0, &[]),
+        ring(n as u32 + 8, 0, &pkt),
+        ring(48, 0, &[6, 0, 2, 0, 200, 0, 0, 0]),
+        ring(4096, 0, &[]),
+        ring(24, 4072, &pkt),
+        ring(8, 16, &[]),
+    ]
 }

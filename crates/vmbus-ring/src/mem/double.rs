@@ -1,0 +1,178 @@
+//! [`DoubleMappedRingMem`]: the data pages mapped twice back to back, so that every
+//! packet is contiguous in virtual memory and can be read in place.
+
+use super::{Contiguous, PAGE_SIZE, RingMem, SharedMemory};
+use crate::control::{CONTROL_PAGE_SIZE, ControlPage};
+use core::ptr::NonNull;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+/// A ring mapped as `[control page][data pages][data pages again]` from a memfd.
+///
+/// Reads of any packet (at most the data size) are zero-copy views, wrap or not; writes
+/// are single copies. Building it costs one `mmap` per run of consecutive pages, twice.
+pub struct DoubleMappedRingMem {
+    _region: Arc<SharedMemory>,
+    reservation: NonNull<u8>,
+    reservation_len: usize,
+    area: Contiguous,
+}
+
+// SAFETY: the mappings are owned by `self` and only accessed atomically (control page)
+// or through bounded copies and views (data area).
+unsafe impl Send for DoubleMappedRingMem {}
+// SAFETY: as above.
+unsafe impl Sync for DoubleMappedRingMem {}
+
+impl DoubleMappedRingMem {
+    /// A fresh ring with `data_len` bytes of data (a non-zero multiple of 4096) in its
+    /// own memfd.
+    pub fn new(data_len: usize) -> io::Result<Self> {
+        if data_len == 0 || data_len % PAGE_SIZE != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "ring data length must be a non-zero multiple of 4096",
+            ));
+        }
+        let region = Arc::new(SharedMemory::new(CONTROL_PAGE_SIZE + data_len)?);
+        let pages: Vec<u64> = (1..=(data_len / PAGE_SIZE) as u64).collect();
+        Self::from_pages(region, 0, &pages)
+    }
+
+    /// Maps `control_page` and `data_pages` of `region` (page numbers from a peer's
+    /// GPADL, each checked against the region).
+    pub fn from_pages(
+        region: Arc<SharedMemory>,
+        control_page: u64,
+        data_pages: &[u64],
+    ) -> io::Result<Self> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+        let n = data_pages.len();
+        if n == 0 || n > (u32::MAX as usize / 2) / PAGE_SIZE {
+            return Err(bad("ring data page count out of range"));
+        }
+        let in_region = |p: u64| usize::try_from(p).ok().filter(|&p| p < region.pages());
+        if in_region(control_page).is_none() || data_pages.iter().any(|&p| in_region(p).is_none()) {
+            return Err(bad("ring page outside the region"));
+        }
+        let data_len = n * PAGE_SIZE;
+        let reservation_len = CONTROL_PAGE_SIZE + 2 * data_len;
+        // SAFETY: reserve address space with no access; the kernel picks the address.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                reservation_len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let reservation = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        let this = Self {
+            _region: region.clone(),
+            reservation,
+            reservation_len,
+            area: Contiguous {
+                // SAFETY: inside the reservation.
+                base: unsafe { reservation.add(CONTROL_PAGE_SIZE) },
+                len: data_len,
+                doubled: true,
+            },
+        };
+        // From here on, `this` unmaps the reservation on error.
+        this.map_run(0, control_page, 1, &region)?;
+        for copy in 0..2 {
+            let mut i = 0;
+            while i < n {
+                // Coalesce consecutive page numbers into one mapping.
+                let start = data_pages.get(i).copied().unwrap_or(0);
+                let mut run = 1;
+                while data_pages
+                    .get(i + run)
+                    .is_some_and(|&q| q == start + run as u64)
+                {
+                    run += 1;
+                }
+                let at = CONTROL_PAGE_SIZE + copy * data_len + i * PAGE_SIZE;
+                this.map_run(at, start, run, &region)?;
+                i += run;
+            }
+        }
+        Ok(this)
+    }
+
+    /// Maps `count` pages of `region` starting at page `page` over the reservation at
+    /// byte `at`.
+    fn map_run(&self, at: usize, page: u64, count: usize, region: &SharedMemory) -> io::Result<()> {
+        let len = count * PAGE_SIZE;
+        if at + len > self.reservation_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "mapping outside the reservation",
+            ));
+        }
+        let offset = libc::off_t::try_from(page * PAGE_SIZE as u64)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "page offset too large"))?;
+        // SAFETY: MAP_FIXED over our own PROT_NONE reservation (`at + len` is inside it,
+        // checked above), so no other mapping is replaced; the fd is a live memfd and
+        // the pages are inside it (checked by the caller).
+        let p = unsafe {
+            libc::mmap(
+                self.reservation.as_ptr().add(at).cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                region.fd().as_raw_fd(),
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DoubleMappedRingMem {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly our reservation (and the fixed mappings inside it);
+        // views borrow `self`, so none outlives it.
+        unsafe { libc::munmap(self.reservation.as_ptr().cast(), self.reservation_len) };
+    }
+}
+
+impl RingMem for DoubleMappedRingMem {
+    fn control(&self) -> &ControlPage {
+        // SAFETY: the first page of the reservation maps the control page read-write;
+        // ControlPage is atomics only, valid for any bits, align 4 (page-aligned).
+        unsafe { &*self.reservation.as_ptr().cast::<ControlPage>() }
+    }
+    fn data_len(&self) -> usize {
+        self.area.len
+    }
+    fn read_data(&self, off: usize, dst: &mut [u8]) {
+        match self.area.view(off, dst.len()) {
+            Some(v) => dst.copy_from_slice(v),
+            None => self.area.read(off, dst),
+        }
+    }
+    fn write_data(&self, off: usize, src: &[u8]) {
+        if off < self.area.len && src.len() <= self.area.len {
+            // The second copy of the data makes any in-range write contiguous.
+            let single = Contiguous {
+                len: 2 * self.area.len,
+                doubled: false,
+                ..self.area
+            };
+            single.write(off, src);
+        }
+    }
+    fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
+        self.area.view(off, len)
+    }
+}

@@ -1,0 +1,147 @@
+//! Ring memory: the control page and the data area, behind [`RingMem`].
+//!
+//! This is the only module of the crate with `unsafe` code: it turns mappings of
+//! shared memory into a `&ControlPage` and into byte copies or views of the data area.
+//! Three implementations:
+//!
+//! - [`FlatRingMem`]: one heap allocation, for tests and in-process rings; packets that
+//!   wrap are copied;
+//! - [`PagedRingMem`]: pages of a [`SharedMemory`] region taken from a page list (a
+//!   GPADL), accessed page by page; packets that cross a page are copied;
+//! - [`DoubleMappedRingMem`]: the data pages mapped twice back to back from a memfd, so
+//!   every packet is contiguous in virtual memory: the zero-copy path.
+//!
+//! **Views and a hostile peer.** [`RingMem::data_view`] hands out `&[u8]` into shared
+//! memory. The ring only does so for bytes the protocol gives to the reader (between
+//! `read_index` and `write_index`, published with release/acquire). A conforming peer
+//! does not write them until the reader publishes a new `read_index`; a hostile one can,
+//! and the reader then sees arbitrary (but always initialized) bytes. Consumers must
+//! therefore parse a view once, with a total parser, and copy what they keep.
+
+#![allow(unsafe_code)]
+
+mod double;
+mod flat;
+mod paged;
+mod shared;
+
+pub use double::DoubleMappedRingMem;
+pub use flat::FlatRingMem;
+pub use paged::PagedRingMem;
+pub use shared::{PAGE_SIZE, SharedMemory};
+
+use crate::control::ControlPage;
+
+/// Memory holding one ring: a control page and a data area of
+/// [`RingMem::data_len`] bytes (a non-zero multiple of 4096).
+///
+/// Offsets passed to the data methods are below `data_len` and lengths at most
+/// `data_len`; the ring guarantees this after validating the peer's indices. An
+/// implementation must not panic or touch memory outside the ring if they are not.
+pub trait RingMem: Send + Sync {
+    /// The control page.
+    fn control(&self) -> &ControlPage;
+    /// Size of the data area in bytes.
+    fn data_len(&self) -> usize;
+    /// Copies `dst.len()` bytes starting at data offset `off`, wrapping at the end.
+    fn read_data(&self, off: usize, dst: &mut [u8]);
+    /// Copies `src` to data offset `off`, wrapping at the end.
+    fn write_data(&self, off: usize, src: &[u8]);
+    /// A view of `len` bytes at `off` if they are contiguous in this mapping (always,
+    /// for a double mapping); `None` means: copy with [`RingMem::read_data`].
+    fn data_view(&self, off: usize, len: usize) -> Option<&[u8]>;
+}
+
+impl<T: RingMem + ?Sized> RingMem for &T {
+    fn control(&self) -> &ControlPage {
+        (**self).control()
+    }
+    fn data_len(&self) -> usize {
+        (**self).data_len()
+    }
+    fn read_data(&self, off: usize, dst: &mut [u8]) {
+        (**self).read_data(off, dst)
+    }
+    fn write_data(&self, off: usize, src: &[u8]) {
+        (**self).write_data(off, src)
+    }
+    fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
+        (**self).data_view(off, len)
+    }
+}
+
+impl<T: RingMem + ?Sized> RingMem for std::sync::Arc<T> {
+    fn control(&self) -> &ControlPage {
+        (**self).control()
+    }
+    fn data_len(&self) -> usize {
+        (**self).data_len()
+    }
+    fn read_data(&self, off: usize, dst: &mut [u8]) {
+        (**self).read_data(off, dst)
+    }
+    fn write_data(&self, off: usize, src: &[u8]) {
+        (**self).write_data(off, src)
+    }
+    fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
+        (**self).data_view(off, len)
+    }
+}
+
+/// A contiguous data area at `base` of `len` bytes, optionally mapped twice (so that
+/// `base..base + 2 * len` is valid and the second half aliases the first).
+///
+/// Shared by the flat and double-mapped implementations.
+#[derive(Copy, Clone)]
+struct Contiguous {
+    base: core::ptr::NonNull<u8>,
+    len: usize,
+    doubled: bool,
+}
+
+impl Contiguous {
+    /// Copies with wrap. Out-of-range requests copy nothing.
+    fn read(&self, off: usize, dst: &mut [u8]) {
+        if off >= self.len || dst.len() > self.len {
+            return;
+        }
+        let first = dst.len().min(self.len - off);
+        let (a, b) = dst.split_at_mut(first);
+        // SAFETY: `off + first <= len` and `b.len() = dst.len() - first <= off`, so both
+        // source ranges lie inside the mapping of `len` bytes at `base`, which the owner
+        // keeps alive while `self` exists. The destination is a distinct Rust buffer.
+        // The source is shared memory the peer may write concurrently: bytes copied are
+        // plain `u8`, every value is valid.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), a.as_mut_ptr(), a.len());
+            core::ptr::copy_nonoverlapping(self.base.as_ptr(), b.as_mut_ptr(), b.len());
+        }
+    }
+
+    /// Copies with wrap. Out-of-range requests copy nothing.
+    fn write(&self, off: usize, src: &[u8]) {
+        if off >= self.len || src.len() > self.len {
+            return;
+        }
+        let first = src.len().min(self.len - off);
+        let (a, b) = src.split_at(first);
+        // SAFETY: as in `read`: both destination ranges lie inside the mapping, and the
+        // source is a distinct Rust buffer. The ring only writes bytes the protocol gives
+        // to the writer; a peer reading them concurrently is not our memory-safety concern.
+        unsafe {
+            core::ptr::copy_nonoverlapping(a.as_ptr(), self.base.as_ptr().add(off), a.len());
+            core::ptr::copy_nonoverlapping(b.as_ptr(), self.base.as_ptr(), b.len());
+        }
+    }
+
+    fn view(&self, off: usize, len: usize) -> Option<&[u8]> {
+        let limit = if self.doubled { 2 * self.len } else { self.len };
+        if off >= self.len || len > self.len || off + len > limit {
+            return None;
+        }
+        // SAFETY: `off + len <= limit` bytes are mapped at `base` (twice `len` when
+        // doubled) for as long as `self` is borrowed, since the owner keeps the mapping.
+        // See the module documentation for why a shared-memory view is acceptable.
+        Some(unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(off), len) })
+    }
+}

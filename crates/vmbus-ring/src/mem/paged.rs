@@ -1,0 +1,116 @@
+//! [`PagedRingMem`]: a ring whose pages come from a page list (a GPADL) into a
+//! [`SharedMemory`] region, accessed page by page.
+
+use super::{PAGE_SIZE, RingMem, SharedMemory};
+use crate::control::ControlPage;
+use core::ptr::NonNull;
+use std::io;
+use std::sync::Arc;
+
+/// A ring built from individual pages of a [`SharedMemory`] region, in list order: the
+/// first page is the control page, the rest the data area. No remapping is done, so a
+/// packet that crosses a page boundary is copied rather than viewed.
+pub struct PagedRingMem {
+    _region: Arc<SharedMemory>,
+    ctl: NonNull<u8>,
+    pages: Vec<NonNull<u8>>,
+}
+
+// SAFETY: pointers into a region kept alive by the Arc; access is atomic (control page)
+// or bounded copies/views (data), sound from any thread.
+unsafe impl Send for PagedRingMem {}
+// SAFETY: as above.
+unsafe impl Sync for PagedRingMem {}
+
+impl PagedRingMem {
+    /// Builds the ring from page numbers of `region`: `control_page` for the control
+    /// page and `data_pages` (at least one, at most 512 Ki) for the data area. Page
+    /// numbers come from a peer's GPADL: each is checked against the region.
+    pub fn new(
+        region: Arc<SharedMemory>,
+        control_page: u64,
+        data_pages: &[u64],
+    ) -> io::Result<Self> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+        if data_pages.is_empty() || data_pages.len() > (u32::MAX as usize / 2) / PAGE_SIZE {
+            return Err(bad("ring data page count out of range"));
+        }
+        let page = |p: u64| {
+            usize::try_from(p)
+                .ok()
+                .and_then(|p| region.page_ptr(p))
+                .ok_or_else(|| bad("ring page outside the region"))
+        };
+        let ctl = page(control_page)?;
+        let pages = data_pages
+            .iter()
+            .map(|&p| page(p))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Self {
+            _region: region,
+            ctl,
+            pages,
+        })
+    }
+
+    /// Calls `f(page pointer, offset in page, chunk length, offset in caller buffer)`
+    /// for each page-contiguous chunk of `len` bytes at data offset `off`, wrapping.
+    /// Bounded: at most `pages + 1` chunks.
+    fn chunks(&self, off: usize, len: usize, mut f: impl FnMut(NonNull<u8>, usize, usize, usize)) {
+        let total = self.data_len();
+        if off >= total || len > total {
+            return;
+        }
+        let mut done = 0;
+        let mut pos = off;
+        while done < len {
+            let page = pos / PAGE_SIZE;
+            let in_page = pos % PAGE_SIZE;
+            let n = (PAGE_SIZE - in_page).min(len - done);
+            if let Some(p) = self.pages.get(page) {
+                f(*p, in_page, n, done);
+            }
+            done += n;
+            pos = (pos + n) % total;
+        }
+    }
+}
+
+impl RingMem for PagedRingMem {
+    fn control(&self) -> &ControlPage {
+        // SAFETY: `ctl` points at a whole page of the region (checked in `new`), kept
+        // alive by the Arc; ControlPage is atomics only, valid for any bits, align 4.
+        unsafe { &*self.ctl.as_ptr().cast::<ControlPage>() }
+    }
+    fn data_len(&self) -> usize {
+        self.pages.len() * PAGE_SIZE
+    }
+    fn read_data(&self, off: usize, dst: &mut [u8]) {
+        let len = dst.len();
+        self.chunks(off, len, |p, in_page, n, at| {
+            if let Some(d) = dst.get_mut(at..at + n) {
+                // SAFETY: `in_page + n <= PAGE_SIZE` within a live page; `d` is distinct.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(p.as_ptr().add(in_page), d.as_mut_ptr(), n)
+                }
+            }
+        });
+    }
+    fn write_data(&self, off: usize, src: &[u8]) {
+        self.chunks(off, src.len(), |p, in_page, n, at| {
+            if let Some(s) = src.get(at..at + n) {
+                // SAFETY: as in `read_data`.
+                unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), p.as_ptr().add(in_page), n) }
+            }
+        });
+    }
+    fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
+        let in_page = off % PAGE_SIZE;
+        if off >= self.data_len() || in_page + len > PAGE_SIZE {
+            return None;
+        }
+        let p = self.pages.get(off / PAGE_SIZE)?;
+        // SAFETY: `in_page + len <= PAGE_SIZE` bytes of a live page.
+        Some(unsafe { core::slice::from_raw_parts(p.as_ptr().add(in_page), len) })
+    }
+}

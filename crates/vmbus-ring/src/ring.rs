@@ -1,0 +1,490 @@
+//! The ring protocol: writing and reading packets, batching, and the signal decisions.
+//!
+//! Each side keeps a private copy of its own index (`next`) and of the last value it
+//! published (`committed`), plus a cached copy of the peer's index, so the shared cache
+//! line is touched once per batch rather than once per packet. Every index read from
+//! the peer is checked (below the data size, 8-aligned) and every packet length against
+//! the bytes available: a corrupt ring yields [`RingError`], never a panic or an
+//! endless loop.
+
+use crate::control::FEATURE_PENDING_SEND_SIZE;
+use crate::error::{ReadError, RingError, WriteError};
+use crate::mem::RingMem;
+use core::sync::atomic::{Ordering, fence};
+use vmbus_proto::packet::{
+    DESCRIPTOR_SIZE, PacketDescriptor, PacketType, TRAILER_SIZE, descriptor_for,
+};
+use zerocopy::{FromBytes, IntoBytes};
+
+fn checked_size<M: RingMem>(mem: &M) -> Result<u32, RingError> {
+    let len = mem.data_len();
+    u32::try_from(len)
+        .ok()
+        .filter(|&s| s > 0 && s % 8 == 0 && s <= u32::MAX / 2)
+        .ok_or(RingError::InvalidSize(len))
+}
+
+fn validate(which: &'static str, value: u32, size: u32) -> Result<u32, RingError> {
+    if value >= size || value % 8 != 0 {
+        return Err(RingError::InvalidIndex { which, value, size });
+    }
+    Ok(value)
+}
+
+/// Bytes from `from` to `to` going forward around a ring of `size`.
+fn distance(from: u32, to: u32, size: u32) -> u32 {
+    if to >= from {
+        to - from
+    } else {
+        size - from + to
+    }
+}
+
+/// The sender's half of a packet header: what [`OutgoingRing::try_write`] puts before
+/// the payload.
+#[derive(Copy, Clone, Debug)]
+pub struct OutgoingPacket<'a> {
+    /// Packet type.
+    pub packet_type: PacketType,
+    /// Descriptor flags (e.g. completion requested).
+    pub flags: u16,
+    /// Transaction id.
+    pub transaction_id: u64,
+    /// Type-specific header bytes between the descriptor and the data (transfer-page or
+    /// GPA-direct ranges); must be a multiple of 8 bytes. Empty for in-band packets.
+    pub header: &'a [u8],
+}
+
+impl OutgoingPacket<'static> {
+    /// An in-band data packet.
+    pub const fn inband(transaction_id: u64, flags: u16) -> Self {
+        Self {
+            packet_type: PacketType::DATA_INBAND,
+            flags,
+            transaction_id,
+            header: &[],
+        }
+    }
+    /// A completion packet.
+    pub const fn completion(transaction_id: u64) -> Self {
+        Self {
+            packet_type: PacketType::COMPLETION,
+            flags: 0,
+            transaction_id,
+            header: &[],
+        }
+    }
+}
+
+/// The writing side of one ring.
+pub struct OutgoingRing<M> {
+    mem: M,
+    size: u32,
+    committed: u32,
+    next: u32,
+    cached_read: u32,
+    pending_send_set: bool,
+    stats: WriterStats,
+}
+
+/// Counters of a writer.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Packets written.
+    pub packets: u64,
+    /// Commits that asked for a signal.
+    pub signals: u64,
+    /// Writes refused because the ring was full.
+    pub full: u64,
+}
+
+impl<M: RingMem> OutgoingRing<M> {
+    /// Takes the writing side of `mem`. Starts from the control page's current
+    /// `write_index` (validated) and advertises `pending_send_sz` support in
+    /// `feature_bits`.
+    pub fn new(mem: M) -> Result<Self, RingError> {
+        let size = checked_size(&mem)?;
+        let ctl = mem.control();
+        let w = validate("write_index", ctl.write_index(), size)?;
+        let r = validate("read_index", ctl.read_index(), size)?;
+        ctl.set_feature_bits(ctl.feature_bits() | FEATURE_PENDING_SEND_SIZE);
+        Ok(Self {
+            mem,
+            size,
+            committed: w,
+            next: w,
+            cached_read: r,
+            pending_send_set: false,
+            stats: WriterStats::default(),
+        })
+    }
+
+    /// The ring memory.
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// The largest packet (descriptor, header and payload, padded) this ring can hold.
+    pub fn max_packet_len(&self) -> usize {
+        self.size as usize - TRAILER_SIZE - 8
+    }
+
+    /// Bytes free for new packets given the cached read index, keeping 8 bytes free.
+    fn free(&self) -> u32 {
+        // Free space is the distance from our write position forward to the reader's
+        // position; equal indices mean empty (all free).
+        let used = distance(self.cached_read, self.next, self.size);
+        (self.size - used).saturating_sub(8)
+    }
+
+    fn refresh_read(&mut self) -> Result<(), RingError> {
+        self.cached_read = validate("read_index", self.mem.control().read_index(), self.size)?;
+        // The reader may not be between our committed and next positions (it cannot read
+        // what is not published): if it claims so, the peer is lying.
+        let published = distance(self.cached_read, self.committed, self.size);
+        let pending = distance(self.committed, self.next, self.size);
+        if published + pending >= self.size {
+            return Err(RingError::InvalidIndex {
+                which: "read_index",
+                value: self.cached_read,
+                size: self.size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes `header` and `payload` occupy in the ring (packet padded to 8, plus the
+    /// trailer), or `None` if they can never fit a packet.
+    pub fn ring_len(packet: &OutgoingPacket<'_>, payload_len: usize) -> Option<usize> {
+        if packet.header.len() % 8 != 0 {
+            return None;
+        }
+        let d = descriptor_for(
+            packet.packet_type,
+            packet.flags,
+            packet.transaction_id,
+            packet.header.len(),
+            payload_len,
+        )
+        .ok()?;
+        Some(usize::from(d.length8) * 8 + TRAILER_SIZE)
+    }
+
+    /// Writes one packet gathered from `payload` slices, without publishing it. No
+    /// allocation. On [`WriteError::Full`] nothing is written: commit what is pending,
+    /// then wait (see [`OutgoingRing::prepare_wait`]).
+    pub fn try_write(
+        &mut self,
+        packet: &OutgoingPacket<'_>,
+        payload: &[&[u8]],
+    ) -> Result<(), WriteError> {
+        let payload_len: usize = payload.iter().map(|p| p.len()).sum();
+        if packet.header.len() % 8 != 0 {
+            return Err(WriteError::TooLarge(packet.header.len()));
+        }
+        let d = descriptor_for(
+            packet.packet_type,
+            packet.flags,
+            packet.transaction_id,
+            packet.header.len(),
+            payload_len,
+        )
+        .map_err(|_| WriteError::TooLarge(payload_len))?;
+        let packet_len = usize::from(d.length8) * 8;
+        let total = packet_len + TRAILER_SIZE;
+        if total > self.max_packet_len() + TRAILER_SIZE {
+            return Err(WriteError::TooLarge(total));
+        }
+        if total > self.free() as usize {
+            self.refresh_read()?;
+            if total > self.free() as usize {
+                self.stats.full += 1;
+                return Err(WriteError::Full { needed: total });
+            }
+        }
+        let start = self.next as usize;
+        let size = self.size as usize;
+        let mut pos = start;
+        let put = |bytes: &[u8], pos: &mut usize| {
+            if !bytes.is_empty() {
+                self.mem.write_data(*pos, bytes);
+                *pos = (*pos + bytes.len()) % size;
+            }
+        };
+        put(d.as_bytes(), &mut pos);
+        put(packet.header, &mut pos);
+        for p in payload {
+            put(p, &mut pos);
+        }
+        let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
+        put([0u8; 8].get(..pad).unwrap_or(&[]), &mut pos);
+        put(
+            &vmbus_proto::packet::trailer(start as u32).to_le_bytes(),
+            &mut pos,
+        );
+        self.next = ((start + total) % size) as u32;
+        self.stats.packets += 1;
+        if self.pending_send_set {
+            self.mem.control().set_pending_send_size(0);
+            self.pending_send_set = false;
+        }
+        Ok(())
+    }
+
+    /// Publishes every packet written since the last commit. Returns whether the reader
+    /// must be signalled: only when the ring went from empty to non-empty while the
+    /// reader's `interrupt_mask` is clear (Linux `hv_signal_on_write`).
+    pub fn commit(&mut self) -> bool {
+        if self.next == self.committed {
+            return false;
+        }
+        let old = self.committed;
+        let ctl = self.mem.control();
+        ctl.set_write_index(self.next);
+        self.committed = self.next;
+        fence(Ordering::SeqCst);
+        if ctl.interrupt_mask() != 0 {
+            return false;
+        }
+        let signal = ctl.read_index() == old;
+        if signal {
+            self.stats.signals += 1;
+        }
+        signal
+    }
+
+    /// Before waiting for space: sets `pending_send_sz` to `needed` (what
+    /// [`WriteError::Full`] reported), then re-checks. Returns `Ok(true)` if the space
+    /// is already there (retry now, do not wait); `Ok(false)` means wait for the
+    /// reader's signal, which it sends when its free space crosses `needed`.
+    pub fn prepare_wait(&mut self, needed: usize) -> Result<bool, RingError> {
+        let ctl = self.mem.control();
+        ctl.set_pending_send_size(u32::try_from(needed).unwrap_or(u32::MAX));
+        self.pending_send_set = true;
+        fence(Ordering::SeqCst);
+        self.refresh_read()?;
+        Ok(needed <= self.free() as usize)
+    }
+
+    /// Whether every committed packet has been consumed by the reader (re-reads the
+    /// reader's index).
+    pub fn is_drained(&mut self) -> Result<bool, RingError> {
+        self.refresh_read()?;
+        Ok(self.cached_read == self.committed)
+    }
+}
+
+/// The reading side of one ring.
+pub struct IncomingRing<M> {
+    mem: M,
+    size: u32,
+    committed: u32,
+    next: u32,
+    cached_write: u32,
+    stats: ReaderStats,
+}
+
+/// Counters of a reader.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReaderStats {
+    /// Packets read.
+    pub packets: u64,
+    /// Commits that asked for a signal.
+    pub signals: u64,
+    /// Reads that found the ring corrupt.
+    pub corrupt: u64,
+}
+
+/// A packet in the ring, valid until the next read from the same ring.
+pub struct IncomingPacket<'a, M> {
+    mem: &'a M,
+    offset: u32,
+    /// The descriptor (copied out of shared memory; validated against the ring).
+    pub descriptor: PacketDescriptor,
+}
+
+impl<'a, M: RingMem> IncomingPacket<'a, M> {
+    /// Packet length (`length8 * 8`, descriptor included, trailer excluded).
+    pub fn len(&self) -> usize {
+        usize::from(self.descriptor.length8) * 8
+    }
+
+    /// Always false: a packet has at least its descriptor.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The packet's bytes in place, if they are contiguous in the mapping (always with
+    /// [`crate::DoubleMappedRingMem`]; otherwise unless the packet wraps or crosses a
+    /// page of a paged ring). Peer-writable memory: parse once, copy what you keep.
+    pub fn view(&self) -> Option<&'a [u8]> {
+        self.mem.data_view(self.offset as usize, self.len())
+    }
+
+    /// Copies the packet into `dst` (which must be at least [`Self::len`] bytes;
+    /// otherwise copies the first `dst.len()` bytes). Returns the bytes copied.
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        if let Some(d) = dst.get_mut(..n) {
+            self.mem.read_data(self.offset as usize, d);
+        }
+        n
+    }
+
+    /// Calls `f` with the packet's bytes: in place when contiguous, otherwise copied
+    /// into `scratch` (which grows to the largest wrapped packet once and is reused).
+    pub fn with_bytes<R>(&self, scratch: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self.view() {
+            Some(v) => f(v),
+            None => {
+                scratch.resize(self.len(), 0);
+                self.copy_to(scratch);
+                f(scratch)
+            }
+        }
+    }
+}
+
+impl<M: RingMem> IncomingRing<M> {
+    /// Takes the reading side of `mem`, starting at the control page's `read_index`
+    /// (validated).
+    pub fn new(mem: M) -> Result<Self, RingError> {
+        let size = checked_size(&mem)?;
+        let ctl = mem.control();
+        let r = validate("read_index", ctl.read_index(), size)?;
+        let w = validate("write_index", ctl.write_index(), size)?;
+        Ok(Self {
+            mem,
+            size,
+            committed: r,
+            next: r,
+            cached_write: w,
+            stats: ReaderStats::default(),
+        })
+    }
+
+    /// The ring memory.
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ReaderStats {
+        self.stats
+    }
+
+    fn refresh_write(&mut self) -> Result<(), RingError> {
+        let w = validate("write_index", self.mem.control().write_index(), self.size)?;
+        self.cached_write = w;
+        Ok(())
+    }
+
+    /// Bytes readable given the cached write index.
+    fn available(&self) -> u32 {
+        distance(self.next, self.cached_write, self.size)
+    }
+
+    /// Whether a packet is available (re-reads the writer's index).
+    pub fn has_data(&mut self) -> Result<bool, RingError> {
+        if self.available() == 0 {
+            self.refresh_write()?;
+        }
+        Ok(self.available() != 0)
+    }
+
+    /// Reads the next packet without publishing the new read position (see
+    /// [`IncomingRing::commit`]). No allocation.
+    pub fn try_read(&mut self) -> Result<IncomingPacket<'_, M>, ReadError> {
+        if self.available() == 0 {
+            self.refresh_write()
+                .inspect_err(|_| self.stats.corrupt += 1)?;
+            if self.available() == 0 {
+                return Err(ReadError::Empty);
+            }
+        }
+        let avail = self.available() as usize;
+        let offset = self.next;
+        let corrupt = |reason| RingError::InvalidPacket { offset, reason };
+        let mut raw = [0u8; DESCRIPTOR_SIZE];
+        if avail < DESCRIPTOR_SIZE + TRAILER_SIZE {
+            self.stats.corrupt += 1;
+            return Err(corrupt("fewer bytes than a descriptor and trailer").into());
+        }
+        self.mem.read_data(offset as usize, &mut raw);
+        let descriptor =
+            PacketDescriptor::read_from_bytes(&raw).map_err(|_| corrupt("descriptor"))?;
+        let len = usize::from(descriptor.length8) * 8;
+        let data_off = usize::from(descriptor.data_offset8) * 8;
+        let problem = if len < DESCRIPTOR_SIZE {
+            Some("length8 below the descriptor size")
+        } else if data_off < DESCRIPTOR_SIZE || data_off > len {
+            Some("data_offset8 outside the packet")
+        } else if len + TRAILER_SIZE > avail {
+            Some("packet longer than the bytes written")
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            self.stats.corrupt += 1;
+            return Err(corrupt(reason).into());
+        }
+        self.next = ((offset as usize + len + TRAILER_SIZE) % self.size as usize) as u32;
+        self.stats.packets += 1;
+        Ok(IncomingPacket {
+            mem: &self.mem,
+            offset,
+            descriptor,
+        })
+    }
+
+    /// Publishes the read position. Returns whether the writer must be signalled:
+    /// only if the writer advertises `pending_send_sz` support, has set it, and this
+    /// commit moved the free space from at most `pending_send_sz` to above it (Linux
+    /// `hv_pkt_iter_close`).
+    pub fn commit(&mut self) -> bool {
+        if self.next == self.committed {
+            return false;
+        }
+        let old = self.committed;
+        let ctl = self.mem.control();
+        ctl.set_read_index(self.next);
+        self.committed = self.next;
+        if ctl.feature_bits() & FEATURE_PENDING_SEND_SIZE == 0 {
+            return false;
+        }
+        fence(Ordering::SeqCst);
+        let pending = ctl.pending_send_size();
+        if pending == 0 {
+            return false;
+        }
+        // An invalid write index from a hostile writer only affects whom we wake.
+        let w = ctl.write_index() % self.size;
+        let free_after = self.size - distance(self.next, w, self.size);
+        let free_before = self.size - distance(old, w, self.size);
+        let signal = free_before <= pending && free_after > pending;
+        if signal {
+            self.stats.signals += 1;
+        }
+        signal
+    }
+
+    /// Sets `interrupt_mask`: while set, the writer does not signal. Set it before
+    /// draining, then call [`IncomingRing::unmask_and_recheck`].
+    pub fn mask_interrupts(&self) {
+        self.mem.control().set_interrupt_mask(1);
+    }
+
+    /// Clears `interrupt_mask`, then re-checks for data that arrived while masked (the
+    /// writer did not signal for it). `Ok(true)`: drain again before sleeping.
+    pub fn unmask_and_recheck(&mut self) -> Result<bool, RingError> {
+        self.mem.control().set_interrupt_mask(0);
+        fence(Ordering::SeqCst);
+        self.refresh_write()?;
+        Ok(self.available() != 0)
+    }
+}

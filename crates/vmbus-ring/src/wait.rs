@@ -1,0 +1,170 @@
+//! Waiting for a peer between threads: a doorbell plus the spin-then-sleep loops that
+//! follow the ring's signal decisions.
+//!
+//! The reference measurements (`reference/perf-and-style.md`) show that busy-polling
+//! wins with two threads on two cores but collapses when a third thread competes, so
+//! both loops spin a bounded number of times and then sleep on a [`Doorbell`], after
+//! the handshake that guarantees no lost wake-up: the reader clears `interrupt_mask`
+//! and re-checks before sleeping; the writer sets `pending_send_sz` and re-checks.
+
+use crate::error::{RingError, WriteError};
+use crate::mem::RingMem;
+use crate::ring::{IncomingRing, OutgoingPacket, OutgoingRing};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// A wake-up flag one side rings and the other waits on (the in-process stand-in for
+/// an event flag plus interrupt, or HvSignalEvent). Rings are not counted: several
+/// rings before a wait wake it once.
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    rung: AtomicBool,
+    lock: Mutex<()>,
+    cv: Condvar,
+    rings: AtomicU64,
+    sleeps: AtomicU64,
+}
+
+impl Doorbell {
+    /// A doorbell that has not been rung.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rings: wakes a waiter, or makes the next wait return at once.
+    pub fn ring(&self) {
+        self.rings.fetch_add(1, Ordering::Relaxed);
+        self.rung.store(true, Ordering::SeqCst);
+        // Taking the lock orders this with a waiter between its check and its sleep.
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.cv.notify_all();
+    }
+
+    /// Consumes a pending ring without waiting; returns whether there was one.
+    pub fn take(&self) -> bool {
+        self.rung.swap(false, Ordering::SeqCst)
+    }
+
+    /// Waits until rung (consuming the ring) or `timeout` passes; returns whether it
+    /// was rung.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        if self.take() {
+            return true;
+        }
+        self.sleeps.fetch_add(1, Ordering::Relaxed);
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.take() {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = match self.cv.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    /// Times rung and times a waiter actually slept.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.rings.load(Ordering::Relaxed),
+            self.sleeps.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// How long to spin before sleeping, and how long one sleep may last before the
+/// condition is re-checked (a guard against a peer that never signals).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct WaitPolicy {
+    /// Polls before sleeping (0: sleep at once; `u32::MAX`: pure busy-poll).
+    pub spin: u32,
+    /// Upper bound of one sleep.
+    pub max_sleep: Duration,
+}
+
+impl WaitPolicy {
+    /// Pure busy-polling: never sleeps (only sensible with a core per thread).
+    pub const BUSY_POLL: Self = Self {
+        spin: u32::MAX,
+        max_sleep: Duration::from_millis(100),
+    };
+    /// Spin briefly, then sleep: the default.
+    pub const SPIN_THEN_SLEEP: Self = Self {
+        spin: 200,
+        max_sleep: Duration::from_millis(100),
+    };
+}
+
+impl Default for WaitPolicy {
+    fn default() -> Self {
+        Self::SPIN_THEN_SLEEP
+    }
+}
+
+/// Reader side: returns once `ring` has a packet. Spins `policy.spin` times, then
+/// clears `interrupt_mask`, re-checks, and sleeps on `bell` (which the writer rings when
+/// its commit says so). Leaves `interrupt_mask` clear; a reader that drains in batches
+/// masks while draining.
+pub fn wait_readable<M: RingMem>(
+    ring: &mut IncomingRing<M>,
+    bell: &Doorbell,
+    policy: WaitPolicy,
+) -> Result<(), RingError> {
+    let mut spins = 0u32;
+    loop {
+        if ring.has_data()? {
+            return Ok(());
+        }
+        if spins < policy.spin {
+            spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        if ring.unmask_and_recheck()? {
+            return Ok(());
+        }
+        bell.wait(policy.max_sleep);
+    }
+}
+
+/// Writer side: writes one packet, waiting for space if the ring is full. On full it
+/// first publishes what is pending (ringing `reader_bell` if the commit says so), spins,
+/// then sets `pending_send_sz`, re-checks and sleeps on `writer_bell` (which the reader
+/// rings when its commit says so). Returns only after the packet is written (not yet
+/// committed).
+pub fn write_blocking<M: RingMem>(
+    ring: &mut OutgoingRing<M>,
+    packet: &OutgoingPacket<'_>,
+    payload: &[&[u8]],
+    reader_bell: &Doorbell,
+    writer_bell: &Doorbell,
+    policy: WaitPolicy,
+) -> Result<(), WriteError> {
+    let mut spins = 0u32;
+    loop {
+        match ring.try_write(packet, payload) {
+            Ok(()) => return Ok(()),
+            Err(WriteError::Full { needed }) => {
+                if ring.commit() {
+                    reader_bell.ring();
+                }
+                if spins < policy.spin {
+                    spins += 1;
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if !ring.prepare_wait(needed)? {
+                    writer_bell.wait(policy.max_sleep);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
