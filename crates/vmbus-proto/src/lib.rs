@@ -9,7 +9,9 @@
 //!   page-list splitting and reassembly;
 //! - [`packet`]: ring packets (descriptor, transfer pages, GPA direct, trailer);
 //! - [`nvsp`]: the NetVSC/NetVSP protocol (v1..v6.1);
-//! - [`rndis`]: RNDIS messages, OIDs, per-packet info and the NDIS offload structures.
+//! - [`rndis`]: RNDIS messages, OIDs, per-packet info and the NDIS offload structures;
+//! - [`engine`]: the sans-IO channel-management engines, server (host) and client
+//!   (guest): bytes in, actions out.
 //!
 //! Conventions: wire structs are `#[repr(C)]` zerocopy types with compile-time size and
 //! offset assertions against Linux's headers; discriminants are open enums (unknown
@@ -24,6 +26,7 @@
 extern crate alloc;
 
 pub mod channel;
+pub mod engine;
 pub mod error;
 pub mod guid;
 pub mod nvsp;

@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("nvsp", nvsp),
     ("rndis", rndis),
     ("ring_hostile_peer", ring_hostile_peer),
+    ("vmbus_server", vmbus_server),
 ];
 
 /// Channel-management messages: parse (plain and at every version), emit, re-parse;
@@ -259,6 +260,63 @@ pub fn ring_hostile_peer(data: &[u8]) {
         }
         let _ = tx.commit();
         let _ = tx.prepare_wait(100);
+    }
+}
+
+/// A hostile guest drives the VMBus server engine: the input is a sequence of
+/// length-prefixed channel messages, each followed by a host-event byte (offer, rescind,
+/// open completion outcome). The server must keep its invariants and caps.
+pub fn vmbus_server(data: &[u8]) {
+    use vmbus_proto::engine::server::{Action, OfferParams, Server, ServerConfig};
+    let config = ServerConfig {
+        vp_count: 2,
+        max_gpadls: 8,
+        max_gpadl_pages: 64,
+        max_channels: 8,
+        ..Default::default()
+    };
+    let mut s = Server::new(config);
+    let offer = |i: u8| {
+        OfferParams::new(
+            vmbus_proto::guid::class::NETWORK,
+            vmbus_proto::Guid {
+                data1: u32::from(i),
+                ..vmbus_proto::Guid::ZERO
+            },
+        )
+    };
+    for i in 0..3 {
+        let _ = s.offer(offer(i));
+    }
+    let mut rest = data;
+    let mut steps = 0usize;
+    while let Some((&len, tail)) = rest.split_first() {
+        steps += 1;
+        assert!(steps <= data.len());
+        let n = usize::from(len).min(tail.len());
+        let (msg, tail) = tail.split_at(n);
+        let (event, tail) = tail.split_first().map_or((0, &[][..]), |(e, t)| (*e, t));
+        rest = tail;
+        let _ = s.handle_message(msg);
+        match event % 8 {
+            0 => {
+                let _ = s.offer(offer(event));
+            }
+            1 => {
+                let _ = s.rescind(u32::from(event / 8 % 4));
+            }
+            _ => {}
+        }
+        let mut actions = 0;
+        while let Some(a) = s.poll_action() {
+            actions += 1;
+            assert!(actions < 10_000, "action storm");
+            if let Action::Open(o) = a {
+                s.open_complete(o.relid, o.open_id, event % 2 == 0);
+            }
+        }
+        s.check_invariants().expect("server invariants");
+        assert!(s.gpadl_count() <= 8 && s.channel_count() <= 8);
     }
 }
 

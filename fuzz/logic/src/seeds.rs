@@ -31,6 +31,7 @@ pub fn builtin(target: &str) -> Vec<Vec<u8>> {
         "nvsp" => nvsp(),
         "rndis" => rndis(),
         "ring_hostile_peer" => ring_hostile_peer(),
+        "vmbus_server" => vmbus_server(),
         _ => Vec::new(),
     }
 }
@@ -243,5 +244,59 @@ fn ring_hostile_peer() -> Vec<Vec<u8>> {
         ring(4096, 0, &[]),
         ring(24, 4072, &pkt),
         ring(8, 16, &[]),
+    ]
+}
+
+fn vmbus_server() -> Vec<Vec<u8>> {
+    // A full Linux-like session: contact, offers, GPADL, open, close, teardown, unload;
+    // each message followed by a host-event byte (2 = nothing).
+    let ic = InitiateContact {
+        version_requested: VmbusVersion::V5_3.0,
+        target_vcpu: 0,
+        interrupt_page_or_target_info: InitiateContact::target_info(2, 0, 0),
+        monitor_page1: 0,
+        monitor_page2: 0,
+    };
+    let (gh, gb) = split(1, 0x10, &[GpaRange::whole_pages((0x100..0x108).collect())])
+        .unwrap_or_else(|_| unreachable!());
+    let open = OpenChannel {
+        child_relid: 1,
+        open_id: 1,
+        ring_buffer_gpadl_handle: 0x10,
+        target_vp: 0,
+        downstream_ring_buffer_page_offset: 4,
+        user_data: [0; 120],
+    };
+    let mut session = vec![
+        Message::InitiateContact(ic, None),
+        Message::RequestOffers,
+        Message::GpadlHeader(gh),
+    ];
+    session.extend(gb.into_iter().map(Message::GpadlBody));
+    session.extend([
+        Message::OpenChannel(open, None),
+        Message::CloseChannel(ChildRelid { child_relid: 1 }),
+        Message::GpadlTeardown(vmbus_proto::channel::GpadlTeardown {
+            child_relid: 1,
+            gpadl: 0x10,
+        }),
+        Message::Unload,
+    ]);
+    let with_events = |msgs: &[Message], event: u8| {
+        let mut out = Vec::new();
+        for m in msgs {
+            let (buf, n) = m.to_payload();
+            out.push(n as u8);
+            out.extend_from_slice(&buf[..n]);
+            out.push(event);
+        }
+        out
+    };
+    vec![
+        with_events(&session, 2),
+        with_events(&session, 1),
+        with_events(&session, 3),
+        with_events(&session[..4], 0),
+        vec![],
     ]
 }

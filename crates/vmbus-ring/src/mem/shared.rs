@@ -113,6 +113,32 @@ impl SharedMemory {
         true
     }
 
+    /// The 8-byte word at `off` as an atomic, or `None` if `off` is not 8-aligned or out
+    /// of range. This is how SynIC pages and other shared structures in guest memory are
+    /// accessed without references the peer could alias.
+    pub fn atomic_u64(&self, off: usize) -> Option<&core::sync::atomic::AtomicU64> {
+        if off % 8 != 0 || off.checked_add(8).is_none_or(|end| end > self.len) {
+            return None;
+        }
+        // SAFETY: `off` is 8-aligned (the mapping is page-aligned) and `off + 8 <= len`,
+        // inside our mapping, which lives as long as `&self`. AtomicU64 is valid for any
+        // bit pattern and all access through it is atomic.
+        Some(unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(off)
+                .cast::<core::sync::atomic::AtomicU64>()
+        })
+    }
+
+    /// The base address of the mapping, for registering it with a hypervisor (KVM
+    /// `set_user_memory_region`, MSHV `map_user_memory`). Dereferencing it is the
+    /// caller's responsibility.
+    pub fn host_address(&self) -> u64 {
+        self.base.as_ptr() as u64
+    }
+
     /// Pointer to page `page`, or `None` if out of range.
     pub(super) fn page_ptr(&self, page: usize) -> Option<NonNull<u8>> {
         if page >= self.pages() {
