@@ -1,8 +1,28 @@
 //! # hv-partition
 //!
-//! Guest partition abstraction for VMBus hosts: guest memory, SynIC, GPADL mapping and the sim/kvm/mshv backends (not yet implemented).
+//! A guest partition as a VMBus host (or a simulated guest) sees it:
 //!
-//! This crate is a placeholder in the workspace layout described in the project's
-//! `DESIGN.md`: it exports nothing yet, and nothing in it pretends to work.
+//! - [`memory`]: guest RAM backed by a memfd, every GPA access bounds-checked;
+//! - [`synic`]: one VP's SynIC: SCONTROL/SIMP/SIEFP/SINT registers, the message and
+//!   event-flag pages in guest memory with the real layouts, a bounded queue per SINT
+//!   with message-pending and EOM redelivery;
+//! - [`gpadl`]: a channel's ring GPADL mapped as double-mapped or paged ring memory;
+//! - [`backend`]: the [`Partition`] / [`HypercallHandler`] seam every backend
+//!   implements (host-to-guest messages and events; guest-to-host hypercalls);
+//! - [`sim`]: the simulated backend, whose guest runs as threads in this process and
+//!   uses the real MSR and hypercall interfaces.
+//!
+//! The `kvm` and `mshv` backends are not implemented yet; they will implement the same
+//! [`Partition`] trait so the VMBus host code above does not change.
 
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod gpadl;
+pub mod memory;
+pub mod sim;
+pub mod synic;
+
+pub use backend::{HypercallHandler, Partition, PartitionError};
+pub use memory::GuestMemory;
+pub use sim::{SimPartition, SimVp};

@@ -1,0 +1,53 @@
+//! The seam between the VMBus host and a hypervisor: what every backend (sim, kvm,
+//! mshv) provides.
+
+use crate::memory::GuestMemory;
+use hv_hypercall::input::{PostMessage, SignalEvent};
+use hv_hypercall::{HvMessage, HvStatus};
+use std::sync::Arc;
+
+/// Why a host-to-guest delivery failed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionError {
+    /// No such VP.
+    #[error("VP {0} does not exist")]
+    InvalidVp(u32),
+    /// The SynIC refused (queue full, SINT or flag out of range, pages disabled).
+    #[error(transparent)]
+    Synic(#[from] crate::synic::SynicError),
+    /// The hypervisor refused (backend-specific).
+    #[error("hypervisor error: {0}")]
+    Hypervisor(&'static str),
+}
+
+/// Host to guest: what the VMBus server needs from a partition.
+pub trait Partition: Send + Sync {
+    /// Guest memory.
+    fn memory(&self) -> &GuestMemory;
+
+    /// Number of virtual processors (VP indices are `0..vp_count`).
+    fn vp_count(&self) -> u32;
+
+    /// Posts a SynIC message to `vp`'s `sint`. If the slot is busy the message is
+    /// queued and delivered after the guest's EOM; an error means it was not accepted.
+    fn post_message(&self, vp: u32, sint: u8, message: &HvMessage) -> Result<(), PartitionError>;
+
+    /// Sets event flag `flag` in `vp`'s SIEFP for `sint` and raises the SINT.
+    fn signal_event(&self, vp: u32, sint: u8, flag: u16) -> Result<(), PartitionError>;
+
+    /// Installs the handler of the guest's VMBus hypercalls (one per partition).
+    fn set_hypercall_handler(&self, handler: Arc<dyn HypercallHandler>);
+}
+
+/// Guest to host: the hypercalls VMBus traffic arrives through. A backend decodes and
+/// validates them (see `hv_hypercall::decode`) and calls the handler from the vCPU
+/// that made the call; the returned status goes back to the guest. Implementations
+/// must be quick and must not block on the guest.
+pub trait HypercallHandler: Send + Sync {
+    /// HvPostMessage from `vp`. Return `SUCCESS`, `INVALID_CONNECTION_ID` (no such
+    /// port) or `INSUFFICIENT_BUFFERS` (busy; the guest retries).
+    fn post_message(&self, vp: u32, message: &PostMessage) -> HvStatus;
+
+    /// HvSignalEvent from `vp`. Return `SUCCESS` or `INVALID_CONNECTION_ID`.
+    fn signal_event(&self, vp: u32, event: &SignalEvent) -> HvStatus;
+}
