@@ -1,8 +1,27 @@
 //! # vmbus
 //!
-//! VMBus host and guest runtime over an hv-partition (not yet implemented).
+//! The VMBus runtime over an [`hv_partition`] backend:
 //!
-//! This crate is a placeholder in the workspace layout described in the project's
-//! `DESIGN.md`: it exports nothing yet, and nothing in it pretends to work.
+//! - [`HostBus`] runs the server engine of `vmbus-proto` on a worker thread, offers
+//!   [`VmbusDevice`]s and hands each an open [`Channel`] when the guest opens it;
+//!   guest hypercalls reach it through the partition's `HypercallHandler` seam, so the
+//!   same host code serves the sim, kvm and mshv backends;
+//! - [`GuestBus`] is the guest side over the simulated partition: SynIC setup, an
+//!   interrupt handler per VP, offers, GPADLs and channel opens;
+//! - [`Channel`] is a ring pair plus event signalling with blocking, non-blocking and
+//!   batch send/receive; its halves can live on different threads.
+//!
+//! Host to guest, a channel signals by setting its relid's event flag in the target
+//! VP's SIEFP and raising the SINT; guest to host, by HvSignalEvent on the channel's
+//! connection id, exactly as Linux's hv_vmbus does.
 
 #![forbid(unsafe_code)]
+
+pub mod channel;
+pub mod guest;
+pub mod host;
+
+pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
+pub use guest::{GuestBus, GuestConfig, GuestError};
+pub use host::{HostBus, HostConfig, HostError, VmbusDevice};
+pub use vmbus_proto::engine::server::{OfferParams, OpenRequest};

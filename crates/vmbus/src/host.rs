@@ -1,0 +1,457 @@
+//! The host side: [`HostBus`] runs the VMBus server engine over a partition.
+//!
+//! Guest hypercalls arrive through [`HypercallHandler`] on the guest's vCPU threads:
+//! PostMessage is queued (bounded; a full queue answers `INSUFFICIENT_BUFFERS` and the
+//! guest retries) for the bus worker thread, which runs the engine and carries out its
+//! actions; SignalEvent is routed straight to the channel by connection id. Devices
+//! implement [`VmbusDevice`] and receive an open [`Channel`].
+
+use crate::channel::{Channel, ChannelShared};
+use hv_hypercall::input::{PostMessage, SignalEvent};
+use hv_hypercall::{HvMessage, HvMessageType, HvStatus};
+use hv_partition::gpadl::{RingMapping, map_channel_rings};
+use hv_partition::{HypercallHandler, Partition};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+use vmbus_proto::engine::MESSAGE_CONNECTION_IDS;
+use vmbus_proto::engine::server::{
+    Action, OfferError, OfferParams, OpenRequest, Server, ServerConfig,
+};
+use vmbus_ring::WaitPolicy;
+
+/// A device behind a channel.
+pub trait VmbusDevice: Send + 'static {
+    /// The guest opened the channel: take it (typically move it to a thread). Return
+    /// `false` to fail the open.
+    fn open(&mut self, channel: Channel, request: &OpenRequest) -> bool;
+    /// The channel closed (guest close, rescind or unload). The channel's halves already
+    /// fail with `Closed`; stop using them.
+    fn close(&mut self, relid: u32);
+}
+
+/// Host bus configuration.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The server engine's configuration (versions, caps). `vp_count` is taken from the
+    /// partition.
+    pub server: ServerConfig,
+    /// Guest messages queued before PostMessage answers INSUFFICIENT_BUFFERS.
+    pub queue_depth: usize,
+    /// How rings are mapped.
+    pub ring_mapping: RingMapping,
+    /// How channel halves wait.
+    pub wait_policy: WaitPolicy,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            queue_depth: 256,
+            ring_mapping: RingMapping::DoubleMapped,
+            wait_policy: WaitPolicy::default(),
+        }
+    }
+}
+
+/// Host bus counters.
+#[derive(Debug, Default)]
+pub struct HostStats {
+    /// Guest messages accepted.
+    pub messages: AtomicU64,
+    /// PostMessage answered INSUFFICIENT_BUFFERS.
+    pub busy: AtomicU64,
+    /// PostMessage or SignalEvent to an unknown connection id.
+    pub bad_connection: AtomicU64,
+    /// Messages the engine rejected.
+    pub rejected: AtomicU64,
+    /// Messages the partition could not deliver to the guest.
+    pub post_failures: AtomicU64,
+    /// Opens that failed to map rings or start the device.
+    pub open_failures: AtomicU64,
+}
+
+/// Host-to-guest messages held while the guest's SynIC queue is full.
+const OUTBOX_CAP: usize = 4096;
+
+enum Request {
+    Message([u8; 240], u8),
+    Offer(
+        OfferParams,
+        Box<dyn VmbusDevice>,
+        mpsc::Sender<Result<u32, OfferError>>,
+    ),
+    Rescind(u32, mpsc::Sender<Result<(), OfferError>>),
+    Stop,
+}
+
+struct Inner<P> {
+    partition: Arc<P>,
+    config: HostConfig,
+    queue: Mutex<VecDeque<Request>>,
+    cv: Condvar,
+    /// Open channels by the connection id the guest signals.
+    by_connection: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
+    stats: HostStats,
+}
+
+impl<P: Partition + 'static> HypercallHandler for Inner<P> {
+    fn post_message(&self, _vp: u32, message: &PostMessage) -> HvStatus {
+        if !MESSAGE_CONNECTION_IDS.contains(&message.connection_id)
+            || message.message_type != HvMessageType::VMBUS
+        {
+            self.stats.bad_connection.fetch_add(1, Ordering::Relaxed);
+            return HvStatus::INVALID_CONNECTION_ID;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.config.queue_depth {
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return HvStatus::INSUFFICIENT_BUFFERS;
+        }
+        q.push_back(Request::Message(message.payload, message.payload_size));
+        self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        self.cv.notify_one();
+        HvStatus::SUCCESS
+    }
+
+    fn signal_event(&self, _vp: u32, event: &SignalEvent) -> HvStatus {
+        match self
+            .by_connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&event.connection_id)
+        {
+            Some(ch) => {
+                ch.notify();
+                HvStatus::SUCCESS
+            }
+            None => {
+                self.stats.bad_connection.fetch_add(1, Ordering::Relaxed);
+                HvStatus::INVALID_CONNECTION_ID
+            }
+        }
+    }
+}
+
+struct OpenChannelState {
+    shared: Arc<ChannelShared>,
+    connection_id: u32,
+    target_vp: Arc<AtomicU32>,
+}
+
+/// The worker's state: the engine, the devices and the open channels.
+struct Worker<P> {
+    inner: Arc<Inner<P>>,
+    server: Server,
+    /// Messages the guest's SynIC queue could not take yet (it is full because the guest
+    /// has not consumed its slot); retried in order. Bounded by [`OUTBOX_CAP`]: when
+    /// full, guest messages wait in the request queue (so PostMessage eventually
+    /// answers INSUFFICIENT_BUFFERS) until the guest catches up.
+    outbox: VecDeque<(u32, u8, HvMessage)>,
+    devices: BTreeMap<u32, Box<dyn VmbusDevice>>,
+    open: BTreeMap<u32, OpenChannelState>,
+    subchannel_index: BTreeMap<u32, u16>,
+}
+
+impl<P: Partition + 'static> Worker<P> {
+    /// Posts held messages in order until the guest's queue refuses one.
+    fn flush_outbox(&mut self) {
+        while let Some((vp, sint, m)) = self.outbox.front() {
+            match self.inner.partition.post_message(*vp, *sint, m) {
+                Ok(()) => {
+                    self.outbox.pop_front();
+                }
+                Err(hv_partition::PartitionError::Synic(
+                    hv_partition::synic::SynicError::QueueFull(_),
+                )) => return,
+                Err(e) => {
+                    self.inner
+                        .stats
+                        .post_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "vmbus: could not post a message to the guest");
+                    self.outbox.pop_front();
+                }
+            }
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            self.flush_outbox();
+            let req = {
+                let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    // While messages are held, poll for the guest to drain its queue.
+                    let blocked = self.outbox.len() >= OUTBOX_CAP;
+                    if !blocked {
+                        if let Some(r) = q.pop_front() {
+                            break Some(r);
+                        }
+                    }
+                    if self.outbox.is_empty() {
+                        q = self.inner.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                    } else {
+                        let (g, _) = self
+                            .inner
+                            .cv
+                            .wait_timeout(q, std::time::Duration::from_micros(500))
+                            .unwrap_or_else(|e| e.into_inner());
+                        q = g;
+                        if blocked || q.is_empty() {
+                            break None;
+                        }
+                    }
+                }
+            };
+            let Some(req) = req else { continue };
+            match req {
+                Request::Message(buf, len) => {
+                    let bytes = buf.get(..usize::from(len)).unwrap_or(&[]);
+                    if let Err(r) = self.server.handle_message(bytes) {
+                        self.inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(rejection = %r, "vmbus: guest message rejected");
+                    }
+                }
+                Request::Offer(params, device, reply) => {
+                    let r = self.server.offer(params);
+                    if let Ok(relid) = r {
+                        self.devices.insert(relid, device);
+                        self.subchannel_index.insert(relid, params.subchannel_index);
+                    }
+                    let _ = reply.send(r);
+                }
+                Request::Rescind(relid, reply) => {
+                    let _ = reply.send(self.server.rescind(relid));
+                }
+                Request::Stop => {
+                    for (relid, st) in std::mem::take(&mut self.open) {
+                        self.close(relid, st);
+                    }
+                    return;
+                }
+            }
+            while let Some(a) = self.server.poll_action() {
+                self.act(a);
+            }
+        }
+    }
+
+    fn close(&mut self, relid: u32, st: OpenChannelState) {
+        st.shared.close();
+        self.inner
+            .by_connection
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&st.connection_id);
+        if let Some(d) = self.devices.get_mut(&relid) {
+            d.close(relid);
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Send { vp, sint, message } => {
+                let (buf, n) = message.to_payload();
+                match HvMessage::new(HvMessageType::VMBUS, buf.get(..n).unwrap_or(&[])) {
+                    Ok(m) => {
+                        self.outbox.push_back((vp, sint, m));
+                        self.flush_outbox();
+                    }
+                    Err(_) => {
+                        self.inner
+                            .stats
+                            .post_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Action::Open(req) => {
+                let ok = self.open_channel(&req);
+                if !ok {
+                    self.inner
+                        .stats
+                        .open_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.server.open_complete(req.relid, req.open_id, ok);
+            }
+            Action::Close { relid } => {
+                if let Some(st) = self.open.remove(&relid) {
+                    self.close(relid, st);
+                }
+            }
+            Action::Retarget { relid, target_vp } => {
+                if let Some(st) = self.open.get(&relid) {
+                    st.target_vp.store(target_vp, Ordering::SeqCst);
+                }
+            }
+            Action::Released { relid } => {
+                self.devices.remove(&relid);
+                self.subchannel_index.remove(&relid);
+            }
+            Action::Connected { version } => tracing::info!(?version, "vmbus: guest connected"),
+            Action::Disconnected => tracing::info!("vmbus: guest disconnected"),
+            Action::GpadlReleased { .. } => {}
+        }
+    }
+
+    fn open_channel(&mut self, req: &OpenRequest) -> bool {
+        let memory = self.inner.partition.memory();
+        let rings = match map_channel_rings(
+            memory,
+            &req.gpadl,
+            req.downstream_page_offset,
+            self.inner.config.ring_mapping,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(relid = req.relid, error = %e, "vmbus: cannot map channel rings");
+                return false;
+            }
+        };
+        let target_vp = Arc::new(AtomicU32::new(req.target_vp));
+        let partition = self.inner.partition.clone();
+        let (tv, sint, flag) = (target_vp.clone(), req.sint, req.relid as u16);
+        let shared = ChannelShared::new(Box::new(move || {
+            // Host to guest: the relid's event flag in the target VP's SIEFP, then the SINT.
+            let _ = partition.signal_event(tv.load(Ordering::SeqCst), sint, flag);
+        }));
+        let sub = self.subchannel_index.get(&req.relid).copied().unwrap_or(0);
+        let channel = match Channel::new(
+            req.relid,
+            sub,
+            rings.host_to_guest,
+            rings.guest_to_host,
+            shared.clone(),
+            self.inner.config.wait_policy,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(relid = req.relid, error = %e, "vmbus: guest ring indices invalid at open");
+                return false;
+            }
+        };
+        let Some(device) = self.devices.get_mut(&req.relid) else {
+            return false;
+        };
+        self.inner
+            .by_connection
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req.connection_id, shared.clone());
+        if !device.open(channel, req) {
+            self.inner
+                .by_connection
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&req.connection_id);
+            return false;
+        }
+        self.open.insert(
+            req.relid,
+            OpenChannelState {
+                shared,
+                connection_id: req.connection_id,
+                target_vp,
+            },
+        );
+        true
+    }
+}
+
+/// The VMBus host.
+pub struct HostBus<P: Partition + 'static> {
+    inner: Arc<Inner<P>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// The worker thread is gone.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// An offer or rescind was refused by the engine.
+    #[error("offer refused: {0:?}")]
+    Offer(OfferError),
+    /// The bus stopped.
+    #[error("host bus stopped")]
+    Stopped,
+}
+
+impl<P: Partition + 'static> HostBus<P> {
+    /// Starts a host bus on `partition` and installs it as the partition's hypercall
+    /// handler.
+    pub fn new(partition: Arc<P>, mut config: HostConfig) -> std::io::Result<Self> {
+        config.server.vp_count = partition.vp_count();
+        let inner = Arc::new(Inner {
+            partition: partition.clone(),
+            config,
+            queue: Mutex::new(VecDeque::new()),
+            cv: Condvar::new(),
+            by_connection: RwLock::new(BTreeMap::new()),
+            stats: HostStats::default(),
+        });
+        partition.set_hypercall_handler(inner.clone());
+        let worker = Worker {
+            inner: inner.clone(),
+            server: Server::new(inner.config.server.clone()),
+            outbox: VecDeque::new(),
+            devices: BTreeMap::new(),
+            open: BTreeMap::new(),
+            subchannel_index: BTreeMap::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("vmbus-host".into())
+            .spawn(move || worker.run())?;
+        Ok(Self {
+            inner,
+            worker: Some(handle),
+        })
+    }
+
+    fn request(&self, r: Request) {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(r);
+        self.inner.cv.notify_one();
+    }
+
+    /// Offers `device` as a channel; returns its relid.
+    pub fn offer(
+        &self,
+        params: OfferParams,
+        device: Box<dyn VmbusDevice>,
+    ) -> Result<u32, HostError> {
+        let (tx, rx) = mpsc::channel();
+        self.request(Request::Offer(params, device, tx));
+        rx.recv()
+            .map_err(|_| HostError::Stopped)?
+            .map_err(HostError::Offer)
+    }
+
+    /// Rescinds a channel (closing it first if open).
+    pub fn rescind(&self, relid: u32) -> Result<(), HostError> {
+        let (tx, rx) = mpsc::channel();
+        self.request(Request::Rescind(relid, tx));
+        rx.recv()
+            .map_err(|_| HostError::Stopped)?
+            .map_err(HostError::Offer)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &HostStats {
+        &self.inner.stats
+    }
+}
+
+impl<P: Partition + 'static> Drop for HostBus<P> {
+    fn drop(&mut self) {
+        self.request(Request::Stop);
+        if let Some(h) = self.worker.take() {
+            let _ = h.join();
+        }
+    }
+}

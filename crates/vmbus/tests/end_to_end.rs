@@ -1,0 +1,436 @@
+//! VMBus end to end over the simulated partition: a HostBus and a GuestBus in one
+//! process, talking through SynIC pages, hypercalls and rings in guest memory.
+
+// Test code: a failed unwrap or index is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use hv_partition::SimPartition;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vmbus::channel::Ring;
+use vmbus::*;
+use vmbus_proto::VmbusVersion;
+use vmbus_proto::channel::OfferChannel;
+use vmbus_proto::engine::client::ClientConfig;
+use vmbus_proto::engine::server::ServerConfig;
+use vmbus_proto::guid::{Guid, class};
+use vmbus_ring::{IncomingPacket, OutgoingPacket};
+
+/// Echoes every packet back with the same transaction id.
+#[derive(Default)]
+struct Echo {
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn payload_of(p: &IncomingPacket<'_, Ring>, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+    let off = usize::from(p.descriptor.data_offset8) * 8;
+    p.with_bytes(scratch, |b| out.extend_from_slice(&b[off..]));
+}
+
+impl VmbusDevice for Echo {
+    fn open(&mut self, channel: Channel, _req: &OpenRequest) -> bool {
+        let Channel {
+            mut sender,
+            mut receiver,
+            ..
+        } = channel;
+        self.threads.push(std::thread::spawn(move || {
+            let mut scratch = Vec::with_capacity(64 * 1024);
+            // Staged packets: (transaction id, start, end) into `data`.
+            let mut staged: Vec<(u64, usize, usize)> = Vec::with_capacity(256);
+            let mut data: Vec<u8> = Vec::with_capacity(256 * 1024);
+            loop {
+                staged.clear();
+                data.clear();
+                let r = receiver.recv_batch(256, |p| {
+                    let start = data.len();
+                    payload_of(p, &mut scratch, &mut data);
+                    staged.push((p.descriptor.transaction_id, start, data.len()));
+                });
+                if r.is_err() {
+                    return;
+                }
+                // Reads are committed before writing, so a full ring cannot deadlock us.
+                for &(tid, s, e) in &staged {
+                    if sender
+                        .write(&OutgoingPacket::inband(tid, 0), &[&data[s..e]])
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                sender.flush();
+            }
+        }));
+        true
+    }
+
+    fn close(&mut self, _relid: u32) {}
+}
+
+struct Setup {
+    partition: Arc<SimPartition>,
+    host: HostBus<SimPartition>,
+    guest: GuestBus,
+}
+
+fn setup(vps: u32, server: ServerConfig, client: ClientConfig) -> Setup {
+    let partition = SimPartition::new(256 << 20, vps).unwrap();
+    let host = HostBus::new(
+        partition.clone(),
+        HostConfig {
+            server,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let guest = GuestBus::new(
+        partition.clone(),
+        GuestConfig {
+            client,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    Setup {
+        partition,
+        host,
+        guest,
+    }
+}
+
+fn nic(n: u32) -> OfferParams {
+    OfferParams::new(
+        class::NETWORK,
+        Guid {
+            data1: n,
+            ..Guid::ZERO
+        },
+    )
+}
+
+/// Packet `i`: 8 + i % 248 bytes derived from i.
+fn packet(i: u64, buf: &mut [u8; 256]) -> usize {
+    let n = 8 + (i % 248) as usize;
+    buf[..8].copy_from_slice(&i.to_le_bytes());
+    for (k, b) in buf[8..n].iter_mut().enumerate() {
+        *b = (i as usize * 31 + k) as u8;
+    }
+    n
+}
+
+/// Streams `count` packets through `channel` and checks every echo, from two threads.
+fn stream(channel: Channel, count: u64) -> Channel {
+    let Channel {
+        relid,
+        subchannel_index,
+        mut sender,
+        mut receiver,
+    } = channel;
+    let writer = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        for i in 0..count {
+            let n = packet(i, &mut buf);
+            sender
+                .write(&OutgoingPacket::inband(i, 0), &[&buf[..n]])
+                .unwrap();
+            if i % 16 == 15 {
+                sender.flush();
+            }
+        }
+        sender.flush();
+        sender
+    });
+    let mut expect = 0u64;
+    let mut scratch = Vec::new();
+    let mut got = Vec::with_capacity(512);
+    let mut want = [0u8; 256];
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while expect < count {
+        receiver
+            .recv_batch(256, |p| {
+                assert_eq!(p.descriptor.transaction_id, expect, "echo order");
+                got.clear();
+                payload_of(p, &mut scratch, &mut got);
+                let n = packet(expect, &mut want);
+                assert_eq!(&got[..n], &want[..n], "echo of packet {expect}");
+                expect += 1;
+            })
+            .unwrap();
+        assert!(Instant::now() < deadline, "stuck at {expect}");
+    }
+    let sender = writer.join().unwrap();
+    Channel {
+        relid,
+        subchannel_index,
+        sender,
+        receiver,
+    }
+}
+
+fn find(offers: &[OfferChannel], relid: u32) -> OfferChannel {
+    *offers.iter().find(|o| o.child_relid == relid).unwrap()
+}
+
+#[test]
+fn million_packets_echoed_close_and_reopen() {
+    let s = setup(2, ServerConfig::default(), ClientConfig::default());
+    let relid = s.host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    assert_eq!(s.guest.connect().unwrap(), VmbusVersion::V5_3);
+    let offers = s.guest.request_offers().unwrap();
+    let offer = find(&offers, relid);
+    assert_eq!({ offer.interface_type }, class::NETWORK);
+    let ch = s.guest.open(&offer, 64, 1).unwrap();
+    let start = Instant::now();
+    let ch = stream(ch, 1_000_000);
+    println!("1M packets echoed in {:?}", start.elapsed());
+    assert!(
+        ch.shared()
+            .stats
+            .signals_received
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    drop(ch);
+    s.guest.close(relid).unwrap();
+    // Reopen the same offer and stream again.
+    let ch = s.guest.open(&offer, 8, 0).unwrap();
+    let ch = stream(ch, 10_000);
+    drop(ch);
+    s.guest.close(relid).unwrap();
+    assert_eq!(
+        s.host
+            .stats()
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        s.guest
+            .stats()
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let st = s.partition.synic_stats(0).unwrap();
+    println!("VP0 SynIC: {st:?}");
+}
+
+#[test]
+fn version_negotiation() {
+    // A guest that only speaks 2.4.
+    let s = setup(
+        1,
+        ServerConfig::default(),
+        ClientConfig {
+            versions: vec![VmbusVersion::V2_4],
+            ..Default::default()
+        },
+    );
+    assert_eq!(s.guest.connect().unwrap(), VmbusVersion::V2_4);
+    let relid = s.host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    let ch = s.guest.open(&find(&offers, relid), 4, 0).unwrap();
+    stream(ch, 1000);
+    // A host that refuses everything newer than 4.0: the guest walks down to it.
+    let s = setup(
+        1,
+        ServerConfig {
+            versions: vec![VmbusVersion::V4_0],
+            ..Default::default()
+        },
+        ClientConfig::default(),
+    );
+    assert_eq!(s.guest.connect().unwrap(), VmbusVersion::V4_0);
+    assert_eq!(
+        s.host
+            .stats()
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5,
+        "5.3, 5.2, 5.1, 5.0, 4.1 refused"
+    );
+    // A host that refuses every version the guest has.
+    let s = setup(
+        1,
+        ServerConfig {
+            versions: vec![VmbusVersion::V6_0],
+            ..Default::default()
+        },
+        ClientConfig::default(),
+    );
+    assert_eq!(s.guest.connect(), Err(GuestError::ConnectFailed));
+}
+
+#[test]
+fn rescind_while_open() {
+    let s = setup(1, ServerConfig::default(), ClientConfig::default());
+    let relid = s.host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    let ch = s.guest.open(&find(&offers, relid), 4, 0).unwrap();
+    let mut ch = stream(ch, 100);
+    s.host.rescind(relid).unwrap();
+    s.guest.wait_rescind(relid).unwrap();
+    assert_eq!(
+        ch.sender.send(&OutgoingPacket::inband(0, 0), &[b"x"]),
+        Err(ChannelError::Closed)
+    );
+    assert_eq!(ch.receiver.recv(|_| ()), Err(ChannelError::Closed));
+    // The relid was released: a new offer can take it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        if let Ok(r) = s.host.offer(nic(2), Box::new(Echo::default())) {
+            if r == relid {
+                break r;
+            }
+            s.host.rescind(r).unwrap();
+        }
+        assert!(Instant::now() < deadline, "relid never released");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let offer = s.guest.wait_offer(|o| o.child_relid == again).unwrap();
+    stream(s.guest.open(&offer, 4, 0).unwrap(), 100);
+}
+
+#[test]
+fn unload_and_reconnect() {
+    let s = setup(1, ServerConfig::default(), ClientConfig::default());
+    let relid = s.host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    let ch = s.guest.open(&find(&offers, relid), 4, 0).unwrap();
+    let mut ch = stream(ch, 100);
+    s.guest.unload().unwrap();
+    assert_eq!(
+        ch.sender.send(&OutgoingPacket::inband(0, 0), &[b"x"]),
+        Err(ChannelError::Closed)
+    );
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    stream(s.guest.open(&find(&offers, relid), 4, 0).unwrap(), 1000);
+}
+
+#[test]
+fn hundred_channels_at_once() {
+    let s = setup(2, ServerConfig::default(), ClientConfig::default());
+    let relids: Vec<u32> = (0..100)
+        .map(|i| s.host.offer(nic(i), Box::new(Echo::default())).unwrap())
+        .collect();
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    assert_eq!(offers.len(), 100);
+    let channels: Vec<Channel> = relids
+        .iter()
+        .enumerate()
+        .map(|(i, r)| s.guest.open(&find(&offers, *r), 2, (i % 2) as u32).unwrap())
+        .collect();
+    // Traffic on all of them at once, each from its own thread.
+    let handles: Vec<_> = channels
+        .into_iter()
+        .map(|c| std::thread::spawn(move || stream(c, 200)))
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn channel_with_64_subchannels() {
+    let s = setup(2, ServerConfig::default(), ClientConfig::default());
+    let instance = Guid {
+        data1: 0x5EED,
+        ..Guid::ZERO
+    };
+    let mut relids = vec![];
+    for i in 0..=64u16 {
+        let p = OfferParams {
+            subchannel_index: i,
+            ..OfferParams::new(class::NETWORK, instance)
+        };
+        relids.push(s.host.offer(p, Box::new(Echo::default())).unwrap());
+    }
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    let subs: Vec<u16> = offers
+        .iter()
+        .filter(|o| { o.interface_instance } == instance)
+        .map(|o| o.subchannel_index)
+        .collect();
+    assert_eq!(subs, (0..=64).collect::<Vec<_>>());
+    for r in relids {
+        let c = s.guest.open(&find(&offers, r), 2, r % 2).unwrap();
+        assert_eq!(
+            u32::from(c.subchannel_index),
+            r - relids_first(&offers, instance)
+        );
+        stream(c, 20);
+    }
+}
+
+fn relids_first(offers: &[OfferChannel], instance: Guid) -> u32 {
+    offers
+        .iter()
+        .filter(|o| { o.interface_instance } == instance)
+        .map(|o| o.child_relid)
+        .min()
+        .unwrap()
+}
+
+#[test]
+fn hostile_guest_messages_do_not_break_the_host() {
+    let s = setup(1, ServerConfig::default(), ClientConfig::default());
+    let relid = s.host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    use vmbus_proto::channel::*;
+    // Garbage and out-of-state messages on the message connection; a bad connection id.
+    let bad = [
+        Message::OpenChannel(
+            OpenChannel {
+                child_relid: 77,
+                open_id: 1,
+                ring_buffer_gpadl_handle: 5,
+                target_vp: 0,
+                downstream_ring_buffer_page_offset: 1,
+                user_data: [0; 120],
+            },
+            None,
+        ),
+        Message::GpadlBody(
+            GpadlBodyMessage::new(
+                GpadlBody {
+                    msg_number: 1,
+                    gpadl: 999,
+                },
+                &[1, 2],
+            )
+            .unwrap(),
+        ),
+        Message::CloseChannel(ChildRelid { child_relid: relid }),
+        Message::RelIdReleased(ChildRelid { child_relid: relid }),
+        Message::OfferChannel(*offers.first().unwrap()),
+    ];
+    for m in &bad {
+        assert_eq!(s.guest.post_raw(1, m), hv_hypercall::HvStatus::SUCCESS);
+    }
+    assert_eq!(
+        s.guest.post_raw(0x77, &Message::Unload),
+        hv_hypercall::HvStatus::INVALID_CONNECTION_ID
+    );
+    // The bus still works.
+    stream(s.guest.open(&find(&offers, relid), 4, 0).unwrap(), 100);
+    assert!(
+        s.host
+            .stats()
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 5
+    );
+}
