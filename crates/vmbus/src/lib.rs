@@ -18,10 +18,12 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod echo;
 pub mod guest;
 pub mod host;
 
 pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
+pub use echo::EchoDevice;
 pub use guest::{GuestBus, GuestConfig, GuestError};
 pub use host::{HostBus, HostConfig, HostError, VmbusDevice};
 pub use vmbus_proto::engine::server::{OfferParams, OpenRequest};

@@ -11,7 +11,6 @@
 
 use hv_partition::SimPartition;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmbus::channel::Ring;
 use vmbus::*;
@@ -22,56 +21,10 @@ use vmbus_proto::engine::server::ServerConfig;
 use vmbus_proto::guid::{Guid, class};
 use vmbus_ring::{IncomingPacket, OutgoingPacket};
 
-/// Echoes every packet back with the same transaction id.
-#[derive(Default)]
-struct Echo {
-    threads: Vec<JoinHandle<()>>,
-}
+type Echo = EchoDevice;
 
 fn payload_of(p: &IncomingPacket<'_, Ring>, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
-    let off = usize::from(p.descriptor.data_offset8) * 8;
-    p.with_bytes(scratch, |b| out.extend_from_slice(&b[off..]));
-}
-
-impl VmbusDevice for Echo {
-    fn open(&mut self, channel: Channel, _req: &OpenRequest) -> bool {
-        let Channel {
-            mut sender,
-            mut receiver,
-            ..
-        } = channel;
-        self.threads.push(std::thread::spawn(move || {
-            let mut scratch = Vec::with_capacity(64 * 1024);
-            // Staged packets: (transaction id, start, end) into `data`.
-            let mut staged: Vec<(u64, usize, usize)> = Vec::with_capacity(256);
-            let mut data: Vec<u8> = Vec::with_capacity(256 * 1024);
-            loop {
-                staged.clear();
-                data.clear();
-                let r = receiver.recv_batch(256, |p| {
-                    let start = data.len();
-                    payload_of(p, &mut scratch, &mut data);
-                    staged.push((p.descriptor.transaction_id, start, data.len()));
-                });
-                if r.is_err() {
-                    return;
-                }
-                // Reads are committed before writing, so a full ring cannot deadlock us.
-                for &(tid, s, e) in &staged {
-                    if sender
-                        .write(&OutgoingPacket::inband(tid, 0), &[&data[s..e]])
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                sender.flush();
-            }
-        }));
-        true
-    }
-
-    fn close(&mut self, _relid: u32) {}
+    vmbus::echo::append_payload(p, scratch, out)
 }
 
 struct Setup {
