@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a fixed time each (nightly toolchain required).
 #   scripts/fuzz.sh [seconds-per-target] [target...]
-# Seeds come from hv-fuzz-logic's built-in corpus (written to fuzz/corpus/<target>);
+# Seeds: hv-fuzz-logic's built-in corpus (written to fuzz/corpus/<target>) plus the committed
+# fuzz/seeds/<target> (inputs earlier runs found, replayed by cargo test);
 # the corpus the fuzzer grows stays there (git-ignored) and `cargo test` replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 for t in "${targets[@]}"; do
   echo "== $t (${secs}s)"
-  cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=4096 2>&1 \
+  mkdir -p "fuzz/seeds/$t"
+  cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- -max_total_time="$secs" -max_len=4096 2>&1 \
     | grep -E '^(Done|#[0-9]+ +DONE)|SUMMARY|panicked|ERROR' || true
 done

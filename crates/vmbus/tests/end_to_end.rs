@@ -387,3 +387,22 @@ fn hostile_guest_messages_do_not_break_the_host() {
             >= 5
     );
 }
+
+#[test]
+fn modify_channel_moves_interrupts() {
+    let s = setup(2, ServerConfig::default(), ClientConfig::default());
+    let relid = s.host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    let ch = s.guest.open(&find(&offers, relid), 4, 0).unwrap();
+    let ch = stream(ch, 100);
+    let before = s.partition.synic_stats(1).unwrap().events;
+    s.guest.modify_channel(relid, 1).unwrap();
+    // The host applies the retarget on its worker; traffic then raises VP 1's SINT.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ch = ch;
+    while s.partition.synic_stats(1).unwrap().events == before {
+        ch = stream(ch, 10);
+        assert!(Instant::now() < deadline, "events never moved to VP 1");
+    }
+}
