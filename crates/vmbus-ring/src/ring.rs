@@ -444,8 +444,8 @@ impl<M: RingMem> IncomingRing<M> {
 
     /// Publishes the read position. Returns whether the writer must be signalled:
     /// only if the writer advertises `pending_send_sz` support, has set it, and this
-    /// commit moved the free space from at most `pending_send_sz` to above it (Linux
-    /// `hv_pkt_iter_close`).
+    /// commit moved the free space from at most `pending_send_sz` (low 3 bits masked)
+    /// to above it (Linux `hv_pkt_iter_close`).
     pub fn commit(&mut self) -> bool {
         if self.next == self.committed {
             return false;
@@ -458,7 +458,9 @@ impl<M: RingMem> IncomingRing<M> {
             return false;
         }
         fence(Ordering::SeqCst);
-        let pending = ctl.pending_send_size();
+        // Low 3 bits masked, as OpenVMM does: some writers set the size minus one. Sizes
+        // are multiples of 8, so this only makes the threshold exact for them.
+        let pending = ctl.pending_send_size() & !7;
         if pending == 0 {
             return false;
         }

@@ -235,12 +235,27 @@ fn reader_signals_when_free_space_crosses_pending_send_size() {
     assert_eq!(mem.control().pending_send_size(), 0);
     rx.try_read().unwrap();
     assert!(!rx.commit(), "writer not waiting: no signal");
+    // A peer that sets a size that is not a multiple of 8 (1031, read as 1024 with the
+    // low bits masked) is still woken when free space goes from 1024 to 2048.
+    while tx
+        .try_write(&OutgoingPacket::inband(0, 0), &[&body])
+        .is_ok()
+    {}
+    tx.commit();
+    mem.control().set_pending_send_size(1031);
+    rx.try_read().unwrap();
+    assert!(rx.commit(), "masked threshold crossed");
+    while rx.try_read().is_ok() {}
+    rx.commit();
     // Without the feature bit the reader never signals.
     mem.control().set_feature_bits(0);
     mem.control().set_pending_send_size(4000);
+    tx.try_write(&OutgoingPacket::inband(0, 0), &[&body])
+        .unwrap();
+    tx.commit();
     rx.try_read().unwrap();
     assert!(!rx.commit());
-    assert_eq!(rx.stats().signals, 1);
+    assert_eq!(rx.stats().signals, 2);
 }
 
 /// A ring image built by hand from the published layout (include/linux/hyperv.h):
