@@ -38,7 +38,12 @@ const RING_PAGES: usize = 64;
 struct Sink(Arc<AtomicU64>);
 
 impl VmbusDevice for Sink {
-    fn open(&mut self, channel: Channel, _req: &OpenRequest) -> bool {
+    fn open(
+        &mut self,
+        channel: Channel,
+        _req: &OpenRequest,
+        _ctx: &vmbus::host::DeviceContext,
+    ) -> bool {
         let count = self.0.clone();
         let Channel { mut receiver, .. } = channel;
         std::thread::spawn(move || {

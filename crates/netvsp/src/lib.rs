@@ -1,8 +1,23 @@
 //! # netvsp
 //!
-//! Hyper-V synthetic NIC host service (NetVSP) over VMBus (not yet implemented).
+//! The host side of the Hyper-V synthetic NIC: a [`Netvsp`] device, offered on a
+//! `vmbus::HostBus` with the network device class, speaks NVSP (versions 1 through 6.1)
+//! and RNDIS the way Linux's hv_netvsc expects (reference/linux-guest.md section C):
+//! receive buffer in sub-allocations delivered as transfer-page packets and recycled on
+//! completion, send buffer in sections and GPA-direct packets for guest transmit,
+//! RNDIS bring-up with the OIDs netvsc queries, link-status indications.
 //!
-//! This crate is a placeholder in the workspace layout described in the project's
-//! `DESIGN.md`: it exports nothing yet, and nothing in it pretends to work.
+//! Network [`backend`]s: loopback and an in-process L2 switch with MAC learning.
+//!
+//! Not implemented yet (see the issue tracker): multi-queue (subchannel requests are
+//! answered with none, RSS capabilities with NOT_SUPPORTED), checksum/LSO offloads (the
+//! capabilities report none), the TAP backend, and pcap capture.
 
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod device;
+mod rndis;
+
+pub use backend::{LinkControl, Loopback, NetEndpoint, Switch, SwitchPort};
+pub use device::{Netvsp, NetvspConfig, NicStats};

@@ -78,3 +78,108 @@ pub fn map_ring_pages(
 ) -> io::Result<Arc<dyn RingMem>> {
     ring(memory, pfns, how)
 }
+
+/// Why a GPADL buffer access failed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "access {offset:#x}+{len:#x} outside a {size:#x}-byte GPADL buffer, or its pages outside guest memory"
+)]
+pub struct BufferError {
+    /// Offset requested.
+    pub offset: usize,
+    /// Length requested.
+    pub len: usize,
+    /// Buffer size.
+    pub size: usize,
+}
+
+/// A GPADL seen as one byte buffer (NetVSP's receive and send buffers): offsets are
+/// translated page by page into guest memory, every access bounds-checked against the
+/// GPADL and against guest memory. The guest may reuse the pages at any time, so the
+/// contents are always untrusted.
+#[derive(Clone, Debug)]
+pub struct GpadlBuffer {
+    memory: GuestMemory,
+    pfns: Arc<[u64]>,
+    first_offset: usize,
+    size: usize,
+}
+
+impl GpadlBuffer {
+    /// The buffer of a one-range GPADL. Multi-range GPADLs are refused.
+    pub fn new(memory: &GuestMemory, gpadl: &Gpadl) -> Result<Self, BufferError> {
+        let err = BufferError {
+            offset: 0,
+            len: 0,
+            size: 0,
+        };
+        let [range] = gpadl.ranges.as_slice() else {
+            return Err(err);
+        };
+        Ok(Self {
+            memory: memory.clone(),
+            pfns: range.pfns.clone().into(),
+            first_offset: range.byte_offset as usize,
+            size: range.byte_count as usize,
+        })
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.size
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    fn chunks(
+        &self,
+        offset: usize,
+        len: usize,
+        mut f: impl FnMut(u64, usize, usize) -> bool,
+    ) -> Result<(), BufferError> {
+        let err = BufferError {
+            offset,
+            len,
+            size: self.size,
+        };
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(err);
+        }
+        let mut done = 0;
+        let mut pos = self.first_offset + offset;
+        while done < len {
+            let page = pos / 4096;
+            let in_page = pos % 4096;
+            let n = (4096 - in_page).min(len - done);
+            let pfn = *self.pfns.get(page).ok_or(err)?;
+            let gpa = pfn.checked_mul(4096).ok_or(err)? + in_page as u64;
+            if !f(gpa, n, done) {
+                return Err(err);
+            }
+            done += n;
+            pos += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the buffer.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), BufferError> {
+        let memory = &self.memory;
+        self.chunks(offset, buf.len(), |gpa, n, at| {
+            buf.get_mut(at..at + n)
+                .is_some_and(|b| memory.read(gpa, b).is_ok())
+        })
+    }
+
+    /// Copies `buf` into the buffer at `offset`.
+    pub fn write_at(&self, offset: usize, buf: &[u8]) -> Result<(), BufferError> {
+        let memory = &self.memory;
+        self.chunks(offset, buf.len(), |gpa, n, at| {
+            buf.get(at..at + n)
+                .is_some_and(|b| memory.write(gpa, b).is_ok())
+        })
+    }
+}

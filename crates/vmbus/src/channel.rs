@@ -69,6 +69,7 @@ pub struct ChannelStats {
 pub struct ChannelShared {
     rx_bell: Doorbell,
     tx_bell: Doorbell,
+    waker: std::sync::Mutex<Option<Arc<Doorbell>>>,
     closed: AtomicBool,
     signal: Box<dyn Fn() + Send + Sync>,
     /// Counters.
@@ -81,17 +82,36 @@ impl ChannelShared {
         Arc::new(Self {
             rx_bell: Doorbell::new(),
             tx_bell: Doorbell::new(),
+            waker: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
             signal,
             stats: ChannelStats::default(),
         })
     }
 
-    /// The peer signalled: wake both halves.
+    /// The peer signalled: wake both halves (and the waker, if one is set).
     pub fn notify(&self) {
         self.stats.signals_received.fetch_add(1, Ordering::Relaxed);
         self.rx_bell.ring();
         self.tx_bell.ring();
+        self.ring_waker();
+    }
+
+    fn ring_waker(&self) {
+        if let Some(w) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.ring();
+        }
+    }
+
+    /// Also rings `waker` on every peer signal and on close: for a worker that waits
+    /// for several sources (a channel and a network backend) on one doorbell.
+    pub fn set_waker(&self, waker: Arc<Doorbell>) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
     }
 
     /// Marks the channel closed and wakes both halves, which then fail with
@@ -100,6 +120,7 @@ impl ChannelShared {
         self.closed.store(true, Ordering::SeqCst);
         self.rx_bell.ring();
         self.tx_bell.ring();
+        self.ring_waker();
     }
 
     /// Whether the channel was closed.
@@ -218,6 +239,23 @@ impl Sender {
         self.write(packet, payload)?;
         self.flush();
         Ok(())
+    }
+
+    /// The shared state (close, waker, counters).
+    pub fn shared(&self) -> &Arc<ChannelShared> {
+        &self.shared
+    }
+
+    /// Writes one packet without publishing it if there is space now (no waiting).
+    pub fn try_write(
+        &mut self,
+        packet: &OutgoingPacket<'_>,
+        payload: &[&[u8]],
+    ) -> Result<(), ChannelError> {
+        if self.shared.is_closed() {
+            return Err(ChannelError::Closed);
+        }
+        Ok(self.ring.try_write(packet, payload)?)
     }
 
     /// Writes and publishes one packet if there is space now.
@@ -339,5 +377,14 @@ impl Receiver {
     /// Ring counters.
     pub fn stats(&self) -> vmbus_ring::ReaderStats {
         self.ring.stats()
+    }
+
+    /// Before sleeping on an external waker: clears the interrupt mask and re-checks.
+    /// `Ok(true)` means data arrived meanwhile (do not sleep).
+    pub fn prepare_sleep(&mut self) -> Result<bool, ChannelError> {
+        if self.shared.is_closed() {
+            return Err(ChannelError::Closed);
+        }
+        Ok(self.ring.unmask_and_recheck()?)
     }
 }

@@ -25,7 +25,12 @@ pub fn append_payload(p: &IncomingPacket<'_, Ring>, scratch: &mut Vec<u8>, out: 
 }
 
 impl VmbusDevice for EchoDevice {
-    fn open(&mut self, channel: Channel, _req: &OpenRequest) -> bool {
+    fn open(
+        &mut self,
+        channel: Channel,
+        _req: &OpenRequest,
+        _ctx: &crate::host::DeviceContext,
+    ) -> bool {
         let Channel {
             mut sender,
             mut receiver,

@@ -607,6 +607,66 @@ impl GuestBus {
         Ok(())
     }
 
+    /// Allocates `pages` zeroed, contiguous pages of guest memory for the caller (e.g. a
+    /// NIC's receive and send buffers); returns the first page number.
+    pub fn alloc_pages(&self, pages: u64) -> Result<u64, GuestError> {
+        let start = self
+            .inner
+            .lock()
+            .alloc
+            .alloc(pages)
+            .ok_or(GuestError::OutOfMemory)?;
+        let zero = [0u8; 4096];
+        for p in start..start + pages {
+            let _ = self.memory().write(p * 4096, &zero);
+        }
+        Ok(start)
+    }
+
+    /// Returns pages from [`GuestBus::alloc_pages`].
+    pub fn free_pages(&self, start: u64, pages: u64) {
+        self.inner.lock().alloc.release(start, pages);
+    }
+
+    /// Describes `pages` pages from `start` to the host as a GPADL of `relid` and waits
+    /// for the host's answer; returns the GPADL id.
+    pub fn create_gpadl(&self, relid: u32, start: u64, pages: u64) -> Result<u32, GuestError> {
+        let gpadl = {
+            let mut core = self.inner.lock();
+            let g = core.client.create_gpadl(
+                relid,
+                &[GpaRange::whole_pages((start..start + pages).collect())],
+            )?;
+            self.inner.pump(&mut core);
+            g
+        };
+        let ok = self.inner.wait_for(|e| match e {
+            ClientAction::GpadlCreated { gpadl: g, ok, .. } if *g == gpadl => Some(*ok),
+            _ => None,
+        })?;
+        if ok {
+            Ok(gpadl)
+        } else {
+            Err(GuestError::Refused("GPADL"))
+        }
+    }
+
+    /// Tears down a GPADL made with [`GuestBus::create_gpadl`] and waits for the host.
+    pub fn teardown_gpadl(&self, gpadl: u32) -> Result<(), GuestError> {
+        {
+            let mut core = self.inner.lock();
+            core.client.teardown_gpadl(gpadl)?;
+            self.inner.pump(&mut core);
+        }
+        self.inner
+            .wait_for(|e| (*e == ClientAction::GpadlTorndown { gpadl }).then_some(()))
+    }
+
+    /// Guest memory.
+    pub fn memory(&self) -> &hv_partition::GuestMemory {
+        hv_partition::Partition::memory(&*self.inner.partition)
+    }
+
     /// Sends a raw channel-management message (for tests of a misbehaving guest).
     pub fn post_raw(&self, connection_id: u32, message: &Message) -> HvStatus {
         let (buf, n) = message.to_payload();

@@ -9,23 +9,49 @@
 use crate::channel::{Channel, ChannelShared};
 use hv_hypercall::input::{PostMessage, SignalEvent};
 use hv_hypercall::{HvMessage, HvMessageType, HvStatus};
-use hv_partition::gpadl::{RingMapping, map_channel_rings};
+use hv_partition::GuestMemory;
+use hv_partition::gpadl::{GpadlBuffer, RingMapping, map_channel_rings};
 use hv_partition::{HypercallHandler, Partition};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
+use vmbus_proto::channel::gpadl::Gpadl;
 use vmbus_proto::engine::MESSAGE_CONNECTION_IDS;
 use vmbus_proto::engine::server::{
     Action, OfferError, OfferParams, OpenRequest, Server, ServerConfig,
 };
 use vmbus_ring::WaitPolicy;
 
+/// The GPADLs the guest created, by id, with the relid they were created for.
+pub type GpadlTable = Arc<RwLock<BTreeMap<u32, (u32, Arc<Gpadl>)>>>;
+
+/// What a device may use besides its channel: guest memory and the guest's GPADLs.
+#[derive(Clone)]
+pub struct DeviceContext {
+    /// Guest memory.
+    pub memory: GuestMemory,
+    gpadls: GpadlTable,
+}
+
+impl DeviceContext {
+    /// The GPADL `id` as a byte buffer, if it exists and was created for `relid`
+    /// (pass the primary channel's relid for buffers shared with subchannels).
+    pub fn gpadl_buffer(&self, relid: u32, id: u32) -> Option<GpadlBuffer> {
+        let table = self.gpadls.read().unwrap_or_else(|e| e.into_inner());
+        let (owner, g) = table.get(&id)?;
+        if *owner != relid {
+            return None;
+        }
+        GpadlBuffer::new(&self.memory, g).ok()
+    }
+}
+
 /// A device behind a channel.
 pub trait VmbusDevice: Send + 'static {
     /// The guest opened the channel: take it (typically move it to a thread). Return
     /// `false` to fail the open.
-    fn open(&mut self, channel: Channel, request: &OpenRequest) -> bool;
+    fn open(&mut self, channel: Channel, request: &OpenRequest, context: &DeviceContext) -> bool;
     /// The channel closed (guest close, rescind or unload). The channel's halves already
     /// fail with `Closed`; stop using them.
     fn close(&mut self, relid: u32);
@@ -94,6 +120,8 @@ struct Inner<P> {
     cv: Condvar,
     /// Open channels by the connection id the guest signals.
     by_connection: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
+    /// Complete GPADLs.
+    gpadls: GpadlTable,
     stats: HostStats,
 }
 
@@ -294,7 +322,20 @@ impl<P: Partition + 'static> Worker<P> {
             }
             Action::Connected { version } => tracing::info!(?version, "vmbus: guest connected"),
             Action::Disconnected => tracing::info!("vmbus: guest disconnected"),
-            Action::GpadlReleased { .. } => {}
+            Action::GpadlReady { relid, id, gpadl } => {
+                self.inner
+                    .gpadls
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, (relid, Arc::new(gpadl)));
+            }
+            Action::GpadlReleased { gpadl } => {
+                self.inner
+                    .gpadls
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&gpadl);
+            }
         }
     }
 
@@ -342,7 +383,11 @@ impl<P: Partition + 'static> Worker<P> {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req.connection_id, shared.clone());
-        if !device.open(channel, req) {
+        let context = DeviceContext {
+            memory: memory.clone(),
+            gpadls: self.inner.gpadls.clone(),
+        };
+        if !device.open(channel, req, &context) {
             self.inner
                 .by_connection
                 .write()
@@ -390,6 +435,7 @@ impl<P: Partition + 'static> HostBus<P> {
             queue: Mutex::new(VecDeque::new()),
             cv: Condvar::new(),
             by_connection: RwLock::new(BTreeMap::new()),
+            gpadls: Arc::new(RwLock::new(BTreeMap::new())),
             stats: HostStats::default(),
         });
         partition.set_hypercall_handler(inner.clone());

@@ -141,6 +141,16 @@ pub enum Action {
         /// The new VP.
         target_vp: u32,
     },
+    /// A GPADL is complete and valid; devices may look it up by id (NetVSP's receive and
+    /// send buffers are GPADLs named in NVSP messages).
+    GpadlReady {
+        /// The channel it was created for.
+        relid: u32,
+        /// The GPADL id.
+        id: u32,
+        /// Its ranges.
+        gpadl: Gpadl,
+    },
     /// A GPADL no longer exists; drop any mapping of it.
     GpadlReleased {
         /// The GPADL id.
@@ -609,6 +619,11 @@ impl Server {
         let result = acc.clone().finish();
         match result {
             Ok(g) if g.page_count() <= self.config.max_gpadl_pages => {
+                self.actions.push_back(Action::GpadlReady {
+                    relid,
+                    id,
+                    gpadl: g.clone(),
+                });
                 entry.state = GpadlState::Ready(g);
                 self.stats.gpadls_created += 1;
                 self.gpadl_reply(relid, id, true);

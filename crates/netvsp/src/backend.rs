@@ -1,0 +1,323 @@
+//! Network backends: where a NIC's frames go and come from.
+//!
+//! A backend hands each NIC a [`NetEndpoint`]. Frames are copied into bounded queues of
+//! preallocated slots ([`FrameQueue`]), so the steady state allocates nothing; a full
+//! queue drops (and counts) rather than grows.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use vmbus_ring::Doorbell;
+
+/// Largest frame a queue slot holds (Ethernet with a VLAN tag, no FCS).
+pub const MAX_FRAME: usize = 1518;
+
+/// One NIC's attachment to a network.
+pub trait NetEndpoint: Send + 'static {
+    /// A frame the guest sent. Returns false if it was dropped.
+    fn transmit(&mut self, frame: &[u8]) -> bool;
+    /// Copies the next frame for the guest into `buf`; returns its length.
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// Doorbell to ring when a frame arrives or the link changes.
+    fn set_waker(&mut self, waker: Arc<Doorbell>);
+    /// Whether the link is up.
+    fn link_up(&self) -> bool;
+}
+
+/// A bounded FIFO of frames in preallocated slots.
+pub struct FrameQueue {
+    slots: Vec<[u8; MAX_FRAME]>,
+    lens: Vec<u16>,
+    head: usize,
+    len: usize,
+}
+
+impl FrameQueue {
+    /// A queue of `capacity` frames.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            slots: vec![[0u8; MAX_FRAME]; capacity.max(1)],
+            lens: vec![0; capacity.max(1)],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// Appends a copy of `frame`; false if the queue is full or the frame too long.
+    pub fn push(&mut self, frame: &[u8]) -> bool {
+        let cap = self.slots.len();
+        if self.len == cap || frame.len() > MAX_FRAME {
+            return false;
+        }
+        let i = (self.head + self.len) % cap;
+        if let (Some(slot), Some(l)) = (self.slots.get_mut(i), self.lens.get_mut(i)) {
+            if let Some(dst) = slot.get_mut(..frame.len()) {
+                dst.copy_from_slice(frame);
+                *l = frame.len() as u16;
+                self.len += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Copies the oldest frame into `buf` (truncating if `buf` is short) and removes it.
+    pub fn pop(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = self.head;
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        let n = usize::from(*self.lens.get(i)?);
+        let src = self.slots.get(i)?.get(..n)?;
+        let m = n.min(buf.len());
+        buf.get_mut(..m)?.copy_from_slice(src.get(..m)?);
+        Some(m)
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Shared state of one port: its inbound queue, waker and link.
+struct Port {
+    queue: Mutex<FrameQueue>,
+    waker: Mutex<Option<Arc<Doorbell>>>,
+    link: AtomicBool,
+    mac: Mutex<Option<[u8; 6]>>,
+    dropped: AtomicU64,
+}
+
+impl Port {
+    fn new(depth: usize) -> Arc<Self> {
+        Arc::new(Self {
+            queue: Mutex::new(FrameQueue::new(depth)),
+            waker: Mutex::new(None),
+            link: AtomicBool::new(true),
+            mac: Mutex::new(None),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    fn deliver(&self, frame: &[u8]) -> bool {
+        let ok = self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(frame);
+        if ok {
+            self.wake();
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.ring();
+        }
+    }
+}
+
+/// Sets a port's link state from outside (tests, management).
+#[derive(Clone)]
+pub struct LinkControl(Arc<Port>);
+
+impl LinkControl {
+    /// Sets the link up or down and wakes the NIC so it can tell the guest.
+    pub fn set(&self, up: bool) {
+        self.0.link.store(up, Ordering::SeqCst);
+        self.0.wake();
+    }
+
+    /// Frames dropped because the port's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Loopback: every frame the guest sends comes back to it.
+pub struct Loopback {
+    port: Arc<Port>,
+}
+
+impl Loopback {
+    /// A loopback endpoint with a queue of `depth` frames, and its link control.
+    pub fn new(depth: usize) -> (Self, LinkControl) {
+        let port = Port::new(depth);
+        (Self { port: port.clone() }, LinkControl(port))
+    }
+}
+
+impl NetEndpoint for Loopback {
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.port.link.load(Ordering::SeqCst) && self.port.deliver(frame)
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.port
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(buf)
+    }
+    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+        *self.port.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+    }
+    fn link_up(&self) -> bool {
+        self.port.link.load(Ordering::SeqCst)
+    }
+}
+
+/// An in-process L2 switch with MAC learning: unicast to the port that last sent from
+/// the destination MAC, flood broadcast, multicast and unknown destinations.
+pub struct Switch {
+    ports: Mutex<Vec<Arc<Port>>>,
+    depth: usize,
+}
+
+impl Switch {
+    /// A switch whose ports queue `depth` frames each.
+    pub fn new(depth: usize) -> Arc<Self> {
+        Arc::new(Self {
+            ports: Mutex::new(Vec::new()),
+            depth,
+        })
+    }
+
+    /// A new port.
+    pub fn port(self: &Arc<Self>) -> (SwitchPort, LinkControl) {
+        let port = Port::new(self.depth);
+        self.ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(port.clone());
+        (
+            SwitchPort {
+                switch: self.clone(),
+                port: port.clone(),
+            },
+            LinkControl(port),
+        )
+    }
+
+    fn forward(&self, from: &Arc<Port>, frame: &[u8]) -> bool {
+        let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) else {
+            return false;
+        };
+        let mut src_mac = [0u8; 6];
+        src_mac.copy_from_slice(src);
+        *from.mac.lock().unwrap_or_else(|e| e.into_inner()) = Some(src_mac);
+        let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let flood = dst.first().is_some_and(|b| b & 1 != 0);
+        if !flood {
+            if let Some(p) = ports.iter().find(|p| {
+                !Arc::ptr_eq(p, from)
+                    && p.mac
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .is_some_and(|m| m == dst)
+            }) {
+                return p.link.load(Ordering::SeqCst) && p.deliver(frame);
+            }
+        }
+        let mut any = false;
+        for p in ports
+            .iter()
+            .filter(|p| !Arc::ptr_eq(p, from) && p.link.load(Ordering::SeqCst))
+        {
+            any |= p.deliver(frame);
+        }
+        any
+    }
+}
+
+/// One port of a [`Switch`].
+pub struct SwitchPort {
+    switch: Arc<Switch>,
+    port: Arc<Port>,
+}
+
+impl NetEndpoint for SwitchPort {
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.port.link.load(Ordering::SeqCst) && self.switch.forward(&self.port, frame)
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.port
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(buf)
+    }
+    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+        *self.port.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+    }
+    fn link_up(&self) -> bool {
+        self.port.link.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(dst: u8, src: u8, tag: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, dst]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, src]);
+        f[14] = tag;
+        f
+    }
+
+    #[test]
+    fn switch_learns_and_floods() {
+        let sw = Switch::new(8);
+        let (mut a, _) = sw.port();
+        let (mut b, _) = sw.port();
+        let (mut c, lc) = sw.port();
+        let mut buf = [0u8; 1518];
+        // Unknown destination: flooded to b and c.
+        assert!(a.transmit(&frame(2, 1, 1)));
+        assert_eq!(b.receive(&mut buf), Some(60));
+        assert_eq!(c.receive(&mut buf), Some(60));
+        // b answers a: a's MAC was learned, so only a gets it.
+        assert!(b.transmit(&frame(1, 2, 2)));
+        assert_eq!(a.receive(&mut buf), Some(60));
+        assert_eq!(buf[14], 2);
+        assert_eq!(c.receive(&mut buf), None);
+        // A port with its link down receives nothing.
+        lc.set(false);
+        assert!(
+            a.transmit(&frame(0xFF, 1, 3)),
+            "b still receives the broadcast"
+        );
+        assert_eq!(c.receive(&mut buf), None);
+        assert_eq!(b.receive(&mut buf), Some(60));
+    }
+
+    #[test]
+    fn queues_are_bounded() {
+        let (mut l, lc) = Loopback::new(2);
+        assert!(l.transmit(&[1; 60]));
+        assert!(l.transmit(&[2; 60]));
+        assert!(!l.transmit(&[3; 60]));
+        assert_eq!(lc.dropped(), 1);
+        let mut buf = [0u8; 100];
+        assert_eq!(l.receive(&mut buf), Some(60));
+        assert_eq!(buf[0], 1);
+        assert!(!l.transmit(&[0; MAX_FRAME + 1]));
+    }
+}

@@ -1,0 +1,716 @@
+//! The NetVSP device: one worker thread per open channel speaking NVSP and RNDIS.
+
+use crate::backend::{MAX_FRAME, NetEndpoint};
+use crate::rndis::RndisControl;
+use hv_partition::gpadl::GpadlBuffer;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use vmbus::{Channel, ChannelError, DeviceContext, OpenRequest, Receiver, Sender, VmbusDevice};
+use vmbus_proto::nvsp::{
+    NETVSC_INVALID_INDEX, Nvsp1ReceiveBufferSection, NvspChannelType, NvspMessage, NvspStatus,
+    NvspVersion,
+};
+use vmbus_proto::packet::{
+    FLAG_COMPLETION_REQUESTED, Packet, PacketKind, PacketLimits, PacketType, TransferPageHeader,
+    TransferPageRange,
+};
+use vmbus_proto::rndis::{RndisMessage, RndisMessages};
+use vmbus_ring::{Doorbell, OutgoingPacket};
+use zerocopy::IntoBytes;
+
+/// Receive-buffer sub-allocation size (Linux `NETVSC_RECV_SECTION_SIZE`): one frame of
+/// up to 1514 bytes plus its RNDIS header fits.
+pub const RECV_SECTION_SIZE: u32 = 1728;
+/// Send-buffer section size offered to the guest (Linux `NETVSC_SEND_SECTION_SIZE`).
+pub const SEND_SECTION_SIZE: u32 = 6144;
+/// Largest RNDIS message accepted from the guest.
+const MAX_RNDIS: usize = 64 * 1024;
+
+/// NIC configuration.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct NetvspConfig {
+    /// Permanent MAC address.
+    pub mac: [u8; 6],
+    /// MTU (payload bytes per frame).
+    pub mtu: u32,
+    /// Link speed reported to the guest, in bits per second.
+    pub link_speed_bps: u64,
+}
+
+impl Default for NetvspConfig {
+    fn default() -> Self {
+        Self {
+            mac: [0x00, 0x15, 0x5D, 0x00, 0x00, 0x01],
+            mtu: 1500,
+            link_speed_bps: 10_000_000_000,
+        }
+    }
+}
+
+/// NIC counters, readable while it runs.
+#[derive(Debug, Default)]
+pub struct NicStats {
+    /// Frames the guest sent that went to the backend.
+    pub tx_frames: AtomicU64,
+    /// Guest frames the backend dropped (or link down).
+    pub tx_dropped: AtomicU64,
+    /// Frames delivered to the guest.
+    pub rx_frames: AtomicU64,
+    /// Frames dropped because the guest's receive buffer had no free sub-allocation.
+    pub rx_no_buffer: AtomicU64,
+    /// Frames dropped before the guest enabled reception (no buffer, filter 0).
+    pub rx_not_ready: AtomicU64,
+    /// Malformed NVSP, RNDIS or ring packets from the guest.
+    pub bad_packets: AtomicU64,
+    /// Completions for transaction ids we never sent.
+    pub unknown_completions: AtomicU64,
+    /// RNDIS control requests answered.
+    pub control_requests: AtomicU64,
+    /// Link-status indications sent.
+    pub link_indications: AtomicU64,
+    /// Negotiated NVSP version (0 until negotiated).
+    pub nvsp_version: AtomicU64,
+}
+
+/// The NetVSP device: offer it on a HostBus with the network device class.
+pub struct Netvsp {
+    config: NetvspConfig,
+    endpoint: Arc<Mutex<Option<Box<dyn NetEndpoint>>>>,
+    stats: Arc<NicStats>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Netvsp {
+    /// A NIC attached to `endpoint`.
+    pub fn new(config: NetvspConfig, endpoint: Box<dyn NetEndpoint>) -> Self {
+        Self {
+            config,
+            endpoint: Arc::new(Mutex::new(Some(endpoint))),
+            stats: Arc::new(NicStats::default()),
+            threads: Vec::new(),
+        }
+    }
+
+    /// The counters (shared with the running worker).
+    pub fn stats(&self) -> Arc<NicStats> {
+        self.stats.clone()
+    }
+}
+
+impl VmbusDevice for Netvsp {
+    fn open(&mut self, channel: Channel, req: &OpenRequest, context: &DeviceContext) -> bool {
+        let Some(mut endpoint) = self
+            .endpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return false; // already open (subchannels are not offered)
+        };
+        let waker = Arc::new(Doorbell::new());
+        endpoint.set_waker(waker.clone());
+        channel.shared().set_waker(waker.clone());
+        let Channel {
+            sender, receiver, ..
+        } = channel;
+        let slot = self.endpoint.clone();
+        let worker = Worker::new(
+            self.config,
+            req.relid,
+            context.clone(),
+            sender,
+            receiver,
+            endpoint,
+            waker,
+            self.stats.clone(),
+        );
+        match std::thread::Builder::new()
+            .name(format!("netvsp-{}", req.relid))
+            .spawn(move || {
+                let endpoint = worker.run();
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
+            }) {
+            Ok(h) => {
+                self.threads.push(h);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn close(&mut self, _relid: u32) {
+        // The worker sees the closed channel, returns the endpoint and exits.
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A packet this side owes the guest, held while the outgoing ring is full.
+enum Out {
+    /// A completion carrying an NVSP message (or nothing).
+    Completion { tid: u64, msg: [u8; 40], len: u8 },
+    /// A receive-buffer sub-allocation holding an RNDIS message.
+    Transfer {
+        tid: u64,
+        offset: u32,
+        len: u32,
+        control: bool,
+    },
+}
+
+struct RecvBuffer {
+    buf: GpadlBuffer,
+    id: u16,
+    free: Vec<u32>,
+    /// Per sub-allocation: the generation of the transfer in flight, if any.
+    in_flight: Vec<Option<u32>>,
+    generation: u32,
+}
+
+pub(crate) struct Worker {
+    relid: u32,
+    context: DeviceContext,
+    sender: Sender,
+    receiver: Receiver,
+    endpoint: Box<dyn NetEndpoint>,
+    waker: Arc<Doorbell>,
+    stats: Arc<NicStats>,
+    version: Option<NvspVersion>,
+    recv: Option<RecvBuffer>,
+    send: Option<GpadlBuffer>,
+    rndis: RndisControl,
+    out: VecDeque<Out>,
+    staged: Vec<(usize, usize)>,
+    stage: Vec<u8>,
+    rndis_buf: Vec<u8>,
+    frame: Vec<u8>,
+    msg: Vec<u8>,
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        config: NetvspConfig,
+        relid: u32,
+        context: DeviceContext,
+        sender: Sender,
+        receiver: Receiver,
+        endpoint: Box<dyn NetEndpoint>,
+        waker: Arc<Doorbell>,
+        stats: Arc<NicStats>,
+    ) -> Self {
+        Self {
+            rndis: RndisControl::new(config),
+            relid,
+            context,
+            sender,
+            receiver,
+            endpoint,
+            waker,
+            stats,
+            version: None,
+            recv: None,
+            send: None,
+            out: VecDeque::with_capacity(1024),
+            staged: Vec::with_capacity(64),
+            stage: Vec::with_capacity(64 * 1024),
+            rndis_buf: Vec::with_capacity(MAX_RNDIS),
+            frame: vec![0u8; MAX_FRAME],
+            msg: vec![0u8; RECV_SECTION_SIZE as usize],
+        }
+    }
+
+    fn bad(&self, what: &str) {
+        self.stats.bad_packets.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            relid = self.relid,
+            what,
+            "netvsp: bad packet from the guest"
+        );
+    }
+
+    /// Runs until the channel closes; returns the endpoint for the next open.
+    fn run(mut self) -> Box<dyn NetEndpoint> {
+        loop {
+            let mut progress = false;
+            // Guest to host: copy the batch out of the ring (reads are committed at once),
+            // then act on it.
+            self.staged.clear();
+            self.stage.clear();
+            let (staged, stage) = (&mut self.staged, &mut self.stage);
+            match self.receiver.try_recv_batch(64, |p| {
+                let start = stage.len();
+                let n = p.len();
+                stage.resize(start + n, 0);
+                if let Some(dst) = stage.get_mut(start..) {
+                    p.copy_to(dst);
+                }
+                staged.push((start, start + n));
+            }) {
+                Ok(n) => progress |= n > 0,
+                Err(ChannelError::Closed) => break,
+                Err(e) => {
+                    tracing::warn!(relid = self.relid, error = %e, "netvsp: channel failed");
+                    break;
+                }
+            }
+            for i in 0..self.staged.len() {
+                let Some(&(s, e)) = self.staged.get(i) else {
+                    break;
+                };
+                let bytes = std::mem::take(&mut self.stage);
+                if let Some(p) = bytes.get(s..e) {
+                    self.handle_packet(p);
+                }
+                self.stage = bytes;
+            }
+            // Link changes become RNDIS status indications.
+            if let Some(up) = self.rndis.link_change(self.endpoint.link_up()) {
+                self.indicate_link(up);
+                progress = true;
+            }
+            // Host to guest: frames from the backend.
+            progress |= self.deliver_frames();
+            progress |= self.flush_out();
+            self.sender.flush();
+            if !progress {
+                match self.receiver.prepare_sleep() {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        self.waker.wait(Duration::from_millis(20));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.endpoint
+    }
+
+    fn handle_packet(&mut self, bytes: &[u8]) {
+        let limits = PacketLimits {
+            max_transfer_ranges: 0,
+            max_gpa_ranges: 32,
+        };
+        let p = match Packet::parse(bytes, &limits) {
+            Ok(p) => p,
+            Err(_) => return self.bad("ring packet"),
+        };
+        let tid = p.descriptor.transaction_id;
+        match p.kind {
+            PacketKind::Completion => self.completion(tid, p.payload),
+            PacketKind::InBand | PacketKind::GpaDirect { .. } => {
+                let msg = match NvspMessage::parse(p.payload) {
+                    Ok(m) => m,
+                    Err(_) => return self.bad("NVSP message"),
+                };
+                if let Some(v) = self.version {
+                    if msg.check_allowed(v).is_err() {
+                        return self.bad("NVSP message not allowed at the negotiated version");
+                    }
+                }
+                let reply = self.nvsp(&msg, &p);
+                if p.completion_requested() || reply.is_some() {
+                    self.complete(tid, reply.as_ref());
+                }
+            }
+            _ => self.bad("unexpected packet type"),
+        }
+    }
+
+    /// Handles one NVSP request; returns the NVSP message to put in its completion.
+    fn nvsp(&mut self, msg: &NvspMessage, packet: &Packet<'_>) -> Option<NvspMessage> {
+        match *msg {
+            NvspMessage::Init {
+                min_protocol_ver,
+                max_protocol_ver,
+            } => {
+                let chosen = NvspVersion::ALL
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|v| v.0 >= min_protocol_ver.0 && v.0 <= max_protocol_ver.0);
+                let status = match chosen {
+                    Some(v) => {
+                        self.version = Some(v);
+                        self.stats
+                            .nvsp_version
+                            .store(u64::from(v.0), Ordering::Relaxed);
+                        self.rndis.set_nvsp_version(v);
+                        NvspStatus::SUCCESS
+                    }
+                    None => NvspStatus::FAIL,
+                };
+                Some(NvspMessage::InitComplete {
+                    negotiated_protocol_ver: chosen.unwrap_or(max_protocol_ver),
+                    max_mdl_chain_len: 0,
+                    status,
+                })
+            }
+            NvspMessage::SendNdisVersion { .. } | NvspMessage::SendNdisConfig { .. } => None,
+            NvspMessage::SendReceiveBuffer { gpadl_handle, id } => {
+                let buf = self.context.gpadl_buffer(self.relid, gpadl_handle);
+                let count = buf
+                    .as_ref()
+                    .map_or(0, |b| b.len() as u32 / RECV_SECTION_SIZE);
+                match buf {
+                    Some(buf) if self.version.is_some() && self.recv.is_none() && count > 0 => {
+                        self.recv = Some(RecvBuffer {
+                            buf,
+                            id,
+                            free: (0..count).rev().collect(),
+                            in_flight: vec![None; count as usize],
+                            generation: 0,
+                        });
+                        Some(NvspMessage::SendReceiveBufferComplete {
+                            status: NvspStatus::SUCCESS,
+                            sections: vec![Nvsp1ReceiveBufferSection {
+                                offset: 0,
+                                sub_alloc_size: RECV_SECTION_SIZE,
+                                num_sub_allocs: count,
+                                end_offset: count * RECV_SECTION_SIZE,
+                            }],
+                        })
+                    }
+                    _ => {
+                        self.bad("receive buffer");
+                        Some(NvspMessage::SendReceiveBufferComplete {
+                            status: NvspStatus::FAIL,
+                            sections: Vec::new(),
+                        })
+                    }
+                }
+            }
+            NvspMessage::SendSendBuffer { gpadl_handle, .. } => {
+                match self.context.gpadl_buffer(self.relid, gpadl_handle) {
+                    Some(buf)
+                        if self.version.is_some()
+                            && self.send.is_none()
+                            && buf.len() >= SEND_SECTION_SIZE as usize =>
+                    {
+                        self.send = Some(buf);
+                        Some(NvspMessage::SendSendBufferComplete {
+                            status: NvspStatus::SUCCESS,
+                            section_size: SEND_SECTION_SIZE,
+                        })
+                    }
+                    _ => {
+                        self.bad("send buffer");
+                        Some(NvspMessage::SendSendBufferComplete {
+                            status: NvspStatus::FAIL,
+                            section_size: 0,
+                        })
+                    }
+                }
+            }
+            NvspMessage::RevokeReceiveBuffer { .. } => {
+                self.recv = None;
+                None
+            }
+            NvspMessage::RevokeSendBuffer { .. } => {
+                self.send = None;
+                None
+            }
+            NvspMessage::SendRndisPacket {
+                channel_type,
+                send_buf_section_index,
+                send_buf_section_size,
+            } => {
+                let ok = self.guest_rndis(
+                    channel_type,
+                    send_buf_section_index,
+                    send_buf_section_size,
+                    packet,
+                );
+                let status = if ok {
+                    NvspStatus::SUCCESS
+                } else {
+                    NvspStatus::INVALID_RNDIS_PKT
+                };
+                Some(NvspMessage::SendRndisPacketComplete { status })
+            }
+            NvspMessage::Subchannel {
+                num_subchannels, ..
+            } => {
+                // Multi-queue is not implemented: grant none.
+                let _ = num_subchannels;
+                Some(NvspMessage::SubchannelComplete {
+                    status: NvspStatus::FAIL,
+                    num_subchannels: 0,
+                })
+            }
+            _ => {
+                self.bad("unsupported NVSP message");
+                None
+            }
+        }
+    }
+
+    /// Gathers the RNDIS bytes of a SEND_RNDIS_PKT (send-buffer section or GPA direct)
+    /// into `rndis_buf` and processes every message in them.
+    fn guest_rndis(
+        &mut self,
+        channel_type: NvspChannelType,
+        section: u32,
+        size: u32,
+        packet: &Packet<'_>,
+    ) -> bool {
+        let mut buf = std::mem::take(&mut self.rndis_buf);
+        buf.clear();
+        let gathered = if section != NETVSC_INVALID_INDEX {
+            match &self.send {
+                Some(send) if (size as usize) <= SEND_SECTION_SIZE as usize => {
+                    buf.resize(size as usize, 0);
+                    send.read_at(section as usize * SEND_SECTION_SIZE as usize, &mut buf)
+                        .is_ok()
+                }
+                _ => false,
+            }
+        } else {
+            let mut ok = true;
+            for r in packet.gpa_ranges() {
+                let Ok(r) = r else {
+                    ok = false;
+                    break;
+                };
+                let mut remaining = r.byte_count as usize;
+                let mut offset = r.byte_offset as u64;
+                for pfn in r.pfns() {
+                    let n = (4096 - offset as usize).min(remaining);
+                    let start = buf.len();
+                    if start + n > MAX_RNDIS {
+                        ok = false;
+                        break;
+                    }
+                    buf.resize(start + n, 0);
+                    let gpa = pfn.checked_mul(4096).and_then(|g| g.checked_add(offset));
+                    let read = match (gpa, buf.get_mut(start..)) {
+                        (Some(gpa), Some(dst)) => self.context.memory.read(gpa, dst).is_ok(),
+                        _ => false,
+                    };
+                    if !read {
+                        ok = false;
+                        break;
+                    }
+                    remaining -= n;
+                    offset = 0;
+                }
+            }
+            ok && !buf.is_empty()
+        };
+        let mut ok = gathered;
+        if gathered {
+            for m in RndisMessages::new(&buf) {
+                match m {
+                    Ok(RndisMessage::Packet(p)) => {
+                        if self.endpoint.transmit(p.data) {
+                            self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(m) => {
+                        self.stats.control_requests.fetch_add(1, Ordering::Relaxed);
+                        let link = self.endpoint.link_up();
+                        let mut reply = std::mem::take(&mut self.msg);
+                        let n = self.rndis.handle(&m, link, &self.stats, &mut reply);
+                        if let Some(n) = n {
+                            if let Some(r) = reply.get(..n) {
+                                self.send_to_guest(r, true);
+                            }
+                        }
+                        self.msg = reply;
+                    }
+                    Err(_) => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if !ok {
+            self.bad("RNDIS");
+        }
+        let _ = channel_type;
+        self.rndis_buf = buf;
+        ok
+    }
+
+    /// A completion from the guest for one of our transfer-page packets.
+    fn completion(&mut self, tid: u64, _payload: &[u8]) {
+        let slot = tid as u32;
+        let generation = (tid >> 32) as u32;
+        let Some(recv) = self.recv.as_mut() else {
+            self.stats
+                .unknown_completions
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match recv.in_flight.get_mut(slot as usize) {
+            Some(g) if *g == Some(generation) => {
+                *g = None;
+                recv.free.push(slot);
+            }
+            _ => {
+                self.stats
+                    .unknown_completions
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn complete(&mut self, tid: u64, reply: Option<&NvspMessage>) {
+        let mut msg = [0u8; 40];
+        let len = match reply {
+            Some(r) => r.emit(&mut msg).unwrap_or(0) as u8,
+            None => 0,
+        };
+        self.out.push_back(Out::Completion { tid, msg, len });
+    }
+
+    /// Copies an RNDIS message into a free receive-buffer sub-allocation and queues its
+    /// transfer-page packet. Returns false (and counts) when no sub-allocation is free.
+    fn send_to_guest(&mut self, message: &[u8], control: bool) -> bool {
+        let Some(recv) = self.recv.as_mut() else {
+            self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        if message.len() > RECV_SECTION_SIZE as usize {
+            return false;
+        }
+        let Some(slot) = recv.free.pop() else {
+            self.stats.rx_no_buffer.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let offset = slot * RECV_SECTION_SIZE;
+        if recv.buf.write_at(offset as usize, message).is_err() {
+            recv.free.push(slot);
+            self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        recv.generation = recv.generation.wrapping_add(1);
+        let generation = recv.generation;
+        if let Some(g) = recv.in_flight.get_mut(slot as usize) {
+            *g = Some(generation);
+        }
+        let tid = u64::from(slot) | u64::from(generation) << 32;
+        self.out.push_back(Out::Transfer {
+            tid,
+            offset,
+            len: message.len() as u32,
+            control,
+        });
+        true
+    }
+
+    fn indicate_link(&mut self, up: bool) {
+        let mut buf = std::mem::take(&mut self.msg);
+        if let Some(n) = RndisControl::link_indication(up, &mut buf) {
+            if let Some(m) = buf.get(..n) {
+                if self.send_to_guest(m, true) {
+                    self.stats.link_indications.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.msg = buf;
+    }
+
+    /// Moves backend frames into the guest's receive buffer while sub-allocations are
+    /// free; frames arriving while the buffer is exhausted or reception is off are
+    /// dropped and counted.
+    fn deliver_frames(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..256 {
+            if self.out.len() >= 512 {
+                break; // the outgoing ring is backed up: let the guest catch up
+            }
+            let mut frame = std::mem::take(&mut self.frame);
+            let Some(n) = self.endpoint.receive(&mut frame) else {
+                self.frame = frame;
+                break;
+            };
+            any = true;
+            if !self.rndis.receiving() {
+                self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let mut msg = std::mem::take(&mut self.msg);
+                let len = frame
+                    .get(..n)
+                    .and_then(|f| vmbus_proto::rndis::emit_packet(&mut msg, &[], f).ok());
+                if let Some(m) = len.and_then(|l| msg.get(..l)) {
+                    if self.send_to_guest(m, false) {
+                        self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.msg = msg;
+            }
+            self.frame = frame;
+        }
+        any
+    }
+
+    /// Writes queued packets while the ring has room.
+    fn flush_out(&mut self) -> bool {
+        let mut any = false;
+        while let Some(o) = self.out.front() {
+            let r = match o {
+                Out::Completion { tid, msg, len } => {
+                    let payload = msg.get(..usize::from(*len)).unwrap_or(&[]);
+                    self.sender
+                        .try_write(&OutgoingPacket::completion(*tid), &[payload])
+                }
+                Out::Transfer {
+                    tid,
+                    offset,
+                    len,
+                    control,
+                } => {
+                    let id = self.recv.as_ref().map_or(0, |r| r.id);
+                    let mut header = [0u8; 16];
+                    let h = TransferPageHeader {
+                        transfer_pageset_id: id,
+                        sender_owns_set: 0,
+                        reserved: 0,
+                        range_count: 1,
+                    };
+                    let range = TransferPageRange {
+                        byte_count: *len,
+                        byte_offset: *offset,
+                    };
+                    header[..8].copy_from_slice(h.as_bytes());
+                    header[8..].copy_from_slice(range.as_bytes());
+                    let nvsp = NvspMessage::SendRndisPacket {
+                        channel_type: if *control {
+                            NvspChannelType::RMC_CONTROL
+                        } else {
+                            NvspChannelType::RMC_DATA
+                        },
+                        send_buf_section_index: NETVSC_INVALID_INDEX,
+                        send_buf_section_size: 0,
+                    };
+                    let mut msg = [0u8; 40];
+                    let n = nvsp.emit(&mut msg).unwrap_or(0);
+                    let packet = OutgoingPacket {
+                        packet_type: PacketType::DATA_USING_TRANSFER_PAGES,
+                        flags: FLAG_COMPLETION_REQUESTED,
+                        transaction_id: *tid,
+                        header: &header,
+                    };
+                    self.sender
+                        .try_write(&packet, &[msg.get(..n).unwrap_or(&[])])
+                }
+            };
+            match r {
+                Ok(()) => {
+                    self.out.pop_front();
+                    any = true;
+                }
+                Err(_) => break,
+            }
+        }
+        any
+    }
+}
