@@ -12,10 +12,15 @@
 //! receive buffer, RNDIS messages parsed totally, completions for unknown transaction
 //! ids counted and ignored.
 //!
+//! With the `smoltcp` feature, [`phy::NetvscPhy`] is a smoltcp `phy::Device`.
+//!
 //! Not implemented yet: GPA-direct transmit of frames larger than a send section,
-//! multi-queue, offloads, and the smoltcp `phy::Device` (see the issue tracker).
+//! multi-queue and offloads (see the issue tracker).
 
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "smoltcp")]
+pub mod phy;
 
 use hv_partition::GuestMemory;
 use std::collections::{BTreeMap, VecDeque};
@@ -593,7 +598,9 @@ impl Netvsc {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(None);
+                // Look once even with a zero timeout.
+                self.poll_once()?;
+                return Ok(self.rx.pop(buf));
             }
             self.poll(deadline - now)?;
         }

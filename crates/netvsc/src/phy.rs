@@ -1,0 +1,94 @@
+//! smoltcp `phy::Device` for a [`Netvsc`] NIC (feature `smoltcp`).
+//!
+//! Frames are copied once between smoltcp's buffers and the NIC's buffers; no
+//! allocation per frame.
+
+use crate::{MAX_FRAME, Netvsc};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use std::time::Duration;
+
+/// A [`Netvsc`] as a smoltcp device.
+pub struct NetvscPhy {
+    nic: Netvsc,
+    rx: [u8; MAX_FRAME],
+    tx: [u8; MAX_FRAME],
+}
+
+impl NetvscPhy {
+    /// Wraps a brought-up NIC.
+    pub fn new(nic: Netvsc) -> Self {
+        Self {
+            nic,
+            rx: [0; MAX_FRAME],
+            tx: [0; MAX_FRAME],
+        }
+    }
+
+    /// The NIC.
+    pub fn nic(&mut self) -> &mut Netvsc {
+        &mut self.nic
+    }
+
+    /// Waits up to `timeout` for the host to send something.
+    pub fn wait(&mut self, timeout: Duration) {
+        let _ = self.nic.poll(timeout);
+    }
+}
+
+/// Receive token: one frame copied out of the receive buffer.
+pub struct RxToken<'a>(&'a [u8]);
+
+/// Transmit token: builds the frame in place, then sends it.
+pub struct TxToken<'a> {
+    nic: &'a mut Netvsc,
+    buf: &'a mut [u8; MAX_FRAME],
+}
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let len = len.min(MAX_FRAME);
+        let frame = self.buf.get_mut(..len).unwrap_or(&mut []);
+        let r = f(frame);
+        if let Err(e) = self.nic.send(frame) {
+            tracing::debug!(error = %e, "netvsc: smoltcp frame not sent");
+        }
+        r
+    }
+}
+
+impl phy::Device for NetvscPhy {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let n = self.nic.recv(&mut self.rx, Duration::ZERO).ok()??;
+        Some((
+            RxToken(self.rx.get(..n)?),
+            TxToken {
+                nic: &mut self.nic,
+                buf: &mut self.tx,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken {
+            nic: &mut self.nic,
+            buf: &mut self.tx,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = self.nic.mtu() as usize + 14;
+        c
+    }
+}
