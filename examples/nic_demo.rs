@@ -188,15 +188,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             let p = Icmpv4Packet::new_checked(payload)?;
             if let Ok(Icmpv4Repr::EchoReply { seq_no, .. }) =
                 Icmpv4Repr::parse(&p, &ChecksumCapabilities::default())
+                && seq_no == pongs
             {
-                if seq_no == pongs {
-                    rtts.push(ping_sent_at.elapsed());
-                    pongs += 1;
-                    println!(
-                        "ping 192.0.2.2: icmp_seq={seq_no} time={:?}",
-                        rtts[rtts.len() - 1]
-                    );
-                }
+                rtts.push(ping_sent_at.elapsed());
+                pongs += 1;
+                println!(
+                    "ping 192.0.2.2: icmp_seq={seq_no} time={:?}",
+                    rtts[rtts.len() - 1]
+                );
             }
         }
         let c = sa.get_mut::<tcp::Socket>(client);

@@ -67,7 +67,7 @@ pub enum HypercallRequest {
 
 /// Checks an input GPA for a slow call: 8-byte aligned and not crossing a page.
 fn check_input_block(gpa: u64, len: usize) -> Result<(), HvStatus> {
-    if gpa % 8 != 0 {
+    if !gpa.is_multiple_of(8) {
         return Err(HvStatus::INVALID_ALIGNMENT);
     }
     let end = gpa

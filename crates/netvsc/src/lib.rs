@@ -394,10 +394,10 @@ impl Netvsc {
         self.send_rndis(buf.get(..n).unwrap_or(&[]), NvspChannelType::RMC_CONTROL)?;
         let deadline = Instant::now() + self.timeout;
         loop {
-            if let Some(i) = self.control.iter().position(|(r, _)| *r == req_id) {
-                if let Some((_, bytes)) = self.control.remove(i) {
-                    return Ok(bytes);
-                }
+            if let Some(i) = self.control.iter().position(|(r, _)| *r == req_id)
+                && let Some((_, bytes)) = self.control.remove(i)
+            {
+                return Ok(bytes);
             }
             if Instant::now() >= deadline {
                 return Err(NetvscError::Timeout("an RNDIS completion"));
@@ -458,10 +458,10 @@ impl Netvsc {
             Ok(RndisMessage::InitializeComplete(c)) if c.status == RndisStatus::SUCCESS => {}
             _ => return Err(NetvscError::Refused("RNDIS initialize")),
         }
-        if let (RndisStatus::SUCCESS, v) = self.query(Oid::OID_GEN_MAXIMUM_FRAME_SIZE, &[])? {
-            if let Some(b) = v.first_chunk::<4>() {
-                self.mtu = u32::from_le_bytes(*b).clamp(68, 9000);
-            }
+        if let (RndisStatus::SUCCESS, v) = self.query(Oid::OID_GEN_MAXIMUM_FRAME_SIZE, &[])?
+            && let Some(b) = v.first_chunk::<4>()
+        {
+            self.mtu = u32::from_le_bytes(*b).clamp(68, 9000);
         }
         match self.query(Oid::OID_802_3_PERMANENT_ADDRESS, &[])? {
             (RndisStatus::SUCCESS, v) if v.len() >= 6 => {
@@ -735,10 +735,10 @@ impl Netvsc {
                         }
                     }
                     Ok(m) => {
-                        if let (Some(req), Ok(bytes)) = (m.request_id(), m.to_vec()) {
-                            if self.control.len() < 64 {
-                                self.control.push_back((req, bytes));
-                            }
+                        if let (Some(req), Ok(bytes)) = (m.request_id(), m.to_vec())
+                            && self.control.len() < 64
+                        {
+                            self.control.push_back((req, bytes));
                         }
                     }
                     Err(_) => {

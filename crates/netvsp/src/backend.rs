@@ -49,13 +49,13 @@ impl FrameQueue {
             return false;
         }
         let i = (self.head + self.len) % cap;
-        if let (Some(slot), Some(l)) = (self.slots.get_mut(i), self.lens.get_mut(i)) {
-            if let Some(dst) = slot.get_mut(..frame.len()) {
-                dst.copy_from_slice(frame);
-                *l = frame.len() as u16;
-                self.len += 1;
-                return true;
-            }
+        if let (Some(slot), Some(l)) = (self.slots.get_mut(i), self.lens.get_mut(i))
+            && let Some(dst) = slot.get_mut(..frame.len())
+        {
+            dst.copy_from_slice(frame);
+            *l = frame.len() as u16;
+            self.len += 1;
+            return true;
         }
         false
     }
@@ -222,17 +222,17 @@ impl Switch {
         *from.mac.lock().unwrap_or_else(|e| e.into_inner()) = Some(src_mac);
         let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let flood = dst.first().is_some_and(|b| b & 1 != 0);
-        if !flood {
-            if let Some(p) = ports.iter().find(|p| {
+        if !flood
+            && let Some(p) = ports.iter().find(|p| {
                 !Arc::ptr_eq(p, from)
                     && p.mac
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .as_ref()
                         .is_some_and(|m| m == dst)
-            }) {
-                return p.link.load(Ordering::SeqCst) && p.deliver(frame);
-            }
+            })
+        {
+            return p.link.load(Ordering::SeqCst) && p.deliver(frame);
         }
         let mut any = false;
         for p in ports

@@ -307,10 +307,10 @@ impl Worker {
                     Ok(m) => m,
                     Err(_) => return self.bad("NVSP message"),
                 };
-                if let Some(v) = self.version {
-                    if msg.check_allowed(v).is_err() {
-                        return self.bad("NVSP message not allowed at the negotiated version");
-                    }
+                if let Some(v) = self.version
+                    && msg.check_allowed(v).is_err()
+                {
+                    return self.bad("NVSP message not allowed at the negotiated version");
                 }
                 let reply = self.nvsp(&msg, &p);
                 if p.completion_requested() || reply.is_some() {
@@ -517,10 +517,10 @@ impl Worker {
                         let link = self.endpoint.link_up();
                         let mut reply = std::mem::take(&mut self.msg);
                         let n = self.rndis.handle(&m, link, &self.stats, &mut reply);
-                        if let Some(n) = n {
-                            if let Some(r) = reply.get(..n) {
-                                self.send_to_guest(r, true);
-                            }
+                        if let Some(n) = n
+                            && let Some(r) = reply.get(..n)
+                        {
+                            self.send_to_guest(r, true);
                         }
                         self.msg = reply;
                     }
@@ -608,12 +608,11 @@ impl Worker {
 
     fn indicate_link(&mut self, up: bool) {
         let mut buf = std::mem::take(&mut self.msg);
-        if let Some(n) = RndisControl::link_indication(up, &mut buf) {
-            if let Some(m) = buf.get(..n) {
-                if self.send_to_guest(m, true) {
-                    self.stats.link_indications.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        if let Some(n) = RndisControl::link_indication(up, &mut buf)
+            && let Some(m) = buf.get(..n)
+            && self.send_to_guest(m, true)
+        {
+            self.stats.link_indications.fetch_add(1, Ordering::Relaxed);
         }
         self.msg = buf;
     }
@@ -640,10 +639,10 @@ impl Worker {
                 let len = frame
                     .get(..n)
                     .and_then(|f| vmbus_proto::rndis::emit_packet(&mut msg, &[], f).ok());
-                if let Some(m) = len.and_then(|l| msg.get(..l)) {
-                    if self.send_to_guest(m, false) {
-                        self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Some(m) = len.and_then(|l| msg.get(..l))
+                    && self.send_to_guest(m, false)
+                {
+                    self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
                 }
                 self.msg = msg;
             }

@@ -93,7 +93,7 @@ impl GuestMemory {
     /// The page at `gpa` (4 KiB aligned) as a [`SharedPage`] for SynIC page access, or
     /// `None` if it is not a whole page of guest memory.
     pub fn page(&self, gpa: u64) -> Option<GuestPage<'_>> {
-        if gpa % PAGE_SIZE != 0 {
+        if !gpa.is_multiple_of(PAGE_SIZE) {
             return None;
         }
         let base = self.offset(gpa, PAGE_SIZE as usize).ok()?;

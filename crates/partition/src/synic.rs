@@ -175,15 +175,13 @@ impl Synic {
         let i = usize::from(sint.get());
         let depth = self.depth;
         let queue_empty = self.queues.get(i).is_some_and(|q| q.is_empty());
-        if queue_empty {
-            if let Some(page) = self.simp_page(mem) {
-                match SimpPage(&page).try_post(sint, msg) {
-                    PostOutcome::Delivered => {
-                        self.stats.delivered += 1;
-                        return Ok(self.interrupt_bit(sint));
-                    }
-                    PostOutcome::SlotBusy => {}
+        if queue_empty && let Some(page) = self.simp_page(mem) {
+            match SimpPage(&page).try_post(sint, msg) {
+                PostOutcome::Delivered => {
+                    self.stats.delivered += 1;
+                    return Ok(self.interrupt_bit(sint));
                 }
+                PostOutcome::SlotBusy => {}
             }
         }
         let q = self

@@ -1565,14 +1565,14 @@ impl NvspMessage {
     /// [`MAX_RECEIVE_BUFFER_SECTIONS`] sections (which [`NvspMessage::parse`] would
     /// refuse).
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
-        if let Self::SendReceiveBufferComplete { sections, .. } = self {
-            if sections.len() > MAX_RECEIVE_BUFFER_SECTIONS {
-                return Err(Error::TooMany {
-                    what: "receive buffer sections",
-                    count: sections.len() as u64,
-                    limit: MAX_RECEIVE_BUFFER_SECTIONS as u64,
-                });
-            }
+        if let Self::SendReceiveBufferComplete { sections, .. } = self
+            && sections.len() > MAX_RECEIVE_BUFFER_SECTIONS
+        {
+            return Err(Error::TooMany {
+                what: "receive buffer sections",
+                count: sections.len() as u64,
+                limit: MAX_RECEIVE_BUFFER_SECTIONS as u64,
+            });
         }
         let len = self.emitted_len();
         let have = buf.len();

@@ -25,7 +25,7 @@ fn checked_size<M: RingMem>(mem: &M) -> Result<u32, RingError> {
 }
 
 fn validate(which: &'static str, value: u32, size: u32) -> Result<u32, RingError> {
-    if value >= size || value % 8 != 0 {
+    if value >= size || !value.is_multiple_of(8) {
         return Err(RingError::InvalidIndex { which, value, size });
     }
     Ok(value)
@@ -161,7 +161,7 @@ impl<M: RingMem> OutgoingRing<M> {
     /// Bytes `header` and `payload` occupy in the ring (packet padded to 8, plus the
     /// trailer), or `None` if they can never fit a packet.
     pub fn ring_len(packet: &OutgoingPacket<'_>, payload_len: usize) -> Option<usize> {
-        if packet.header.len() % 8 != 0 {
+        if !packet.header.len().is_multiple_of(8) {
             return None;
         }
         let d = descriptor_for(
@@ -184,7 +184,7 @@ impl<M: RingMem> OutgoingRing<M> {
         payload: &[&[u8]],
     ) -> Result<(), WriteError> {
         let payload_len: usize = payload.iter().map(|p| p.len()).sum();
-        if packet.header.len() % 8 != 0 {
+        if !packet.header.len().is_multiple_of(8) {
             return Err(WriteError::TooLarge(packet.header.len()));
         }
         let d = descriptor_for(

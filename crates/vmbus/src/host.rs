@@ -214,10 +214,8 @@ impl<P: Partition + 'static> Worker<P> {
                 loop {
                     // While messages are held, poll for the guest to drain its queue.
                     let blocked = self.outbox.len() >= OUTBOX_CAP;
-                    if !blocked {
-                        if let Some(r) = q.pop_front() {
-                            break Some(r);
-                        }
+                    if !blocked && let Some(r) = q.pop_front() {
+                        break Some(r);
                     }
                     if self.outbox.is_empty() {
                         q = self.inner.cv.wait(q).unwrap_or_else(|e| e.into_inner());

@@ -78,19 +78,19 @@ pub fn channel_message(data: &[u8]) {
         match m {
             Message::GpadlHeader(h) => acc = GpadlAccumulator::new(&h, &limits).ok(),
             Message::GpadlBody(b) => {
-                if let Some(a) = acc.as_mut() {
-                    if a.push_body(&b).is_err() {
-                        acc = None;
-                    }
+                if let Some(a) = acc.as_mut()
+                    && a.push_body(&b).is_err()
+                {
+                    acc = None;
                 }
             }
             _ => {}
         }
-        if acc.as_ref().is_some_and(|a| a.is_complete()) {
-            if let Some(Ok(g)) = acc.take().map(|a| a.finish()) {
-                assert!(g.page_count() <= limits.max_words);
-                assert!(g.ranges.len() <= limits.max_ranges);
-            }
+        if acc.as_ref().is_some_and(|a| a.is_complete())
+            && let Some(Ok(g)) = acc.take().map(|a| a.finish())
+        {
+            assert!(g.page_count() <= limits.max_words);
+            assert!(g.ranges.len() <= limits.max_ranges);
         }
     }
 }

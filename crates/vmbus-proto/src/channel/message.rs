@@ -197,7 +197,7 @@ fn body<'a, T: zerocopy::FromBytes>(what: &'static str, b: &'a [u8]) -> Result<(
 }
 
 fn words<const N: usize>(what: &'static str, rest: &[u8]) -> Result<([u64; N], u8)> {
-    if rest.len() % 8 != 0 {
+    if !rest.len().is_multiple_of(8) {
         return Err(Error::InvalidField {
             what,
             value: rest.len() as u64,

@@ -858,20 +858,20 @@ impl Server {
             if !self.channels.contains_key(&e.relid) {
                 return Err("GPADL of a missing channel");
             }
-            if let GpadlState::Ready(g) = &e.state {
-                if g.page_count() > self.config.max_gpadl_pages {
-                    return Err("GPADL above page cap");
-                }
+            if let GpadlState::Ready(g) = &e.state
+                && g.page_count() > self.config.max_gpadl_pages
+            {
+                return Err("GPADL above page cap");
             }
         }
         for c in self.channels.values() {
-            if let ChannelState::Open { gpadl } | ChannelState::Opening { gpadl } = c.state {
-                if !matches!(
+            if let ChannelState::Open { gpadl } | ChannelState::Opening { gpadl } = c.state
+                && !matches!(
                     self.gpadls.get(&gpadl).map(|e| &e.state),
                     Some(GpadlState::Ready(_))
-                ) {
-                    return Err("open channel without its GPADL");
-                }
+                )
+            {
+                return Err("open channel without its GPADL");
             }
         }
         if self.connection.is_none() && !self.gpadls.is_empty() {

@@ -650,7 +650,7 @@ impl<'a> RssParams<'a> {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         const WHAT: &str = "ndis_recv_scale_param";
         let table_len = self.indirection_table.len();
-        if table_len % 4 != 0 {
+        if !table_len.is_multiple_of(4) {
             return Err(Error::InvalidField {
                 what: "rss indirection table bytes",
                 value: table_len as u64,

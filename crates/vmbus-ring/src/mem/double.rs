@@ -29,7 +29,7 @@ impl DoubleMappedRingMem {
     /// A fresh ring with `data_len` bytes of data (a non-zero multiple of 4096) in its
     /// own memfd.
     pub fn new(data_len: usize) -> io::Result<Self> {
-        if data_len == 0 || data_len % PAGE_SIZE != 0 {
+        if data_len == 0 || !data_len.is_multiple_of(PAGE_SIZE) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "ring data length must be a non-zero multiple of 4096",

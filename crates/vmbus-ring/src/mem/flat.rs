@@ -22,7 +22,10 @@ unsafe impl Sync for FlatRingMem {}
 impl FlatRingMem {
     /// A zeroed ring with `data_len` bytes of data area (a non-zero multiple of 4096).
     pub fn new(data_len: usize) -> io::Result<Self> {
-        if data_len == 0 || data_len % super::PAGE_SIZE != 0 || data_len > u32::MAX as usize / 2 {
+        if data_len == 0
+            || !data_len.is_multiple_of(super::PAGE_SIZE)
+            || data_len > u32::MAX as usize / 2
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "ring data length must be a non-zero multiple of 4096 below 2 GiB",

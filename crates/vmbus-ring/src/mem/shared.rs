@@ -117,7 +117,7 @@ impl SharedMemory {
     /// of range. This is how SynIC pages and other shared structures in guest memory are
     /// accessed without references the peer could alias.
     pub fn atomic_u64(&self, off: usize) -> Option<&core::sync::atomic::AtomicU64> {
-        if off % 8 != 0 || off.checked_add(8).is_none_or(|end| end > self.len) {
+        if !off.is_multiple_of(8) || off.checked_add(8).is_none_or(|end| end > self.len) {
             return None;
         }
         // SAFETY: `off` is 8-aligned (the mapping is page-aligned) and `off + 8 <= len`,
