@@ -117,16 +117,14 @@ impl VmbusDevice for Netvsp {
             sender, receiver, ..
         } = channel;
         let slot = self.endpoint.clone();
-        let worker = Worker::new(
+        let core = NicCore::new(
             self.config,
             req.relid,
             context.clone(),
-            sender,
-            receiver,
             endpoint,
-            waker,
             self.stats.clone(),
         );
+        let worker = Worker::new(core, sender, receiver, waker);
         match std::thread::Builder::new()
             .name(format!("netvsp-{}", req.relid))
             .spawn(move || {
@@ -171,57 +169,132 @@ struct RecvBuffer {
     generation: u32,
 }
 
-pub(crate) struct Worker {
+/// The protocol core of one NIC channel, without I/O: ring packets from the guest go in
+/// ([`NicCore::handle_packet`]), backend frames are pulled ([`NicCore::deliver_frames`]),
+/// and the packets owed to the guest queue up ([`NicCore::pop_outgoing`]). The worker
+/// thread moves them between the channel and the core; tests and fuzzers drive it
+/// directly.
+pub struct NicCore {
     relid: u32,
     context: DeviceContext,
-    sender: Sender,
-    receiver: Receiver,
     endpoint: Box<dyn NetEndpoint>,
-    waker: Arc<Doorbell>,
     stats: Arc<NicStats>,
     version: Option<NvspVersion>,
     recv: Option<RecvBuffer>,
     send: Option<GpadlBuffer>,
     rndis: RndisControl,
     out: VecDeque<Out>,
-    staged: Vec<(usize, usize)>,
-    stage: Vec<u8>,
     rndis_buf: Vec<u8>,
     frame: Vec<u8>,
     msg: Vec<u8>,
 }
 
-impl Worker {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
+impl NicCore {
+    /// A core for channel `relid`, attached to `endpoint`.
+    pub fn new(
         config: NetvspConfig,
         relid: u32,
         context: DeviceContext,
-        sender: Sender,
-        receiver: Receiver,
         endpoint: Box<dyn NetEndpoint>,
-        waker: Arc<Doorbell>,
         stats: Arc<NicStats>,
     ) -> Self {
         Self {
             rndis: RndisControl::new(config),
             relid,
             context,
-            sender,
-            receiver,
             endpoint,
-            waker,
             stats,
             version: None,
             recv: None,
             send: None,
             out: VecDeque::with_capacity(1024),
-            staged: Vec::with_capacity(64),
-            stage: Vec::with_capacity(64 * 1024),
             rndis_buf: Vec::with_capacity(MAX_RNDIS),
             frame: vec![0u8; MAX_FRAME],
             msg: vec![0u8; RECV_SECTION_SIZE as usize],
         }
+    }
+
+    /// Packets owed to the guest, not yet written.
+    pub fn outgoing(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Receive-buffer sub-allocations: (free, in flight), once the buffer is set up.
+    pub fn recv_slots(&self) -> Option<(usize, usize)> {
+        self.recv.as_ref().map(|r| {
+            (
+                r.free.len(),
+                r.in_flight.iter().filter(|g| g.is_some()).count(),
+            )
+        })
+    }
+
+    /// Link changes become RNDIS status indications; returns whether one was queued.
+    pub fn poll_link(&mut self) -> bool {
+        match self.rndis.link_change(self.endpoint.link_up()) {
+            Some(up) => {
+                self.indicate_link(up);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the next packet owed to the guest and hands it to `write` (which returns
+    /// false if it could not be written; the packet then stays queued).
+    pub fn pop_outgoing(&mut self, write: impl FnOnce(&OutgoingPacket<'_>, &[u8]) -> bool) -> bool {
+        let Some(o) = self.out.front() else {
+            return false;
+        };
+        let ok = match o {
+            Out::Completion { tid, msg, len } => write(
+                &OutgoingPacket::completion(*tid),
+                msg.get(..usize::from(*len)).unwrap_or(&[]),
+            ),
+            Out::Transfer {
+                tid,
+                offset,
+                len,
+                control,
+            } => {
+                let id = self.recv.as_ref().map_or(0, |r| r.id);
+                let mut header = [0u8; 16];
+                let h = TransferPageHeader {
+                    transfer_pageset_id: id,
+                    sender_owns_set: 0,
+                    reserved: 0,
+                    range_count: 1,
+                };
+                let range = TransferPageRange {
+                    byte_count: *len,
+                    byte_offset: *offset,
+                };
+                header[..8].copy_from_slice(h.as_bytes());
+                header[8..].copy_from_slice(range.as_bytes());
+                let nvsp = NvspMessage::SendRndisPacket {
+                    channel_type: if *control {
+                        NvspChannelType::RMC_CONTROL
+                    } else {
+                        NvspChannelType::RMC_DATA
+                    },
+                    send_buf_section_index: NETVSC_INVALID_INDEX,
+                    send_buf_section_size: 0,
+                };
+                let mut msg = [0u8; 40];
+                let n = nvsp.emit(&mut msg).unwrap_or(0);
+                let packet = OutgoingPacket {
+                    packet_type: PacketType::DATA_USING_TRANSFER_PAGES,
+                    flags: FLAG_COMPLETION_REQUESTED,
+                    transaction_id: *tid,
+                    header: &header,
+                };
+                write(&packet, msg.get(..n).unwrap_or(&[]))
+            }
+        };
+        if ok {
+            self.out.pop_front();
+        }
+        ok
     }
 
     fn bad(&self, what: &str) {
@@ -233,64 +306,8 @@ impl Worker {
         );
     }
 
-    /// Runs until the channel closes; returns the endpoint for the next open.
-    fn run(mut self) -> Box<dyn NetEndpoint> {
-        loop {
-            let mut progress = false;
-            // Guest to host: copy the batch out of the ring (reads are committed at once),
-            // then act on it.
-            self.staged.clear();
-            self.stage.clear();
-            let (staged, stage) = (&mut self.staged, &mut self.stage);
-            match self.receiver.try_recv_batch(64, |p| {
-                let start = stage.len();
-                let n = p.len();
-                stage.resize(start + n, 0);
-                if let Some(dst) = stage.get_mut(start..) {
-                    p.copy_to(dst);
-                }
-                staged.push((start, start + n));
-            }) {
-                Ok(n) => progress |= n > 0,
-                Err(ChannelError::Closed) => break,
-                Err(e) => {
-                    tracing::warn!(relid = self.relid, error = %e, "netvsp: channel failed");
-                    break;
-                }
-            }
-            for i in 0..self.staged.len() {
-                let Some(&(s, e)) = self.staged.get(i) else {
-                    break;
-                };
-                let bytes = std::mem::take(&mut self.stage);
-                if let Some(p) = bytes.get(s..e) {
-                    self.handle_packet(p);
-                }
-                self.stage = bytes;
-            }
-            // Link changes become RNDIS status indications.
-            if let Some(up) = self.rndis.link_change(self.endpoint.link_up()) {
-                self.indicate_link(up);
-                progress = true;
-            }
-            // Host to guest: frames from the backend.
-            progress |= self.deliver_frames();
-            progress |= self.flush_out();
-            self.sender.flush();
-            if !progress {
-                match self.receiver.prepare_sleep() {
-                    Ok(true) => continue,
-                    Ok(false) => {
-                        self.waker.wait(Duration::from_millis(20));
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        self.endpoint
-    }
-
-    fn handle_packet(&mut self, bytes: &[u8]) {
+    /// Handles one ring packet from the guest (its `len8 * 8` bytes).
+    pub fn handle_packet(&mut self, bytes: &[u8]) {
         let limits = PacketLimits {
             max_transfer_ranges: 0,
             max_gpa_ranges: 32,
@@ -620,7 +637,7 @@ impl Worker {
     /// Moves backend frames into the guest's receive buffer while sub-allocations are
     /// free; frames arriving while the buffer is exhausted or reception is off are
     /// dropped and counted.
-    fn deliver_frames(&mut self) -> bool {
+    pub fn deliver_frames(&mut self) -> bool {
         let mut any = false;
         for _ in 0..256 {
             if self.out.len() >= 512 {
@@ -650,66 +667,79 @@ impl Worker {
         }
         any
     }
+}
 
-    /// Writes queued packets while the ring has room.
-    fn flush_out(&mut self) -> bool {
-        let mut any = false;
-        while let Some(o) = self.out.front() {
-            let r = match o {
-                Out::Completion { tid, msg, len } => {
-                    let payload = msg.get(..usize::from(*len)).unwrap_or(&[]);
-                    self.sender
-                        .try_write(&OutgoingPacket::completion(*tid), &[payload])
+/// The worker thread of one channel: moves packets between the channel and a [`NicCore`].
+struct Worker {
+    core: NicCore,
+    sender: Sender,
+    receiver: Receiver,
+    waker: Arc<Doorbell>,
+    staged: Vec<(usize, usize)>,
+    stage: Vec<u8>,
+}
+
+impl Worker {
+    fn new(core: NicCore, sender: Sender, receiver: Receiver, waker: Arc<Doorbell>) -> Self {
+        Self {
+            core,
+            sender,
+            receiver,
+            waker,
+            staged: Vec::with_capacity(64),
+            stage: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Runs until the channel closes; returns the endpoint for the next open.
+    fn run(mut self) -> Box<dyn NetEndpoint> {
+        loop {
+            let mut progress = false;
+            // Guest to host: copy the batch out of the ring (reads are committed at once),
+            // then act on it.
+            self.staged.clear();
+            self.stage.clear();
+            let (staged, stage) = (&mut self.staged, &mut self.stage);
+            match self.receiver.try_recv_batch(64, |p| {
+                let start = stage.len();
+                let n = p.len();
+                stage.resize(start + n, 0);
+                if let Some(dst) = stage.get_mut(start..) {
+                    p.copy_to(dst);
                 }
-                Out::Transfer {
-                    tid,
-                    offset,
-                    len,
-                    control,
-                } => {
-                    let id = self.recv.as_ref().map_or(0, |r| r.id);
-                    let mut header = [0u8; 16];
-                    let h = TransferPageHeader {
-                        transfer_pageset_id: id,
-                        sender_owns_set: 0,
-                        reserved: 0,
-                        range_count: 1,
-                    };
-                    let range = TransferPageRange {
-                        byte_count: *len,
-                        byte_offset: *offset,
-                    };
-                    header[..8].copy_from_slice(h.as_bytes());
-                    header[8..].copy_from_slice(range.as_bytes());
-                    let nvsp = NvspMessage::SendRndisPacket {
-                        channel_type: if *control {
-                            NvspChannelType::RMC_CONTROL
-                        } else {
-                            NvspChannelType::RMC_DATA
-                        },
-                        send_buf_section_index: NETVSC_INVALID_INDEX,
-                        send_buf_section_size: 0,
-                    };
-                    let mut msg = [0u8; 40];
-                    let n = nvsp.emit(&mut msg).unwrap_or(0);
-                    let packet = OutgoingPacket {
-                        packet_type: PacketType::DATA_USING_TRANSFER_PAGES,
-                        flags: FLAG_COMPLETION_REQUESTED,
-                        transaction_id: *tid,
-                        header: &header,
-                    };
-                    self.sender
-                        .try_write(&packet, &[msg.get(..n).unwrap_or(&[])])
+                staged.push((start, start + n));
+            }) {
+                Ok(n) => progress |= n > 0,
+                Err(ChannelError::Closed) => break,
+                Err(e) => {
+                    tracing::warn!(relid = self.core.relid, error = %e, "netvsp: channel failed");
+                    break;
                 }
-            };
-            match r {
-                Ok(()) => {
-                    self.out.pop_front();
-                    any = true;
+            }
+            for &(s, e) in &self.staged {
+                if let Some(p) = self.stage.get(s..e) {
+                    self.core.handle_packet(p);
                 }
-                Err(_) => break,
+            }
+            progress |= self.core.poll_link();
+            progress |= self.core.deliver_frames();
+            while self
+                .core
+                .pop_outgoing(|packet, payload| self.sender.try_write(packet, &[payload]).is_ok())
+            {
+                progress = true;
+            }
+            self.sender.flush();
+            if !progress {
+                match self.receiver.prepare_sleep() {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        self.waker.wait(Duration::from_millis(20));
+                    }
+                    Err(_) => break,
+                }
             }
         }
-        any
+        self.core.endpoint
     }
 }

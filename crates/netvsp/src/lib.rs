@@ -20,4 +20,4 @@ pub mod device;
 mod rndis;
 
 pub use backend::{LinkControl, Loopback, NetEndpoint, Switch, SwitchPort};
-pub use device::{Netvsp, NetvspConfig, NicStats};
+pub use device::{Netvsp, NetvspConfig, NicCore, NicStats};

@@ -35,6 +35,12 @@ pub struct DeviceContext {
 }
 
 impl DeviceContext {
+    /// A context over `memory` and a GPADL table (the host bus builds these; tests and
+    /// fuzzers may build their own).
+    pub fn new(memory: GuestMemory, gpadls: GpadlTable) -> Self {
+        Self { memory, gpadls }
+    }
+
     /// The GPADL `id` as a byte buffer, if it exists and was created for `relid`
     /// (pass the primary channel's relid for buffers shared with subchannels).
     pub fn gpadl_buffer(&self, relid: u32, id: u32) -> Option<GpadlBuffer> {

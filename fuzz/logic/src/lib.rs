@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rndis", rndis),
     ("ring_hostile_peer", ring_hostile_peer),
     ("vmbus_server", vmbus_server),
+    ("netvsp_guest", netvsp_guest),
 ];
 
 /// Channel-management messages: parse (plain and at every version), emit, re-parse;
@@ -317,6 +318,106 @@ pub fn vmbus_server(data: &[u8]) {
         }
         s.check_invariants().expect("server invariants");
         assert!(s.gpadl_count() <= 8 && s.channel_count() <= 8);
+    }
+}
+
+/// A hostile guest drives a NetVSP channel core: control path (NVSP and RNDIS messages)
+/// and data path (RNDIS packets in send-buffer sections or GPA-direct ranges with
+/// arbitrary offsets, lengths and per-packet info, GPA ranges outside guest memory,
+/// completions for unknown transaction ids).
+///
+/// Input: `u16` length of a prefix copied into the send buffer (GPADL 2), then
+/// length-prefixed (`u16`) ring packets. Guest memory is 1 MiB; GPADL 1 (pages 16..48)
+/// is a receive buffer, GPADL 2 (pages 64..80) a send buffer, both of relid 1. Every
+/// other transfer the core sends is completed, so sub-allocations recycle.
+pub fn netvsp_guest(data: &[u8]) {
+    use hv_partition::GuestMemory;
+    use netvsp::{Loopback, NetvspConfig, NicCore, NicStats};
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, RwLock};
+    use vmbus::DeviceContext;
+    use vmbus_proto::channel::gpadl::{GpaRange, Gpadl};
+    use vmbus_proto::packet::emit_inband;
+
+    let Ok(memory) = GuestMemory::new(1 << 20) else {
+        return;
+    };
+    let gpadl = |first: u64, pages: u64| Gpadl {
+        child_relid: 1,
+        gpadl: 0,
+        ranges: vec![GpaRange::whole_pages((first..first + pages).collect())],
+    };
+    let mut table = BTreeMap::new();
+    table.insert(1u32, (1u32, Arc::new(gpadl(16, 32))));
+    table.insert(2u32, (1u32, Arc::new(gpadl(64, 16))));
+    let context = DeviceContext::new(memory.clone(), Arc::new(RwLock::new(table)));
+    let (endpoint, link) = Loopback::new(16);
+    let stats = Arc::new(NicStats::default());
+    let mut core = NicCore::new(
+        NetvspConfig::default(),
+        1,
+        context,
+        Box::new(endpoint),
+        stats.clone(),
+    );
+
+    let (prefix_len, rest) = match data.split_first_chunk::<2>() {
+        Some((l, r)) => (usize::from(u16::from_le_bytes(*l)), r),
+        None => return,
+    };
+    let n = prefix_len.min(rest.len()).min(16 * 4096);
+    let (prefix, mut rest) = rest.split_at(n);
+    let _ = memory.write(64 * 4096, prefix);
+
+    let mut steps = 0usize;
+    let mut to_complete: Vec<u64> = Vec::new();
+    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+        steps += 1;
+        assert!(steps <= data.len(), "loop must advance");
+        let n = usize::from(u16::from_le_bytes(*len)).min(tail.len());
+        let (packet, tail) = tail.split_at(n);
+        rest = tail;
+        core.handle_packet(packet);
+        if steps % 7 == 0 {
+            link.set(steps % 14 != 0);
+        }
+        core.poll_link();
+        core.deliver_frames();
+        // Drain what the core owes the guest; check each packet is well formed.
+        let mut drained = 0;
+        while core.pop_outgoing(|p, payload| {
+            assert_eq!(p.header.len() % 8, 0);
+            if p.packet_type == vmbus_proto::packet::PacketType::DATA_USING_TRANSFER_PAGES {
+                to_complete.push(p.transaction_id);
+            }
+            let _ = payload;
+            true
+        }) {
+            drained += 1;
+            assert!(drained <= 100_000, "outgoing queue must be bounded");
+        }
+        // Complete every other transfer (the rest stay in flight: exhaustion).
+        for (i, tid) in std::mem::take(&mut to_complete).into_iter().enumerate() {
+            if i % 2 == 0 {
+                let mut buf = [0u8; 64];
+                if let Ok(n) = emit_inband(
+                    &mut buf,
+                    vmbus_proto::packet::PacketType::COMPLETION,
+                    0,
+                    tid,
+                    &[],
+                ) {
+                    core.handle_packet(&buf[..n]);
+                }
+            }
+        }
+        if let Some((free, in_flight)) = core.recv_slots() {
+            assert_eq!(
+                free + in_flight,
+                32 * 4096 / 1728,
+                "every sub-allocation is free or in flight"
+            );
+        }
     }
 }
 

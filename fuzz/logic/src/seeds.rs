@@ -32,6 +32,7 @@ pub fn builtin(target: &str) -> Vec<Vec<u8>> {
         "rndis" => rndis(),
         "ring_hostile_peer" => ring_hostile_peer(),
         "vmbus_server" => vmbus_server(),
+        "netvsp_guest" => netvsp_guest(),
         _ => Vec::new(),
     }
 }
@@ -298,5 +299,110 @@ fn vmbus_server() -> Vec<Vec<u8>> {
         with_events(&session, 3),
         with_events(&session[..4], 0),
         vec![],
+    ]
+}
+
+fn netvsp_guest() -> Vec<Vec<u8>> {
+    use vmbus_proto::nvsp::{NvspChannelType, NvspMessage, NvspVersion};
+    use vmbus_proto::rndis::{
+        Oid, OidRequest, RndisInitializeRequest, RndisMessage, packet_to_vec,
+    };
+    let inband = |m: &NvspMessage, tid: u64| {
+        let mut payload = [0u8; 40];
+        let n = m.emit(&mut payload).unwrap_or(0);
+        let mut buf = [0u8; 64];
+        let len = emit_inband(
+            &mut buf,
+            PacketType::DATA_INBAND,
+            FLAG_COMPLETION_REQUESTED,
+            tid,
+            &payload[..n],
+        )
+        .unwrap_or(0);
+        buf[..len].to_vec()
+    };
+    let framed = |packets: &[Vec<u8>], prefix: &[u8]| {
+        let mut out = (prefix.len() as u16).to_le_bytes().to_vec();
+        out.extend_from_slice(prefix);
+        for p in packets {
+            out.extend_from_slice(&(p.len() as u16).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    };
+    // The send buffer holds an RNDIS INIT in section 0, a MAC query in section 1 and a
+    // data packet in section 2 (sections are 6144 bytes).
+    let mut prefix = vec![0u8; 3 * 6144];
+    let init = RndisMessage::Initialize(RndisInitializeRequest::new(1, 0x4000))
+        .to_vec()
+        .unwrap_or_default();
+    prefix[..init.len()].copy_from_slice(&init);
+    let q = RndisMessage::Query(OidRequest {
+        req_id: 2,
+        oid: Oid::OID_802_3_PERMANENT_ADDRESS,
+        dev_vc_handle: 0,
+        info: &[],
+    })
+    .to_vec()
+    .unwrap_or_default();
+    prefix[6144..6144 + q.len()].copy_from_slice(&q);
+    let filter = RndisMessage::Set(OidRequest {
+        req_id: 3,
+        oid: Oid::OID_GEN_CURRENT_PACKET_FILTER,
+        dev_vc_handle: 0,
+        info: &[0xD, 0, 0, 0],
+    })
+    .to_vec()
+    .unwrap_or_default();
+    let frame = packet_to_vec(&[], &[0xAB; 100]).unwrap_or_default();
+    prefix[2 * 6144..2 * 6144 + frame.len()].copy_from_slice(&frame);
+    let mut prefix2 = prefix.clone();
+    prefix2[..filter.len()].copy_from_slice(&filter);
+    let rndis = |section: u32, size: usize, control: bool, tid: u64| {
+        inband(
+            &NvspMessage::SendRndisPacket {
+                channel_type: if control {
+                    NvspChannelType::RMC_CONTROL
+                } else {
+                    NvspChannelType::RMC_DATA
+                },
+                send_buf_section_index: section,
+                send_buf_section_size: size as u32,
+            },
+            tid,
+        )
+    };
+    let bring_up = vec![
+        inband(&NvspMessage::init(NvspVersion::V6_1), 1),
+        inband(
+            &NvspMessage::SendReceiveBuffer {
+                gpadl_handle: 1,
+                id: 0xCAFE,
+            },
+            2,
+        ),
+        inband(
+            &NvspMessage::SendSendBuffer {
+                gpadl_handle: 2,
+                id: 0,
+            },
+            3,
+        ),
+        rndis(0, init.len(), true, 4),
+        rndis(1, q.len(), true, 5),
+        rndis(2, frame.len(), false, 6),
+    ];
+    let mut with_filter = bring_up.clone();
+    with_filter[3] = rndis(0, filter.len(), true, 4);
+    let mut data_flood = bring_up.clone();
+    for i in 0..40 {
+        data_flood.push(rndis(2, frame.len(), false, 100 + i));
+    }
+    vec![
+        framed(&bring_up, &prefix),
+        framed(&with_filter, &prefix2),
+        framed(&data_flood, &prefix2),
+        framed(&bring_up[..1], &[]),
+        framed(&[vec![9, 0, 4, 0, 4, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]], &[]),
     ]
 }
