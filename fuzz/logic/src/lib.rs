@@ -378,8 +378,8 @@ pub fn netvsp_guest(data: &[u8]) {
         let (packet, tail) = tail.split_at(n);
         rest = tail;
         core.handle_packet(packet);
-        if steps % 7 == 0 {
-            link.set(steps % 14 != 0);
+        if steps.is_multiple_of(7) {
+            link.set(!steps.is_multiple_of(14));
         }
         core.poll_link();
         core.deliver_frames();
