@@ -178,8 +178,10 @@ pub struct Netvsc {
     send: (u64, u64, u32),
     section_size: u32,
     free_sections: Vec<u32>,
-    /// tid -> send section in flight.
-    in_flight: BTreeMap<u64, u32>,
+    /// Per send section: the generation of the send in flight, if any (the tid carries
+    /// section and generation, so completions are matched without a map).
+    in_flight: Vec<Option<u32>>,
+    generation: u32,
     /// NVSP responses by tid.
     responses: BTreeMap<u64, NvspMessage>,
     /// RNDIS control completions by request id (copied bytes).
@@ -228,7 +230,8 @@ impl Netvsc {
             send: (0, 0, 0),
             section_size: 0,
             free_sections: Vec::new(),
-            in_flight: BTreeMap::new(),
+            in_flight: Vec::new(),
+            generation: 0,
             responses: BTreeMap::new(),
             control: VecDeque::new(),
             next_tid: 1,
@@ -375,6 +378,7 @@ impl Netvsc {
                 self.section_size = section_size;
                 let n = (self.send.1 / u64::from(section_size)) as u32;
                 self.free_sections = (0..n).rev().collect();
+                self.in_flight = vec![None; n as usize];
                 Ok(())
             }
             _ => Err(NetvscError::Refused("the send buffer")),
@@ -544,9 +548,11 @@ impl Netvsc {
         size: u32,
         channel_type: NvspChannelType,
     ) -> Result<(), NetvscError> {
-        let tid = SECTION_TID | self.next_tid;
-        self.next_tid += 1;
-        self.in_flight.insert(tid, section);
+        self.generation = self.generation.wrapping_add(1) & 0x0FFF_FFFF;
+        let tid = SECTION_TID | u64::from(self.generation) << 32 | u64::from(section);
+        if let Some(g) = self.in_flight.get_mut(section as usize) {
+            *g = Some(self.generation);
+        }
         let m = NvspMessage::SendRndisPacket {
             channel_type,
             send_buf_section_index: section,
@@ -656,7 +662,14 @@ impl Netvsc {
         let tid = p.descriptor.transaction_id;
         match p.kind {
             PacketKind::Completion => {
-                if let Some(section) = self.in_flight.remove(&tid) {
+                let section = tid as u32;
+                let generation = ((tid >> 32) & 0x0FFF_FFFF) as u32;
+                let slot = self.in_flight.get_mut(section as usize);
+                if tid & SECTION_TID != 0 && slot.as_ref().is_some_and(|g| **g == Some(generation))
+                {
+                    if let Some(g) = slot {
+                        *g = None;
+                    }
                     self.free_sections.push(section);
                 } else if tid & NVSP_TID != 0 {
                     match NvspMessage::parse_completion(p.payload)
@@ -677,8 +690,7 @@ impl Netvsc {
                 if header.transfer_pageset_id != RECEIVE_BUFFER_ID {
                     self.bad();
                 }
-                let ranges: Vec<_> = p.kind.transfer_ranges().collect();
-                for r in ranges {
+                for r in p.kind.transfer_ranges() {
                     self.receive_range(r.byte_offset, r.byte_count);
                 }
                 // Complete the transfer so the host can reuse the sub-allocations.
