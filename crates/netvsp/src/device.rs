@@ -219,12 +219,13 @@ impl NicCore {
         self.out.len()
     }
 
-    /// Receive-buffer sub-allocations: (free, in flight), once the buffer is set up.
-    pub fn recv_slots(&self) -> Option<(usize, usize)> {
+    /// Receive-buffer sub-allocations: (free, in flight, total), once the buffer is set up.
+    pub fn recv_slots(&self) -> Option<(usize, usize, usize)> {
         self.recv.as_ref().map(|r| {
             (
                 r.free.len(),
                 r.in_flight.iter().filter(|g| g.is_some()).count(),
+                r.in_flight.len(),
             )
         })
     }

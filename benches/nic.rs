@@ -1,0 +1,239 @@
+//! The synthetic NIC: frames/s guest to host and host to guest through netvsc, VMBus
+//! and netvsp (one queue), beside the raw vmbus-ring moving the same frame sizes one
+//! way in the same run.
+//!
+//! Run: `cargo bench -p vmbus-benches --bench nic`.
+
+// Benchmark harness code: criterion's macros generate undocumented items, and every
+// input is built here.
+#![allow(
+    missing_docs,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hv_partition::SimPartition;
+use netvsc::{Netvsc, NetvscConfig};
+use netvsp::{NetEndpoint, Netvsp, NetvspConfig};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
+use vmbus_proto::guid::{Guid, class};
+use vmbus_ring::{
+    Doorbell, DoubleMappedRingMem, IncomingRing, OutgoingPacket, OutgoingRing, WaitPolicy,
+    wait_readable, write_blocking,
+};
+
+/// Counts the guest's frames (guest to host) and produces frames on demand (host to
+/// guest).
+struct Bench {
+    sent_by_guest: Arc<AtomicU64>,
+    budget: Arc<AtomicU64>,
+    size: Arc<AtomicU64>,
+    waker: Arc<Mutex<Option<Arc<Doorbell>>>>,
+}
+
+impl NetEndpoint for Bench {
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        black_box(frame);
+        self.sent_by_guest.fetch_add(1, Ordering::Release);
+        true
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let b = self.budget.load(Ordering::Acquire);
+        if b == 0 {
+            return None;
+        }
+        self.budget.store(b - 1, Ordering::Release);
+        let n = (self.size.load(Ordering::Relaxed) as usize).min(buf.len());
+        buf[..6].copy_from_slice(&[0x00, 0x15, 0x5D, 0, 0, 1]);
+        Some(n)
+    }
+    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+        *self.waker.lock().unwrap() = Some(waker);
+    }
+    fn link_up(&self) -> bool {
+        true
+    }
+}
+
+struct Nic {
+    _host: HostBus<SimPartition>,
+    _bus: GuestBus,
+    nic: Netvsc,
+    sent: Arc<AtomicU64>,
+    budget: Arc<AtomicU64>,
+    size: Arc<AtomicU64>,
+    waker: Arc<Mutex<Option<Arc<Doorbell>>>>,
+}
+
+fn nic() -> Nic {
+    let partition = SimPartition::new(256 << 20, 2).unwrap();
+    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let budget = Arc::new(AtomicU64::new(0));
+    let size = Arc::new(AtomicU64::new(64));
+    let waker = Arc::new(Mutex::new(None));
+    let ep = Bench {
+        sent_by_guest: sent.clone(),
+        budget: budget.clone(),
+        size: size.clone(),
+        waker: waker.clone(),
+    };
+    let relid = host
+        .offer(
+            OfferParams::new(class::NETWORK, Guid::ZERO),
+            Box::new(Netvsp::new(NetvspConfig::default(), Box::new(ep))),
+        )
+        .unwrap();
+    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
+    bus.connect().unwrap();
+    let offers = bus.request_offers().unwrap();
+    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
+    let config = NetvscConfig {
+        recv_buffer_bytes: 16 << 20,
+        rx_queue: 4096,
+        ..Default::default()
+    };
+    let nic = Netvsc::open(&bus, &offer, &config).unwrap();
+    Nic {
+        _host: host,
+        _bus: bus,
+        nic,
+        sent,
+        budget,
+        size,
+        waker,
+    }
+}
+
+fn guest_to_host(n: &mut Nic, size: usize, iters: u64) -> Duration {
+    let frame = vec![0xA5u8; size];
+    let target = n.sent.load(Ordering::Acquire) + iters;
+    let start = Instant::now();
+    for _ in 0..iters {
+        n.nic.send(&frame).unwrap();
+    }
+    while n.sent.load(Ordering::Acquire) < target {
+        n.nic.poll(Duration::from_micros(50)).unwrap();
+    }
+    start.elapsed()
+}
+
+fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
+    n.size.store(size as u64, Ordering::Relaxed);
+    let mut buf = [0u8; 1518];
+    let start = Instant::now();
+    // Offer frames in windows of 1024 so the guest's receive buffer is never exhausted
+    // (exhaustion drops frames by design; this measures delivery, not drops).
+    let (mut given, mut got) = (0u64, 0u64);
+    while got < iters {
+        if n.budget.load(Ordering::Acquire) == 0 && given - got < 1024 && given < iters {
+            let add = (iters - given).min(1024);
+            given += add;
+            n.budget.store(add, Ordering::Release);
+            if let Some(w) = n.waker.lock().unwrap().as_ref() {
+                w.ring();
+            }
+        }
+        if n.nic
+            .recv(&mut buf, Duration::from_millis(1))
+            .unwrap()
+            .is_some()
+        {
+            got += 1;
+        }
+    }
+    start.elapsed()
+}
+
+/// The raw ring moving frames of `size` one way (spin-then-sleep, batched commits).
+fn raw(mem: &Arc<DoubleMappedRingMem>, size: usize, iters: u64) -> Duration {
+    let mut tx = OutgoingRing::new(mem.clone()).unwrap();
+    let mut rx = IncomingRing::new(mem.clone()).unwrap();
+    let (rb, wb) = (Arc::new(Doorbell::new()), Arc::new(Doorbell::new()));
+    let policy = WaitPolicy::default();
+    let (rb2, wb2) = (rb.clone(), wb.clone());
+    let reader = std::thread::spawn(move || {
+        let mut dst = vec![0u8; 4096];
+        let mut got = 0;
+        while got < iters {
+            wait_readable(&mut rx, &rb2, policy).unwrap();
+            rx.mask_interrupts();
+            while let Ok(p) = rx.try_read() {
+                let n = p.len();
+                dst[..n].copy_from_slice(p.view().unwrap());
+                got += 1;
+            }
+            if rx.commit() {
+                wb2.ring();
+            }
+        }
+    });
+    let frame = vec![0xA5u8; size];
+    let start = Instant::now();
+    for i in 0..iters {
+        write_blocking(
+            &mut tx,
+            &OutgoingPacket::inband(i, 0),
+            &[&frame],
+            &rb,
+            &wb,
+            policy,
+        )
+        .unwrap();
+        if i % 8 == 7 && tx.commit() {
+            rb.ring();
+        }
+    }
+    if tx.commit() {
+        rb.ring();
+    }
+    reader.join().unwrap();
+    start.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut n = nic();
+    if std::env::var_os("NIC_BENCH_PROBE").is_some() {
+        for size in [64usize, 1514] {
+            let d = guest_to_host(&mut n, size, 200_000);
+            println!(
+                "probe guest_to_host {size}: {:.2} Mpps",
+                0.2 / d.as_secs_f64()
+            );
+            let d = host_to_guest(&mut n, size, 2_000_000);
+            println!(
+                "probe host_to_guest {size}: {:.2} Mpps",
+                2.0 / d.as_secs_f64()
+            );
+        }
+        return;
+    }
+    let mem = Arc::new(DoubleMappedRingMem::new(128 * 4096).unwrap());
+    for size in [64usize, 1514] {
+        let mut g = c.benchmark_group(format!("nic_{size}B"));
+        g.throughput(Throughput::Elements(1));
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(3));
+        g.bench_function(BenchmarkId::new("guest_to_host_1q", size), |b| {
+            b.iter_custom(|i| guest_to_host(&mut n, size, i))
+        });
+        g.bench_function(BenchmarkId::new("host_to_guest_1q", size), |b| {
+            b.iter_custom(|i| host_to_guest(&mut n, size, i))
+        });
+        g.bench_function(BenchmarkId::new("baseline_raw_ring", size), |b| {
+            b.iter_custom(|i| raw(&mem, size, i))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
