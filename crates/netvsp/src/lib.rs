@@ -7,16 +7,18 @@
 //! completion, send buffer in sections and GPA-direct packets for guest transmit,
 //! RNDIS bring-up with the OIDs netvsc queries, link-status indications.
 //!
-//! Network [`backend`]s: loopback and an in-process L2 switch with MAC learning.
+//! Network [`backend`]s: loopback and an in-process L2 switch with MAC learning;
+//! [`pcap::Capture`] records any endpoint's frames to a pcap file.
 //!
 //! Not implemented yet (see the issue tracker): multi-queue (subchannel requests are
 //! answered with none, RSS capabilities with NOT_SUPPORTED), checksum/LSO offloads (the
-//! capabilities report none), the TAP backend, and pcap capture.
+//! capabilities report none) and the TAP backend.
 
 #![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod device;
+pub mod pcap;
 mod rndis;
 
 pub use backend::{LinkControl, Loopback, NetEndpoint, Switch, SwitchPort};
