@@ -132,6 +132,23 @@ impl Port {
     }
 }
 
+impl Port {
+    fn pop(&self, buf: &mut [u8]) -> Option<usize> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(buf)
+    }
+
+    fn set_waker(&self, waker: Arc<Doorbell>) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+    }
+
+    fn is_up(&self) -> bool {
+        self.link.load(Ordering::SeqCst)
+    }
+}
+
 /// Sets a port's link state from outside (tests, management).
 #[derive(Clone)]
 pub struct LinkControl(Arc<Port>);
@@ -164,20 +181,16 @@ impl Loopback {
 
 impl NetEndpoint for Loopback {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.port.link.load(Ordering::SeqCst) && self.port.deliver(frame)
+        self.port.is_up() && self.port.deliver(frame)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop(buf)
+        self.port.pop(buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        *self.port.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        self.port.set_waker(waker)
     }
     fn link_up(&self) -> bool {
-        self.port.link.load(Ordering::SeqCst)
+        self.port.is_up()
     }
 }
 
@@ -253,20 +266,16 @@ pub struct SwitchPort {
 
 impl NetEndpoint for SwitchPort {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.port.link.load(Ordering::SeqCst) && self.switch.forward(&self.port, frame)
+        self.port.is_up() && self.switch.forward(&self.port, frame)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop(buf)
+        self.port.pop(buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        *self.port.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        self.port.set_waker(waker)
     }
     fn link_up(&self) -> bool {
-        self.port.link.load(Ordering::SeqCst)
+        self.port.is_up()
     }
 }
 
