@@ -148,14 +148,16 @@ impl VmbusDevice for Netvsp {
 }
 
 /// A packet this side owes the guest, held while the outgoing ring is full.
+// Kept inline in a preallocated queue: boxing the ranges would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 enum Out {
     /// A completion carrying an NVSP message (or nothing).
     Completion { tid: u64, msg: [u8; 40], len: u8 },
-    /// A receive-buffer sub-allocation holding an RNDIS message.
+    /// Receive-buffer sub-allocations holding RNDIS messages, one transfer-page packet.
     Transfer {
         tid: u64,
-        offset: u32,
-        len: u32,
+        ranges: [(u32, u32); FRAMES_PER_TRANSFER],
+        n: u8,
         control: bool,
     },
 }
@@ -166,8 +168,14 @@ struct RecvBuffer {
     free: Vec<u32>,
     /// Per sub-allocation: the generation of the transfer in flight, if any.
     in_flight: Vec<Option<u32>>,
+    /// Per sub-allocation: the next one in the same transfer-page packet.
+    batch_next: Vec<u32>,
     generation: u32,
 }
+
+/// Frames per transfer-page packet (Linux accepts up to 375 ranges).
+pub const FRAMES_PER_TRANSFER: usize = 32;
+const NO_SLOT: u32 = u32::MAX;
 
 /// The protocol core of one NIC channel, without I/O: ring packets from the guest go in
 /// ([`NicCore::handle_packet`]), backend frames are pulled ([`NicCore::deliver_frames`]),
@@ -254,24 +262,30 @@ impl NicCore {
             ),
             Out::Transfer {
                 tid,
-                offset,
-                len,
+                ranges,
+                n,
                 control,
             } => {
                 let id = self.recv.as_ref().map_or(0, |r| r.id);
-                let mut header = [0u8; 16];
+                let count = usize::from(*n).min(FRAMES_PER_TRANSFER);
+                let mut header = [0u8; 8 + 8 * FRAMES_PER_TRANSFER];
                 let h = TransferPageHeader {
                     transfer_pageset_id: id,
                     sender_owns_set: 0,
                     reserved: 0,
-                    range_count: 1,
-                };
-                let range = TransferPageRange {
-                    byte_count: *len,
-                    byte_offset: *offset,
+                    range_count: count as u32,
                 };
                 header[..8].copy_from_slice(h.as_bytes());
-                header[8..].copy_from_slice(range.as_bytes());
+                for (i, &(offset, len)) in ranges.iter().take(count).enumerate() {
+                    let range = TransferPageRange {
+                        byte_count: len,
+                        byte_offset: offset,
+                    };
+                    if let Some(d) = header.get_mut(8 + 8 * i..16 + 8 * i) {
+                        d.copy_from_slice(range.as_bytes());
+                    }
+                }
+                let header = header.get(..8 + 8 * count).unwrap_or(&[]);
                 let nvsp = NvspMessage::SendRndisPacket {
                     channel_type: if *control {
                         NvspChannelType::RMC_CONTROL
@@ -287,7 +301,7 @@ impl NicCore {
                     packet_type: PacketType::DATA_USING_TRANSFER_PAGES,
                     flags: FLAG_COMPLETION_REQUESTED,
                     transaction_id: *tid,
-                    header: &header,
+                    header,
                 };
                 write(&packet, msg.get(..n).unwrap_or(&[]))
             }
@@ -381,6 +395,7 @@ impl NicCore {
                             id,
                             free: (0..count).rev().collect(),
                             in_flight: vec![None; count as usize],
+                            batch_next: vec![NO_SLOT; count as usize],
                             generation: 0,
                         });
                         Some(NvspMessage::SendReceiveBufferComplete {
@@ -567,16 +582,36 @@ impl NicCore {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match recv.in_flight.get_mut(slot as usize) {
-            Some(g) if *g == Some(generation) => {
-                *g = None;
-                recv.free.push(slot);
+        // Free every sub-allocation of the packet: they share the generation and are
+        // linked from the first one. Bounded by the batch size.
+        let mut slot = slot;
+        let mut freed = 0;
+        for _ in 0..FRAMES_PER_TRANSFER {
+            match recv.in_flight.get_mut(slot as usize) {
+                Some(g) if *g == Some(generation) => {
+                    *g = None;
+                    recv.free.push(slot);
+                    freed += 1;
+                }
+                _ => break,
             }
-            _ => {
-                self.stats
-                    .unknown_completions
-                    .fetch_add(1, Ordering::Relaxed);
+            let next = recv
+                .batch_next
+                .get(slot as usize)
+                .copied()
+                .unwrap_or(NO_SLOT);
+            if let Some(l) = recv.batch_next.get_mut(slot as usize) {
+                *l = NO_SLOT;
             }
+            if next == NO_SLOT {
+                break;
+            }
+            slot = next;
+        }
+        if freed == 0 {
+            self.stats
+                .unknown_completions
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -589,39 +624,75 @@ impl NicCore {
         self.out.push_back(Out::Completion { tid, msg, len });
     }
 
-    /// Copies an RNDIS message into a free receive-buffer sub-allocation and queues its
-    /// transfer-page packet. Returns false (and counts) when no sub-allocation is free.
-    fn send_to_guest(&mut self, message: &[u8], control: bool) -> bool {
+    /// Copies an RNDIS message into a free receive-buffer sub-allocation; returns its
+    /// (slot, offset), or `None` (counted) when no sub-allocation is free.
+    fn write_slot(&mut self, message: &[u8]) -> Option<(u32, u32)> {
         let Some(recv) = self.recv.as_mut() else {
             self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return None;
         };
         if message.len() > RECV_SECTION_SIZE as usize {
-            return false;
+            return None;
         }
         let Some(slot) = recv.free.pop() else {
             self.stats.rx_no_buffer.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return None;
         };
         let offset = slot * RECV_SECTION_SIZE;
         if recv.buf.write_at(offset as usize, message).is_err() {
             recv.free.push(slot);
             self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return None;
         }
+        Some((slot, offset))
+    }
+
+    /// Queues one transfer-page packet for the written sub-allocations `slots`
+    /// (`ranges` are their offsets and lengths).
+    fn queue_transfer(&mut self, slots: &[u32], ranges: &[(u32, u32)], control: bool) {
+        let Some(recv) = self.recv.as_mut() else {
+            return;
+        };
+        let (Some(&first), n) = (slots.first(), slots.len().min(FRAMES_PER_TRANSFER)) else {
+            return;
+        };
         recv.generation = recv.generation.wrapping_add(1);
         let generation = recv.generation;
-        if let Some(g) = recv.in_flight.get_mut(slot as usize) {
-            *g = Some(generation);
+        for (i, &slot) in slots.iter().take(n).enumerate() {
+            if let Some(g) = recv.in_flight.get_mut(slot as usize) {
+                *g = Some(generation);
+            }
+            let next = slots
+                .get(i + 1)
+                .copied()
+                .filter(|_| i + 1 < n)
+                .unwrap_or(NO_SLOT);
+            if let Some(l) = recv.batch_next.get_mut(slot as usize) {
+                *l = next;
+            }
         }
-        let tid = u64::from(slot) | u64::from(generation) << 32;
+        let mut r = [(0u32, 0u32); FRAMES_PER_TRANSFER];
+        for (d, s) in r.iter_mut().zip(ranges.iter().take(n)) {
+            *d = *s;
+        }
+        let tid = u64::from(first) | u64::from(generation) << 32;
         self.out.push_back(Out::Transfer {
             tid,
-            offset,
-            len: message.len() as u32,
+            ranges: r,
+            n: n as u8,
             control,
         });
-        true
+    }
+
+    /// Copies one RNDIS message into a sub-allocation and queues it alone.
+    fn send_to_guest(&mut self, message: &[u8], control: bool) -> bool {
+        match self.write_slot(message) {
+            Some((slot, offset)) => {
+                self.queue_transfer(&[slot], &[(offset, message.len() as u32)], control);
+                true
+            }
+            None => false,
+        }
     }
 
     fn indicate_link(&mut self, up: bool) {
@@ -640,12 +711,15 @@ impl NicCore {
     /// dropped and counted.
     pub fn deliver_frames(&mut self) -> bool {
         let mut any = false;
+        let mut slots = [0u32; FRAMES_PER_TRANSFER];
+        let mut ranges = [(0u32, 0u32); FRAMES_PER_TRANSFER];
+        let mut n = 0;
         for _ in 0..256 {
             if self.out.len() >= 512 {
                 break; // the outgoing ring is backed up: let the guest catch up
             }
             let mut frame = std::mem::take(&mut self.frame);
-            let Some(n) = self.endpoint.receive(&mut frame) else {
+            let Some(len) = self.endpoint.receive(&mut frame) else {
                 self.frame = frame;
                 break;
             };
@@ -654,17 +728,34 @@ impl NicCore {
                 self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
             } else {
                 let mut msg = std::mem::take(&mut self.msg);
-                let len = frame
-                    .get(..n)
-                    .and_then(|f| vmbus_proto::rndis::emit_packet(&mut msg, &[], f).ok());
-                if let Some(m) = len.and_then(|l| msg.get(..l))
-                    && self.send_to_guest(m, false)
+                let m = frame
+                    .get(..len)
+                    .and_then(|f| vmbus_proto::rndis::emit_packet(&mut msg, &[], f).ok())
+                    .and_then(|l| msg.get(..l));
+                if let Some(m) = m
+                    && let Some((slot, offset)) = self.write_slot(m)
+                    && let (Some(s), Some(r)) = (slots.get_mut(n), ranges.get_mut(n))
                 {
+                    *s = slot;
+                    *r = (offset, m.len() as u32);
+                    n += 1;
                     self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
                 }
                 self.msg = msg;
             }
             self.frame = frame;
+            // Several frames share one transfer-page packet and one completion.
+            if n == FRAMES_PER_TRANSFER {
+                self.queue_transfer(&slots, &ranges, false);
+                n = 0;
+            }
+        }
+        if n > 0 {
+            self.queue_transfer(
+                slots.get(..n).unwrap_or(&[]),
+                ranges.get(..n).unwrap_or(&[]),
+                false,
+            );
         }
         any
     }
