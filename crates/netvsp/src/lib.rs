@@ -7,19 +7,22 @@
 //! completion, send buffer in sections and GPA-direct packets for guest transmit,
 //! RNDIS bring-up with the OIDs netvsc queries, link-status indications.
 //!
-//! Network [`backend`]s: loopback and an in-process L2 switch with MAC learning;
+//! Network [`backend`]s: loopback, an in-process L2 switch with MAC learning, and
+//! [`tap::Tap`] (Linux `/dev/net/tun`);
 //! [`pcap::Capture`] records any endpoint's frames to a pcap file.
 //!
 //! Not implemented yet (see the issue tracker): multi-queue (subchannel requests are
 //! answered with none, RSS capabilities with NOT_SUPPORTED), checksum/LSO offloads (the
-//! capabilities report none) and the TAP backend.
+//! capabilities report none) and the virtio-net header offloads of the TAP backend.
 
-#![forbid(unsafe_code)]
+// Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
+#![deny(unsafe_code)]
 
 pub mod backend;
 pub mod device;
 pub mod pcap;
 mod rndis;
+pub mod tap;
 
 pub use backend::{LinkControl, Loopback, NetEndpoint, Switch, SwitchPort};
 pub use device::{Netvsp, NetvspConfig, NicCore, NicStats};

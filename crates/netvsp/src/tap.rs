@@ -1,0 +1,176 @@
+//! TAP backend (Linux): frames go to and come from a `/dev/net/tun` TAP interface, so a
+//! guest shares a network with the host's own stack (in a namespace, typically).
+//!
+//! This module is the crate's only `unsafe`: the TUNSETIFF ioctl and raw `read`/`write`
+//! on the TAP fd, each with a SAFETY comment.
+
+#![allow(unsafe_code)]
+
+use crate::backend::{FrameQueue, MAX_FRAME, NetEndpoint};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use vmbus_ring::Doorbell;
+
+/// `TUNSETIFF` (`_IOW('T', 202, int)`), `IFF_TAP`, `IFF_NO_PI` from linux/if_tun.h.
+const TUNSETIFF: libc::c_ulong = 0x4004_54CA;
+const IFF_TAP: i16 = 0x0002;
+const IFF_NO_PI: i16 = 0x1000;
+
+/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (40 bytes in all).
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    flags: i16,
+    pad: [u8; 22],
+}
+
+struct Shared {
+    queue: Mutex<FrameQueue>,
+    waker: Mutex<Option<Arc<Doorbell>>>,
+    stop: AtomicBool,
+    dropped: AtomicU64,
+}
+
+/// A TAP interface as a NIC endpoint. A reader thread moves frames from the interface
+/// into a bounded queue (dropping and counting when it is full) and wakes the NIC.
+pub struct Tap {
+    file: File,
+    name: String,
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+}
+
+fn read_frame(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable buffer of `buf.len()` bytes; `fd` is an open
+    // file descriptor owned by the caller for the duration of the call.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+impl Tap {
+    /// Creates (or attaches to) TAP interface `name` (at most 15 bytes). Needs
+    /// CAP_NET_ADMIN. The interface still has to be brought up and addressed.
+    pub fn open(name: &str) -> io::Result<Self> {
+        if name.is_empty() || name.len() > 15 || name.as_bytes().contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad interface name",
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: IFF_TAP | IFF_NO_PI,
+            pad: [0; 22],
+        };
+        if let Some(d) = req.name.get_mut(..name.len()) {
+            d.copy_from_slice(name.as_bytes());
+        }
+        // SAFETY: TUNSETIFF reads (and writes back the final name into) a struct ifreq;
+        // `req` is a properly sized, initialized, exclusively borrowed ifreq.
+        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(FrameQueue::new(1024)),
+            waker: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        });
+        let fd = file.as_raw_fd();
+        let s = shared.clone();
+        let reader = std::thread::Builder::new()
+            .name(format!("tap-{name}"))
+            .spawn(move || {
+                let mut buf = [0u8; 65536];
+                while !s.stop.load(Ordering::SeqCst) {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, 100 ms timeout.
+                    let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+                    if r <= 0 {
+                        continue;
+                    }
+                    match read_frame(fd, &mut buf) {
+                        Ok(n) if n > 0 && n <= MAX_FRAME => {
+                            let ok = buf.get(..n).is_some_and(|f| {
+                                s.queue.lock().unwrap_or_else(|e| e.into_inner()).push(f)
+                            });
+                            if !ok {
+                                s.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some(w) =
+                                s.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+                            {
+                                w.ring();
+                            }
+                        }
+                        Ok(_) => {
+                            s.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                    }
+                }
+            })?;
+        Ok(Self {
+            file,
+            name: name.to_string(),
+            shared,
+            reader: Some(reader),
+        })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Frames dropped (queue full or oversize).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl NetEndpoint for Tap {
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        // SAFETY: `frame` is a valid readable buffer; the fd is owned by `self.file`.
+        let n = unsafe { libc::write(self.file.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+        n == frame.len() as isize
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(buf)
+    }
+    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+        *self.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+    }
+    fn link_up(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
