@@ -10,7 +10,7 @@
 use crate::error::{RingError, WriteError};
 use crate::mem::RingMem;
 use crate::ring::{IncomingRing, OutgoingPacket, OutgoingRing};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Doorbell {
     rung: AtomicBool,
+    /// Waiters between registering under the lock and waking up. A ring only takes the
+    /// lock (a syscall-free but contended operation) when someone may be asleep.
+    sleepers: AtomicU32,
     lock: Mutex<()>,
     cv: Condvar,
     rings: AtomicU64,
@@ -36,9 +39,13 @@ impl Doorbell {
     pub fn ring(&self) {
         self.rings.fetch_add(1, Ordering::Relaxed);
         self.rung.store(true, Ordering::SeqCst);
-        // Taking the lock orders this with a waiter between its check and its sleep.
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.cv.notify_all();
+        // Dekker-style handshake with `wait`: a waiter registers in `sleepers` before
+        // checking `rung`, we set `rung` before checking `sleepers` (both SeqCst), so
+        // either we see the waiter and notify under the lock, or it sees the ring.
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cv.notify_all();
+        }
     }
 
     /// Consumes a pending ring without waiting; returns whether there was one.
@@ -54,20 +61,24 @@ impl Doorbell {
         }
         self.sleeps.fetch_add(1, Ordering::Relaxed);
         let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
         let deadline = std::time::Instant::now() + timeout;
-        loop {
+        let rung = loop {
             if self.take() {
-                return true;
+                break true;
             }
             let now = std::time::Instant::now();
             if now >= deadline {
-                return false;
+                break false;
             }
             g = match self.cv.wait_timeout(g, deadline - now) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
-        }
+        };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        drop(g);
+        rung
     }
 
     /// Times rung and times a waiter actually slept.
