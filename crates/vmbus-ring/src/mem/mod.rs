@@ -52,41 +52,29 @@ pub trait RingMem: Send + Sync {
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]>;
 }
 
-impl<T: RingMem + ?Sized> RingMem for &T {
-    fn control(&self) -> &ControlPage {
-        (**self).control()
-    }
-    fn data_len(&self) -> usize {
-        (**self).data_len()
-    }
-    fn read_data(&self, off: usize, dst: &mut [u8]) {
-        (**self).read_data(off, dst)
-    }
-    fn write_data(&self, off: usize, src: &[u8]) {
-        (**self).write_data(off, src)
-    }
-    fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
-        (**self).data_view(off, len)
-    }
+/// Ring memory behind a reference or an `Arc` is ring memory.
+macro_rules! forward_ring_mem {
+    ($($ptr:ty),*) => {$(
+        impl<T: RingMem + ?Sized> RingMem for $ptr {
+            fn control(&self) -> &ControlPage {
+                (**self).control()
+            }
+            fn data_len(&self) -> usize {
+                (**self).data_len()
+            }
+            fn read_data(&self, off: usize, dst: &mut [u8]) {
+                (**self).read_data(off, dst)
+            }
+            fn write_data(&self, off: usize, src: &[u8]) {
+                (**self).write_data(off, src)
+            }
+            fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
+                (**self).data_view(off, len)
+            }
+        }
+    )*};
 }
-
-impl<T: RingMem + ?Sized> RingMem for std::sync::Arc<T> {
-    fn control(&self) -> &ControlPage {
-        (**self).control()
-    }
-    fn data_len(&self) -> usize {
-        (**self).data_len()
-    }
-    fn read_data(&self, off: usize, dst: &mut [u8]) {
-        (**self).read_data(off, dst)
-    }
-    fn write_data(&self, off: usize, src: &[u8]) {
-        (**self).write_data(off, src)
-    }
-    fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
-        (**self).data_view(off, len)
-    }
-}
+forward_ring_mem!(&T, std::sync::Arc<T>);
 
 /// A contiguous data area at `base` of `len` bytes, optionally mapped twice (so that
 /// `base..base + 2 * len` is valid and the second half aliases the first).
