@@ -24,10 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
 use vmbus_proto::guid::{Guid, class};
-use vmbus_ring::{
-    Doorbell, DoubleMappedRingMem, IncomingRing, OutgoingPacket, OutgoingRing, WaitPolicy,
-    wait_readable, write_blocking,
-};
+use vmbus_ring::{Doorbell, DoubleMappedRingMem};
 
 /// Counts the guest's frames (guest to host) and produces frames on demand (host to
 /// guest).
@@ -152,52 +149,6 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
     start.elapsed()
 }
 
-/// The raw ring moving frames of `size` one way (spin-then-sleep, batched commits).
-fn raw(mem: &Arc<DoubleMappedRingMem>, size: usize, iters: u64) -> Duration {
-    let mut tx = OutgoingRing::new(mem.clone()).unwrap();
-    let mut rx = IncomingRing::new(mem.clone()).unwrap();
-    let (rb, wb) = (Arc::new(Doorbell::new()), Arc::new(Doorbell::new()));
-    let policy = WaitPolicy::default();
-    let (rb2, wb2) = (rb.clone(), wb.clone());
-    let reader = std::thread::spawn(move || {
-        let mut dst = vec![0u8; 4096];
-        let mut got = 0;
-        while got < iters {
-            wait_readable(&mut rx, &rb2, policy).unwrap();
-            rx.mask_interrupts();
-            while let Ok(p) = rx.try_read() {
-                let n = p.len();
-                dst[..n].copy_from_slice(p.view().unwrap());
-                got += 1;
-            }
-            if rx.commit() {
-                wb2.ring();
-            }
-        }
-    });
-    let frame = vec![0xA5u8; size];
-    let start = Instant::now();
-    for i in 0..iters {
-        write_blocking(
-            &mut tx,
-            &OutgoingPacket::inband(i, 0),
-            &[&frame],
-            &rb,
-            &wb,
-            policy,
-        )
-        .unwrap();
-        if i % 8 == 7 && tx.commit() {
-            rb.ring();
-        }
-    }
-    if tx.commit() {
-        rb.ring();
-    }
-    reader.join().unwrap();
-    start.elapsed()
-}
-
 fn bench(c: &mut Criterion) {
     let mut n = nic();
     if std::env::var_os("NIC_BENCH_PROBE").is_some() {
@@ -229,7 +180,7 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|i| host_to_guest(&mut n, size, i))
         });
         g.bench_function(BenchmarkId::new("baseline_raw_ring", size), |b| {
-            b.iter_custom(|i| raw(&mem, size, i))
+            b.iter_custom(|i| vmbus_benches::stream_raw(&mem, size, i))
         });
         g.finish();
     }

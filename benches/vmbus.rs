@@ -16,7 +16,6 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hv_partition::SimPartition;
-use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ use vmbus::{
 use vmbus_proto::guid::{Guid, class};
 use vmbus_ring::{
     Doorbell, DoubleMappedRingMem, IncomingRing, OutgoingPacket, OutgoingRing, WaitPolicy,
-    wait_readable, write_blocking,
+    wait_readable,
 };
 
 const SIZE: usize = 1500;
@@ -146,60 +145,6 @@ fn stream_runtime(b: &mut Bus, iters: u64) -> Duration {
     start.elapsed()
 }
 
-/// The raw ring doing the same: writer thread, reader thread copying payloads out, the
-/// same spin-then-sleep policy and commit batching.
-fn stream_raw(mem: &Arc<DoubleMappedRingMem>, iters: u64) -> Duration {
-    let mut tx = OutgoingRing::new(mem.clone()).unwrap();
-    let mut rx = IncomingRing::new(mem.clone()).unwrap();
-    let rb = Arc::new(Doorbell::new());
-    let wb = Arc::new(Doorbell::new());
-    let policy = WaitPolicy::default();
-    let (rb2, wb2) = (rb.clone(), wb.clone());
-    let reader = std::thread::spawn(move || {
-        let mut dst = vec![0u8; 64 * 1024];
-        let mut got = 0;
-        while got < iters {
-            wait_readable(&mut rx, &rb2, policy).unwrap();
-            rx.mask_interrupts();
-            while let Ok(p) = rx.try_read() {
-                let n = p.len();
-                dst[..n].copy_from_slice(p.view().unwrap());
-                got += 1;
-            }
-            if rx.commit() {
-                wb2.ring();
-            }
-        }
-        black_box(&dst);
-    });
-    let frame = [0xA5u8; SIZE];
-    let start = Instant::now();
-    let mut pending = 0;
-    for i in 0..iters {
-        write_blocking(
-            &mut tx,
-            &OutgoingPacket::inband(i, 0),
-            &[&frame],
-            &rb,
-            &wb,
-            policy,
-        )
-        .unwrap();
-        pending += SIZE;
-        if i % 8 == 7 || pending >= 4096 {
-            pending = 0;
-            if tx.commit() {
-                rb.ring();
-            }
-        }
-    }
-    if tx.commit() {
-        rb.ring();
-    }
-    reader.join().unwrap();
-    start.elapsed()
-}
-
 fn rtt_runtime(b: &mut Bus, iters: u64) -> Duration {
     let payload = [0x42u8; 64];
     let start = Instant::now();
@@ -282,7 +227,7 @@ fn runtime(c: &mut Criterion) {
         bch.iter_custom(|n| stream_runtime(&mut b, n))
     });
     g.bench_function(BenchmarkId::new("baseline_raw_ring", SIZE), |bch| {
-        bch.iter_custom(|n| stream_raw(&raw, n))
+        bch.iter_custom(|n| vmbus_benches::stream_raw(&raw, SIZE, n))
     });
     g.finish();
     let mut g = c.benchmark_group("channel_round_trip_64B");
