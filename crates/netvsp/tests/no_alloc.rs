@@ -2,50 +2,18 @@
 //! transmit to the backend, loopback, netvsp receive into the guest's buffer, netvsc
 //! receive and completion. Every thread's allocations are counted during the window.
 
-#![allow(
-    unsafe_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use hv_partition::SimPartition;
 use netvsc::{Netvsc, NetvscConfig};
 use netvsp::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use test_support::{CountingAlloc, allocations_on_all_threads};
 use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
 use vmbus_proto::guid::{Guid, class};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(false);
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 #[test]
 fn steady_state_frames_allocate_nothing() {
@@ -75,15 +43,10 @@ fn steady_state_frames_allocate_nothing() {
         }
     };
     round(3000); // warm up: queues and staging buffers reach their size
-    COUNTING.store(true, Ordering::SeqCst);
-    round(20_000);
-    COUNTING.store(false, Ordering::SeqCst);
-    let n = ALLOCS.load(Ordering::SeqCst);
+    let ((), n) = allocations_on_all_threads(|| round(20_000));
     assert_eq!(n, 0, "{n} allocations while 20,000 frames looped");
     // The counter itself works.
-    COUNTING.store(true, Ordering::SeqCst);
-    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(8));
-    COUNTING.store(false, Ordering::SeqCst);
+    let (v, n) = allocations_on_all_threads(|| std::hint::black_box(Vec::<u8>::with_capacity(8)));
     drop(v);
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 1);
+    assert_eq!(n, 1);
 }

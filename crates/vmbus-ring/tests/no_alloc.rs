@@ -8,52 +8,12 @@
     clippy::indexing_slicing,
     clippy::panic
 )]
-// A counting global allocator has to implement an unsafe trait.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
+use test_support::{CountingAlloc, allocations_on_this_thread};
 use vmbus_ring::*;
 
-struct Counting;
-
-thread_local! {
-    /// Only the measuring thread counts, into its own counter: the test harness and the
-    /// other test run on other threads.
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-fn count() {
-    if COUNTING.try_with(|c| c.get()).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-fn allocs() -> u64 {
-    ALLOCS.with(|a| a.get())
-}
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn steady_state(mem: Arc<dyn RingMem>) -> u64 {
     let mut tx = OutgoingRing::new(mem.clone()).unwrap();
@@ -86,13 +46,11 @@ fn steady_state(mem: Arc<dyn RingMem>) -> u64 {
     for _ in 0..100 {
         round(&mut tx, &mut rx, &mut scratch);
     }
-    let before = allocs();
-    COUNTING.with(|c| c.set(true));
-    for _ in 0..10_000 {
-        round(&mut tx, &mut rx, &mut scratch);
-    }
-    COUNTING.with(|c| c.set(false));
-    let n = allocs() - before;
+    let ((), n) = allocations_on_this_thread(|| {
+        for _ in 0..10_000 {
+            round(&mut tx, &mut rx, &mut scratch);
+        }
+    });
     assert!(sum > 0);
     n
 }
@@ -116,10 +74,7 @@ fn no_allocation_per_packet() {
 
 #[test]
 fn the_counter_sees_allocations() {
-    let before = allocs();
-    COUNTING.with(|c| c.set(true));
-    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(10));
-    COUNTING.with(|c| c.set(false));
+    let (v, n) = allocations_on_this_thread(|| std::hint::black_box(Vec::<u8>::with_capacity(10)));
     drop(v);
-    assert_eq!(allocs() - before, 1);
+    assert_eq!(n, 1);
 }

@@ -2,49 +2,18 @@
 //! send, host echo device, guest receive, signals through SIEFP flags, SINTs and
 //! HvSignalEvent. Every thread's allocations are counted during the window.
 
-// A counting global allocator has to implement an unsafe trait; test code unwraps.
-#![allow(
-    unsafe_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+// Test code unwraps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use hv_partition::SimPartition;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use test_support::{CountingAlloc, allocations_on_all_threads};
 use vmbus::*;
 use vmbus_proto::guid::{Guid, class};
 use vmbus_ring::OutgoingPacket;
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(false);
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 #[test]
 fn steady_state_echo_allocates_nothing() {
@@ -102,18 +71,15 @@ fn steady_state_echo_allocates_nothing() {
     };
     send(0, WARM); // warm up: staging buffers reach their size
     wait_for(WARM);
-    COUNTING.store(true, Ordering::SeqCst);
-    send(WARM, COUNTED);
-    wait_for(WARM + COUNTED);
-    COUNTING.store(false, Ordering::SeqCst);
-    let n = ALLOCS.load(Ordering::SeqCst);
+    let ((), n) = allocations_on_all_threads(|| {
+        send(WARM, COUNTED);
+        wait_for(WARM + COUNTED);
+    });
     assert_eq!(n, 0, "{n} allocations while {COUNTED} packets were echoed");
     let _receiver = reader.join().unwrap();
     // The counter itself works: one allocation in a counted window is seen.
-    COUNTING.store(true, Ordering::SeqCst);
-    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(16));
-    COUNTING.store(false, Ordering::SeqCst);
+    let (v, n) = allocations_on_all_threads(|| std::hint::black_box(Vec::<u8>::with_capacity(16)));
     drop(v);
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 1);
+    assert_eq!(n, 1);
     guest.close(relid).unwrap();
 }
