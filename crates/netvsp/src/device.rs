@@ -73,6 +73,40 @@ pub struct NicStats {
     pub link_indications: AtomicU64,
     /// Negotiated NVSP version (0 until negotiated).
     pub nvsp_version: AtomicU64,
+    /// The RNDIS QUERY and SET requests the guest made, in order (the first
+    /// [`OID_LOG_CAP`]; a bring-up needs about a dozen).
+    pub oid_log: std::sync::Mutex<Vec<OidRequestRecord>>,
+}
+
+/// Most OID requests kept in [`NicStats::oid_log`].
+pub const OID_LOG_CAP: usize = 64;
+
+/// One RNDIS OID request the guest made and how it was answered.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct OidRequestRecord {
+    /// SET (true) or QUERY (false).
+    pub set: bool,
+    /// The OID.
+    pub oid: u32,
+    /// The RNDIS status answered.
+    pub status: u32,
+}
+
+impl NicStats {
+    pub(crate) fn record_oid(&self, set: bool, oid: u32, status: u32) {
+        let mut log = self.oid_log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() < OID_LOG_CAP {
+            log.push(OidRequestRecord { set, oid, status });
+        }
+    }
+
+    /// A copy of the OID requests seen so far.
+    pub fn oids(&self) -> Vec<OidRequestRecord> {
+        self.oid_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// The NetVSP device: offer it on a HostBus with the network device class.

@@ -25,4 +25,4 @@ mod rndis;
 pub mod tap;
 
 pub use backend::{LinkControl, Loopback, NetEndpoint, Switch, SwitchPort};
-pub use device::{Netvsp, NetvspConfig, NicCore, NicStats};
+pub use device::{Netvsp, NetvspConfig, NicCore, NicStats, OidRequestRecord};

@@ -260,6 +260,7 @@ impl RndisControl {
             }
             RndisMessage::Query(q) => {
                 let (status, n) = self.query(q, link_up, stats);
+                stats.record_oid(false, q.oid.0, status.0);
                 let info = self.info;
                 let reply = RndisMessage::QueryComplete(InfoComplete {
                     req_id: q.req_id,
@@ -268,10 +269,14 @@ impl RndisControl {
                 });
                 return reply.emit(out).ok();
             }
-            RndisMessage::Set(s) => RndisMessage::SetComplete(RndisSetComplete {
-                req_id: s.req_id,
-                status: self.set(s),
-            }),
+            RndisMessage::Set(s) => {
+                let status = self.set(s);
+                stats.record_oid(true, s.oid.0, status.0);
+                RndisMessage::SetComplete(RndisSetComplete {
+                    req_id: s.req_id,
+                    status,
+                })
+            }
             RndisMessage::Reset(_) => {
                 self.filter = 0;
                 RndisMessage::ResetComplete(RndisResetComplete {

@@ -2,8 +2,9 @@
 //! mshv) provides.
 
 use crate::memory::GuestMemory;
+use hv_hypercall::decode::{HypercallRegisters, HypercallRequest, decode};
 use hv_hypercall::input::{PostMessage, SignalEvent};
-use hv_hypercall::{HvMessage, HvStatus};
+use hv_hypercall::{HvMessage, HvStatus, HypercallResult};
 use std::sync::Arc;
 
 /// Why a host-to-guest delivery failed.
@@ -50,4 +51,27 @@ pub trait HypercallHandler: Send + Sync {
 
     /// HvSignalEvent from `vp`. Return `SUCCESS` or `INVALID_CONNECTION_ID`.
     fn signal_event(&self, vp: u32, event: &SignalEvent) -> HvStatus;
+}
+
+/// Runs one guest hypercall: decodes the registers and input block (every field and
+/// GPA checked by `hv_hypercall::decode`), calls `handler` for PostMessage and
+/// SignalEvent, and returns the value for the guest's RAX. Without a handler every call
+/// fails with `INVALID_CONNECTION_ID`; other call codes get `INVALID_HYPERCALL_CODE`.
+/// Every backend uses this, so sim, kvm and mshv guests see the same answers.
+pub fn dispatch_hypercall(
+    memory: &GuestMemory,
+    handler: Option<&dyn HypercallHandler>,
+    vp: u32,
+    regs: &HypercallRegisters,
+) -> u64 {
+    let status = match decode(regs, memory) {
+        Err(status) => status,
+        Ok(req) => match (req, handler) {
+            (_, None) => HvStatus::INVALID_CONNECTION_ID,
+            (HypercallRequest::PostMessage(m), Some(h)) => h.post_message(vp, &m),
+            (HypercallRequest::SignalEvent(e), Some(h)) => h.signal_event(vp, &e),
+            (HypercallRequest::Unsupported { .. }, _) => HvStatus::INVALID_HYPERCALL_CODE,
+        },
+    };
+    HypercallResult::new(status).to_u64()
 }

@@ -12,13 +12,22 @@
 //! - [`sim`]: the simulated backend, whose guest runs as threads in this process and
 //!   uses the real MSR and hypercall interfaces.
 //!
-//! The `kvm` and `mshv` backends are not implemented yet; they will implement the same
-//! [`Partition`] trait so the VMBus host code above does not change.
+//! - [`hyperv`]: a VP's Hyper-V registers (guest OS id, hypercall page, VP index,
+//!   frequency MSRs, SynIC) for backends whose hypervisor does not emulate them;
+//! - `kvm` (feature `kvm`, Linux x86-64): boots an unmodified Linux guest on KVM with
+//!   Hyper-V emulated in user space.
+//!
+//! The `mshv` backend is not implemented yet; it will implement the same [`Partition`]
+//! trait so the VMBus host code above does not change.
 
-#![forbid(unsafe_code)]
+// Denied everywhere; the one exception is the KVM memory-region registration.
+#![deny(unsafe_code)]
 
 pub mod backend;
 pub mod gpadl;
+pub mod hyperv;
+#[cfg(all(feature = "kvm", target_os = "linux", target_arch = "x86_64"))]
+pub mod kvm;
 pub mod memory;
 pub mod sim;
 pub mod synic;

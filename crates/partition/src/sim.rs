@@ -9,7 +9,7 @@
 use crate::backend::{HypercallHandler, Partition, PartitionError};
 use crate::memory::GuestMemory;
 use crate::synic::{SintMask, Synic};
-use hv_hypercall::decode::{HypercallRegisters, HypercallRequest, decode};
+use hv_hypercall::decode::HypercallRegisters;
 use hv_hypercall::input::PostMessage;
 use hv_hypercall::msr::HV_X64_MSR_VP_INDEX;
 use hv_hypercall::pages::SintIndex;
@@ -190,24 +190,18 @@ impl SimVp {
 
     /// A hypercall with the x64 register convention; returns RAX.
     pub fn hypercall(&self, regs: HypercallRegisters) -> u64 {
-        let status = match decode(&regs, &self.partition.memory) {
-            Err(status) => status,
-            Ok(req) => {
-                let handler = self
-                    .partition
-                    .handler
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                match (req, handler) {
-                    (_, None) => HvStatus::INVALID_CONNECTION_ID,
-                    (HypercallRequest::PostMessage(m), Some(h)) => h.post_message(self.index, &m),
-                    (HypercallRequest::SignalEvent(e), Some(h)) => h.signal_event(self.index, &e),
-                    (HypercallRequest::Unsupported { .. }, _) => HvStatus::INVALID_HYPERCALL_CODE,
-                }
-            }
-        };
-        HypercallResult::new(status).to_u64()
+        let handler = self
+            .partition
+            .handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        crate::backend::dispatch_hypercall(
+            &self.partition.memory,
+            handler.as_deref(),
+            self.index,
+            &regs,
+        )
     }
 
     /// HvPostMessage as a guest issues it: writes the input block at `input_gpa` (a page

@@ -1,0 +1,259 @@
+//! Loading a Linux kernel for the x86-64 64-bit boot protocol
+//! (Documentation/arch/x86/boot.rst): the kernel (a bzImage, or an uncompressed
+//! vmlinux ELF, which skips the decompressor), the initramfs and command line, the
+//! `boot_params` page with the e820 map and the RSDP address, identity-mapped page
+//! tables and a GDT; the boot CPU starts in long mode at the 64-bit entry point with
+//! RSI pointing at `boot_params`.
+//!
+//! The image loaders are rust-vmm's linux-loader, writing through vm-memory onto a
+//! second mapping of the same memfd that backs [`GuestMemory`].
+
+use crate::kvm::layout::*;
+use crate::memory::GuestMemory;
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
+use linux_loader::loader::{BzImage, Elf, KernelLoader};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
+
+/// What went wrong while loading the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The kernel is neither a bzImage nor an x86-64 ELF, or does not fit.
+    #[error("kernel image: {0}")]
+    Kernel(String),
+    /// The initramfs does not fit below the kernel's limit.
+    #[error("initramfs of {0} bytes does not fit in guest memory")]
+    InitrdTooLarge(u64),
+    /// The command line is longer than [`CMDLINE_MAX`] - 1 bytes or contains NUL.
+    #[error("kernel command line too long or contains NUL")]
+    Cmdline,
+    /// Guest memory could not be mapped or written.
+    #[error("guest memory: {0}")]
+    Memory(String),
+}
+
+/// What the boot CPU needs to start.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct BootInfo {
+    /// The 64-bit entry point.
+    pub entry: u64,
+    /// Where the kernel image ends (for the log).
+    pub kernel_end: u64,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootError + '_ {
+    move |source| BootError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn mem_err(e: impl std::fmt::Display) -> BootError {
+    BootError::Memory(e.to_string())
+}
+
+/// A vm-memory view of `mem` (a second shared mapping of its memfd).
+fn vm_memory(mem: &GuestMemory) -> Result<GuestMemoryMmap, BootError> {
+    let fd = mem.shared().fd().try_clone_to_owned().map_err(mem_err)?;
+    let size = usize::try_from(mem.size()).map_err(mem_err)?;
+    GuestMemoryMmap::from_ranges_with_files([(
+        GuestAddress(0),
+        size,
+        Some(FileOffset::new(File::from(fd), 0)),
+    )])
+    .map_err(mem_err)
+}
+
+fn is_elf(f: &mut File) -> std::io::Result<bool> {
+    let mut magic = [0u8; 4];
+    f.seek(SeekFrom::Start(0))?;
+    let n = f.read(&mut magic)?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(n == 4 && magic == *b"\x7fELF")
+}
+
+fn e820(mem_size: u64) -> Vec<boot_e820_entry> {
+    const RAM: u32 = 1;
+    const RESERVED: u32 = 2;
+    vec![
+        boot_e820_entry {
+            addr: 0,
+            size: EBDA_GPA,
+            r#type: RAM,
+        },
+        boot_e820_entry {
+            addr: EBDA_GPA,
+            size: HIGH_MEMORY_GPA - EBDA_GPA,
+            r#type: RESERVED,
+        },
+        boot_e820_entry {
+            addr: HIGH_MEMORY_GPA,
+            size: mem_size - HIGH_MEMORY_GPA,
+            r#type: RAM,
+        },
+    ]
+}
+
+/// Identity-maps the first 4 GiB with 2 MiB pages: PML4 -> one PDPT -> four PDs.
+fn page_tables(mem: &GuestMemory) -> Result<(), BootError> {
+    let pdpt = PML4_GPA + 0x1000;
+    mem.write(PML4_GPA, &(pdpt | 3).to_le_bytes())
+        .map_err(mem_err)?;
+    for i in 0..4u64 {
+        let pd = pdpt + 0x1000 * (i + 1);
+        mem.write(pdpt + i * 8, &(pd | 3).to_le_bytes())
+            .map_err(mem_err)?;
+        let mut entries = [0u8; 4096];
+        for (j, e) in entries.chunks_exact_mut(8).enumerate() {
+            let addr = (i << 30) | ((j as u64) << 21);
+            e.copy_from_slice(&(addr | 0x83).to_le_bytes());
+        }
+        mem.write(pd, &entries).map_err(mem_err)?;
+    }
+    Ok(())
+}
+
+/// The boot GDT: null, 64-bit code (0x08), data (0x10), TSS (0x18).
+pub const GDT: [u64; 4] = [
+    0,
+    0x00af_9b00_0000_ffff,
+    0x00cf_9300_0000_ffff,
+    0x008f_8b00_0000_ffff,
+];
+
+/// Loads `kernel` (bzImage or ELF vmlinux), `initrd` and `cmdline` into `mem` and
+/// writes `boot_params`, the page tables, the GDT and the ACPI tables for `vcpus`.
+pub fn load(
+    mem: &GuestMemory,
+    kernel: &Path,
+    initrd: Option<&Path>,
+    cmdline: &str,
+    vcpus: u32,
+) -> Result<BootInfo, BootError> {
+    if cmdline.len() >= CMDLINE_MAX || cmdline.contains('\0') {
+        return Err(BootError::Cmdline);
+    }
+    let vm_mem = vm_memory(mem)?;
+    let mut kf = File::open(kernel).map_err(io_err(kernel))?;
+    let elf = is_elf(&mut kf).map_err(io_err(kernel))?;
+    let high = Some(GuestAddress(HIGH_MEMORY_GPA));
+    let (entry, kernel_end, mut params) = if elf {
+        let r = Elf::load(&vm_mem, None, &mut kf, high)
+            .map_err(|e| BootError::Kernel(format!("ELF: {e}")))?;
+        let mut p = boot_params::default();
+        p.hdr.boot_flag = 0xaa55;
+        p.hdr.header = 0x5372_6448; // "HdrS"
+        p.hdr.kernel_alignment = 0x0100_0000;
+        p.hdr.initrd_addr_max = 0x37ff_ffff;
+        (r.kernel_load.0, r.kernel_end, p)
+    } else {
+        let r = BzImage::load(&vm_mem, None, &mut kf, high)
+            .map_err(|e| BootError::Kernel(format!("bzImage: {e}")))?;
+        let p = boot_params {
+            hdr: r
+                .setup_header
+                .ok_or_else(|| BootError::Kernel("bzImage without setup header".into()))?,
+            ..Default::default()
+        };
+        // The 64-bit entry point is 0x200 past the protected-mode code (boot.rst).
+        (r.kernel_load.0 + 0x200, r.kernel_end, p)
+    };
+    params.hdr.type_of_loader = 0xff;
+    params.hdr.cmd_line_ptr = CMDLINE_GPA as u32;
+    params.hdr.cmdline_size = cmdline.len() as u32 + 1;
+    let mut line = cmdline.as_bytes().to_vec();
+    line.push(0);
+    mem.write(CMDLINE_GPA, &line).map_err(mem_err)?;
+
+    if let Some(path) = initrd {
+        let data = std::fs::read(path).map_err(io_err(path))?;
+        let size = data.len() as u64;
+        let limit = mem.size().min(u64::from(params.hdr.initrd_addr_max) + 1);
+        let addr = limit
+            .checked_sub(size)
+            .map(|a| a & !0xfff)
+            .filter(|a| *a >= kernel_end.max(HIGH_MEMORY_GPA))
+            .ok_or(BootError::InitrdTooLarge(size))?;
+        mem.write(addr, &data).map_err(mem_err)?;
+        params.hdr.ramdisk_image = addr as u32;
+        params.hdr.ramdisk_size = size as u32;
+    }
+
+    let map = e820(mem.size());
+    for (dst, src) in params.e820_table.iter_mut().zip(&map) {
+        *dst = *src;
+    }
+    params.e820_entries = map.len() as u8;
+    params.acpi_rsdp_addr = ACPI_GPA;
+    vm_mem
+        .write_obj(params, GuestAddress(BOOT_PARAMS_GPA))
+        .map_err(mem_err)?;
+
+    page_tables(mem)?;
+    let gdt: Vec<u8> = GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
+    mem.write(GDT_GPA, &gdt).map_err(mem_err)?;
+    mem.write(IDT_GPA, &[0u8; 8]).map_err(mem_err)?;
+    for t in crate::kvm::acpi::tables(vcpus) {
+        mem.write(t.gpa, &t.bytes).map_err(mem_err)?;
+    }
+    Ok(BootInfo { entry, kernel_end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tables_identity_map_4g() {
+        let mem = GuestMemory::new(MIN_MEMORY).unwrap();
+        page_tables(&mem).unwrap();
+        let rd = |gpa: u64| {
+            let mut b = [0u8; 8];
+            mem.read(gpa, &mut b).unwrap();
+            u64::from_le_bytes(b)
+        };
+        let pdpt = rd(PML4_GPA) & !0xfff;
+        let pd3 = rd(pdpt + 3 * 8) & !0xfff;
+        // The last 2 MiB page of the 4th GiB.
+        assert_eq!(rd(pd3 + 511 * 8), 0xffe0_0000 | 0x83);
+        assert_eq!(rd(rd(pdpt) & !0xfff), 0x83);
+    }
+
+    #[test]
+    fn e820_covers_memory() {
+        let m = e820(256 << 20);
+        assert_eq!(m.iter().map(|e| e.size).sum::<u64>(), 256 << 20);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let mem = GuestMemory::new(MIN_MEMORY).unwrap();
+        let dir = std::env::temp_dir().join(format!("hv-boot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk");
+        std::fs::write(&junk, [0u8; 8192]).unwrap();
+        assert!(matches!(
+            load(&mem, &junk, None, "console=ttyS0", 1),
+            Err(BootError::Kernel(_))
+        ));
+        assert!(matches!(
+            load(&mem, &dir.join("missing"), None, "", 1),
+            Err(BootError::Io { .. })
+        ));
+        assert!(matches!(
+            load(&mem, &junk, None, &"x".repeat(CMDLINE_MAX), 1),
+            Err(BootError::Cmdline)
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,931 @@
+//! The KVM backend (feature `kvm`, Linux x86-64): a VM that boots an unmodified Linux
+//! kernel whose own hv_vmbus and hv_netvsc talk to the VMBus host in this process.
+//!
+//! KVM does the CPU, memory, PIC/IOAPIC/LAPIC and PIT. Hyper-V is emulated in user
+//! space, so it works on hosts whose KVM has no Hyper-V support at all
+//! (reference/linux-guest.md):
+//!
+//! - CPUID: KVM's supported leaves minus every 0x4xxxxxxx leaf (a KVM signature would
+//!   outrank Hyper-V), plus [`HvCpuid::for_linux_guest`] and the hypervisor bit;
+//! - MSRs: user-space MSR exits plus a deny filter over 0x40000000..0x400001FF, so
+//!   every Hyper-V MSR access reaches [`HvVp`] (even on a KVM with Hyper-V built in);
+//! - hypercalls: the hypercall page holds `out 0x99, al; ret`; the port exit is decoded
+//!   by `hv_hypercall::decode` and dispatched to the same [`HypercallHandler`] the sim
+//!   backend uses, RAX written back with `KVM_SET_REGS`;
+//! - SINTs: the SynIC pages live in guest memory with the real layouts; an interrupt is
+//!   a `KVM_SIGNAL_MSI` to the VP's local APIC with the SINT's vector (the guest runs
+//!   without auto-EOI: the CPUID recommends it, so the MSI's EOI is the guest's own).
+//!
+//! Failures stop the VM, never the process: a vCPU that faults (triple fault, failed
+//! entry, internal error) or a guest that writes garbage to the SynIC or hypercall
+//! inputs gets an error status, a #GP or a stopped VM with the reason in
+//! [`VmOutcome`].
+
+mod acpi;
+pub mod boot;
+mod devices;
+pub mod layout;
+
+use crate::backend::{HypercallHandler, Partition, PartitionError, dispatch_hypercall};
+use crate::hyperv::{HYPERCALL_PORT, HvVp, HvVpStats};
+use crate::memory::GuestMemory;
+use crate::synic::{SintMask, SynicError};
+use devices::{PortAction, Ports, StopReason};
+use hv_hypercall::HvMessage;
+use hv_hypercall::cpuid::HvCpuid;
+use hv_hypercall::decode::HypercallRegisters;
+use hv_hypercall::pages::SintIndex;
+use kvm_bindings::{
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_cpuid_entry2, kvm_enable_cap,
+    kvm_fpu, kvm_msi, kvm_msr_entry, kvm_pit_config, kvm_regs, kvm_segment,
+    kvm_userspace_memory_region,
+};
+use kvm_ioctls::{
+    Kvm, MsrExitReason, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VcpuExit,
+    VcpuFd, VmFd,
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+/// What to boot.
+#[derive(Clone, Debug)]
+pub struct KvmConfig {
+    /// Guest RAM in bytes ([`layout::MIN_MEMORY`]..=[`layout::MAX_MEMORY`]).
+    pub memory_size: u64,
+    /// Number of vCPUs (1..=[`layout::MAX_VCPUS`]).
+    pub vcpus: u32,
+    /// A bzImage or an uncompressed x86-64 vmlinux (faster: no decompressor).
+    pub kernel: PathBuf,
+    /// An initramfs (cpio, optionally compressed), or none.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line (e.g. `console=ttyS0 pci=off`).
+    pub cmdline: String,
+    /// Which CPU features to present.
+    pub cpuid: CpuidPolicy,
+}
+
+/// Why the backend could not be created or started.
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    /// /dev/kvm is missing or unusable.
+    #[error("KVM unavailable ({0}): the kvm backend needs /dev/kvm, readable and writable")]
+    Unavailable(String),
+    /// A KVM ioctl failed.
+    #[error("KVM {what}: {source}")]
+    Kvm {
+        /// The operation.
+        what: &'static str,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+    /// A KVM capability this backend needs is missing.
+    #[error("KVM lacks {0}")]
+    MissingCapability(&'static str),
+    /// The configuration is out of range.
+    #[error("bad configuration: {0}")]
+    Config(String),
+    /// Loading the kernel failed.
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    /// Guest memory or a thread could not be created.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// `start` was called twice.
+    #[error("the VM was already started")]
+    AlreadyStarted,
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
+    move |source| KvmError::Kvm { what, source }
+}
+
+/// How a VM ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmOutcome {
+    /// The guest powered off (ACPI S5).
+    PowerOff,
+    /// The guest reset itself (i8042 pulse, triple fault or a KVM reset event).
+    Reset,
+    /// [`KvmPartition::stop`] was called.
+    Stopped,
+    /// A vCPU failed; the reason.
+    Failed(String),
+}
+
+/// Exit counters.
+#[derive(Debug, Default)]
+pub struct KvmStats {
+    /// KVM_RUN returns.
+    pub exits: AtomicU64,
+    /// Port I/O exits (hypercalls excluded).
+    pub io_exits: AtomicU64,
+    /// MMIO exits (answered with all-ones).
+    pub mmio_exits: AtomicU64,
+    /// MSR exits.
+    pub msr_exits: AtomicU64,
+    /// Hypercalls.
+    pub hypercalls: AtomicU64,
+    /// SINT interrupts injected.
+    pub interrupts: AtomicU64,
+    /// Interrupts KVM refused (the guest's APIC blocked the MSI).
+    pub interrupts_blocked: AtomicU64,
+    /// Instructions KVM failed to emulate that the VMM completed (INT3).
+    pub emulated: AtomicU64,
+}
+
+struct Vp {
+    hv: Mutex<HvVp>,
+    apic_id: u32,
+}
+
+/// A KVM partition. Implements [`Partition`], so `vmbus::HostBus` runs on it exactly
+/// as on the sim backend.
+pub struct KvmPartition {
+    vm: VmFd,
+    memory: GuestMemory,
+    vps: Vec<Vp>,
+    handler: RwLock<Option<Arc<dyn HypercallHandler>>>,
+    ports: Mutex<Ports>,
+    vcpu_fds: Mutex<Vec<VcpuFd>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop: AtomicBool,
+    /// Bit per vCPU: report its registers at the next exit.
+    dump: AtomicU64,
+    dumps: Mutex<Vec<String>>,
+    outcome: Mutex<Option<VmOutcome>>,
+    stats: KvmStats,
+    _kvm: Kvm,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn kick_signal() -> libc::c_int {
+    SIGRTMIN() + 1
+}
+
+fn segment(index: u16, entry: u64) -> kvm_segment {
+    let base = ((entry >> 16) & 0xff_ffff) | (((entry >> 56) & 0xff) << 24);
+    let limit = (entry & 0xffff) | (((entry >> 48) & 0xf) << 16);
+    let g = ((entry >> 55) & 1) as u8;
+    let present = ((entry >> 47) & 1) as u8;
+    kvm_segment {
+        base,
+        limit: if g == 1 {
+            ((limit << 12) | 0xfff) as u32
+        } else {
+            limit as u32
+        },
+        selector: index * 8,
+        type_: ((entry >> 40) & 0xf) as u8,
+        present,
+        dpl: ((entry >> 45) & 3) as u8,
+        db: ((entry >> 54) & 1) as u8,
+        s: ((entry >> 44) & 1) as u8,
+        l: ((entry >> 53) & 1) as u8,
+        g,
+        avl: ((entry >> 52) & 1) as u8,
+        unusable: u8::from(present == 0),
+        padding: 0,
+    }
+}
+
+/// Which CPU features the guest sees besides the Hyper-V leaves.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum CpuidPolicy {
+    /// [`CpuidPolicy::Baseline`] on kvm_pvm (detected through
+    /// /sys/module/kvm_pvm), [`CpuidPolicy::Host`] elsewhere.
+    #[default]
+    Auto,
+    /// Everything KVM supports.
+    Host,
+    /// Only features whose instructions KVM's instruction emulator handles. kvm_pvm,
+    /// the software KVM some cloud VMs (Firecracker hosts without VMX) expose, runs
+    /// guest kernel code through that emulator; an instruction it lacks (CMPXCHG16B,
+    /// XRSTOR, POPCNT, RDRAND, VERW, RDGSBASE, ...) stops the VM with a KVM internal
+    /// error. Linux then uses its generic fallbacks.
+    Baseline,
+}
+
+/// Whether /dev/kvm is kvm_pvm (software virtualization; see [`CpuidPolicy`]). On it
+/// a second vCPU comes up but then stops answering IPIs (observed with Debian's 6.1:
+/// CPU 0 waits forever in `csd_lock_wait`), so callers should boot one vCPU there.
+pub fn is_kvm_pvm() -> bool {
+    std::path::Path::new("/sys/module/kvm_pvm").exists()
+}
+
+impl CpuidPolicy {
+    fn baseline(self) -> bool {
+        match self {
+            CpuidPolicy::Auto => is_kvm_pvm(),
+            CpuidPolicy::Host => false,
+            CpuidPolicy::Baseline => true,
+        }
+    }
+}
+
+/// Appended to a Linux guest's command line under [`CpuidPolicy::Baseline`]. On
+/// kvm_pvm the guest's own CPUID instructions can see the host CPU's features rather
+/// than the table set with KVM_SET_CPUID2 (observed: POPCNT and XSAVE detected although
+/// the table clears them), so Linux is also told to ignore the features whose
+/// instructions the emulator lacks. Linux 5.19+ accepts these names.
+pub const BASELINE_CMDLINE: &str = "clearcpuid=xsave,popcnt,cx16,rdrand,rdseed,fsgsbase,smap,invpcid,pcid,rdtscp,rdpid,pku,ospke,clflushopt,clwb,movbe,bmi1,bmi2,avx,avx2,avx512f,aes,pclmulqdq,sha_ni,vaes,vpclmulqdq,gfni";
+
+/// Leaf 1 ECX bits kept by [`CpuidPolicy::Baseline`]: SSE3, SSSE3, SSE4.1, SSE4.2,
+/// x2APIC, TSC-deadline (user-mode code runs natively; the kernel does not use the SSE
+/// ones outside crypto).
+const BASELINE_1_ECX: u32 = (1 << 0) | (1 << 9) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 24);
+/// Leaf 7 EBX bits kept by [`CpuidPolicy::Baseline`]: SMEP, ERMS.
+const BASELINE_7_EBX: u32 = (1 << 7) | (1 << 9);
+
+/// The CPUID table for vCPU `apic_id` of `vcpus`: KVM's leaves without any
+/// 0x4xxxxxxx (KVM) leaf, the Hyper-V leaves, the hypervisor bit, the APIC id, and the
+/// invariant-TSC bit Linux needs to trust the TSC under Hyper-V; with `baseline`, only
+/// the features of [`CpuidPolicy::Baseline`].
+fn cpuid_for(
+    base: &[kvm_cpuid_entry2],
+    vcpus: u32,
+    apic_id: u32,
+    baseline: bool,
+) -> Vec<kvm_cpuid_entry2> {
+    let mut v: Vec<kvm_cpuid_entry2> = base
+        .iter()
+        .filter(|e| !(0x4000_0000..=0x4fff_ffff).contains(&e.function))
+        .copied()
+        .collect();
+    for e in v.iter_mut() {
+        match e.function {
+            1 => {
+                if baseline {
+                    e.ecx &= BASELINE_1_ECX;
+                }
+                e.ecx |= 1 << 31;
+                e.ebx = (e.ebx & 0x00ff_ffff) | (apic_id << 24);
+            }
+            7 if baseline && e.index == 0 => {
+                e.ebx &= BASELINE_7_EBX;
+                e.ecx = 0;
+                e.edx = 0;
+            }
+            0x8000_0001 if baseline => {
+                // Keep LAHF/SAHF, SYSCALL, NX, 1 GiB pages, long mode; drop LZCNT,
+                // PREFETCHW, RDTSCP and the rest.
+                e.ecx &= 1;
+                e.edx &= (1 << 11) | (1 << 20) | (1 << 26) | (1 << 29);
+            }
+            0xb | 0x1f => e.edx = apic_id,
+            0x8000_0007 => e.edx |= 1 << 8,
+            _ => {}
+        }
+    }
+    for l in HvCpuid::for_linux_guest(vcpus).leaves() {
+        v.push(kvm_cpuid_entry2 {
+            function: l.function,
+            eax: l.eax,
+            ebx: l.ebx,
+            ecx: l.ecx,
+            edx: l.edx,
+            ..Default::default()
+        });
+    }
+    v
+}
+
+/// RIP and the control registers, for failure reports.
+fn cpu_state(vcpu: &VcpuFd) -> String {
+    match (vcpu.get_regs(), vcpu.get_sregs()) {
+        (Ok(r), Ok(s)) => format!(
+            "rip {:#x} rsp {:#x} rflags {:#x} rax {:#x} rcx {:#x} rdx {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+            r.rip, r.rsp, r.rflags, r.rax, r.rcx, r.rdx, s.cr0, s.cr3, s.cr4, s.efer
+        ),
+        _ => "(registers unreadable)".into(),
+    }
+}
+
+impl KvmPartition {
+    /// Creates the VM: memory, in-kernel interrupt controllers and PIT, the Hyper-V
+    /// CPUID and MSR interception, the console (written to `console`), vCPUs, and the
+    /// loaded kernel. Nothing runs until [`KvmPartition::start`]; install the VMBus
+    /// host (e.g. `vmbus::HostBus::new`) in between.
+    pub fn new(config: &KvmConfig, console: Box<dyn Write + Send>) -> Result<Arc<Self>, KvmError> {
+        if !(layout::MIN_MEMORY..=layout::MAX_MEMORY).contains(&config.memory_size) {
+            return Err(KvmError::Config(format!(
+                "memory_size {:#x} outside {:#x}..={:#x}",
+                config.memory_size,
+                layout::MIN_MEMORY,
+                layout::MAX_MEMORY
+            )));
+        }
+        if config.vcpus == 0 || config.vcpus > layout::MAX_VCPUS {
+            return Err(KvmError::Config(format!(
+                "vcpus {} outside 1..={}",
+                config.vcpus,
+                layout::MAX_VCPUS
+            )));
+        }
+        let kvm = Kvm::new().map_err(|e| KvmError::Unavailable(format!("/dev/kvm: {e}")))?;
+        for (cap, name) in [
+            (kvm_ioctls::Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+            (kvm_ioctls::Cap::SignalMsi, "KVM_CAP_SIGNAL_MSI"),
+            (
+                kvm_ioctls::Cap::X86UserSpaceMsr,
+                "KVM_CAP_X86_USER_SPACE_MSR",
+            ),
+            (kvm_ioctls::Cap::X86MsrFilter, "KVM_CAP_X86_MSR_FILTER"),
+            (kvm_ioctls::Cap::Irqfd, "KVM_CAP_IRQFD"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(KvmError::MissingCapability(name));
+            }
+        }
+        let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
+        vm.set_tss_address(layout::KVM_TSS_GPA as usize)
+            .map_err(kvm_err("set TSS address"))?;
+        vm.set_identity_map_address(layout::KVM_IDENTITY_MAP_GPA)
+            .map_err(kvm_err("set identity map address"))?;
+        // Before any vCPU exists (KVM refuses it afterwards).
+        vm.create_irq_chip().map_err(kvm_err("create irqchip"))?;
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .map_err(kvm_err("create PIT"))?;
+        let mut cap = kvm_enable_cap {
+            cap: kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR,
+            ..Default::default()
+        };
+        cap.args[0] = u64::from(
+            (MsrExitReason::Unknown | MsrExitReason::Inval | MsrExitReason::Filter).bits(),
+        );
+        vm.enable_cap(&cap)
+            .map_err(kvm_err("enable user-space MSR exits"))?;
+        let bitmap = [0u8; 0x200 / 8];
+        vm.set_msr_filter(
+            MsrFilterDefaultAction::ALLOW,
+            &[MsrFilterRange {
+                flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
+                base: 0x4000_0000,
+                msr_count: 0x200,
+                bitmap: &bitmap,
+            }],
+        )
+        .map_err(kvm_err("set MSR filter"))?;
+
+        let memory = GuestMemory::new(config.memory_size)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: memory.size(),
+            userspace_addr: memory.shared().host_address(),
+        };
+        // SAFETY: the region is the whole memfd mapping owned by `memory`, which lives in
+        // the returned partition as long as the VM fd (fields drop after `vm`... the VM
+        // fd is dropped with the partition, and `memory` is kept alive by the same
+        // struct), and it is never unmapped or resized while the VM exists.
+        #[allow(unsafe_code)]
+        unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
+
+        let baseline = config.cpuid.baseline();
+        let cmdline = if baseline {
+            format!("{} {BASELINE_CMDLINE}", config.cmdline)
+        } else {
+            config.cmdline.clone()
+        };
+        let info = boot::load(
+            &memory,
+            &config.kernel,
+            config.initrd.as_deref(),
+            &cmdline,
+            config.vcpus,
+        )?;
+
+        let com1_irq = EventFd::new(libc::EFD_NONBLOCK)?;
+        vm.register_irqfd(&com1_irq, layout::COM1_IRQ)
+            .map_err(kvm_err("register COM1 irqfd"))?;
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("get supported CPUID"))?;
+        let mut vcpu_fds: Vec<VcpuFd> = Vec::new();
+        for id in 0..config.vcpus {
+            let vcpu = vm
+                .create_vcpu(u64::from(id))
+                .map_err(kvm_err("create vCPU"))?;
+            let entries = cpuid_for(supported.as_slice(), config.vcpus, id, baseline);
+            let cpuid = CpuId::from_entries(&entries)
+                .map_err(|_| KvmError::Config("too many CPUID entries".into()))?;
+            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
+            let msrs = Msrs::from_entries(&[
+                // IA32_MISC_ENABLE: fast strings.
+                kvm_msr_entry {
+                    index: 0x1a0,
+                    data: 1,
+                    ..Default::default()
+                },
+                // IA32_MTRR_DEF_TYPE: MTRRs enabled, default write-back.
+                kvm_msr_entry {
+                    index: 0x2ff,
+                    data: (1 << 11) | 6,
+                    ..Default::default()
+                },
+            ])
+            .map_err(|_| KvmError::Config("MSR list".into()))?;
+            vcpu.set_msrs(&msrs).map_err(kvm_err("set MSRs"))?;
+            let mut lapic = vcpu.get_lapic().map_err(kvm_err("get LAPIC"))?;
+            for (off, mode) in [(0x350usize, 7u32), (0x360, 4)] {
+                if let Some(reg) = lapic.regs.get_mut(off..off + 4) {
+                    let mut b = [0u8; 4];
+                    for (d, s) in b.iter_mut().zip(reg.iter()) {
+                        *d = *s as u8;
+                    }
+                    let v = (u32::from_le_bytes(b) & !0x700) | (mode << 8);
+                    for (d, s) in reg.iter_mut().zip(v.to_le_bytes()) {
+                        *d = s as libc::c_char;
+                    }
+                }
+            }
+            vcpu.set_lapic(&lapic).map_err(kvm_err("set LAPIC"))?;
+            vcpu.set_fpu(&kvm_fpu {
+                fcw: 0x37f,
+                mxcsr: 0x1f80,
+                ..Default::default()
+            })
+            .map_err(kvm_err("set FPU"))?;
+            if id == 0 {
+                vcpu.set_regs(&kvm_regs {
+                    rflags: 2,
+                    rip: info.entry,
+                    rsp: layout::BOOT_STACK_GPA,
+                    rbp: layout::BOOT_STACK_GPA,
+                    rsi: layout::BOOT_PARAMS_GPA,
+                    ..Default::default()
+                })
+                .map_err(kvm_err("set registers"))?;
+                let mut s = vcpu.get_sregs().map_err(kvm_err("get sregs"))?;
+                let gdt = boot::GDT;
+                s.gdt.base = layout::GDT_GPA;
+                s.gdt.limit = (gdt.len() * 8 - 1) as u16;
+                s.idt.base = layout::IDT_GPA;
+                s.idt.limit = 7;
+                let code = segment(1, gdt[1]);
+                let data = segment(2, gdt[2]);
+                s.cs = code;
+                s.ds = data;
+                s.es = data;
+                s.fs = data;
+                s.gs = data;
+                s.ss = data;
+                s.tr = segment(3, gdt[3]);
+                s.cr0 |= 1 | (1 << 31);
+                s.cr3 = layout::PML4_GPA;
+                s.cr4 |= 1 << 5;
+                s.efer |= (1 << 8) | (1 << 10);
+                vcpu.set_sregs(&s).map_err(kvm_err("set sregs"))?;
+            }
+            vcpu_fds.push(vcpu);
+        }
+        let tsc_khz = vcpu_fds
+            .first()
+            .and_then(|v| v.get_tsc_khz().ok())
+            .filter(|k| *k != 0)
+            .ok_or(KvmError::MissingCapability("KVM_GET_TSC_KHZ"))?;
+        // The frequency MSRs: the TSC as KVM runs it, and KVM's 1 GHz APIC bus.
+        let vps = (0..config.vcpus)
+            .map(|id| Vp {
+                hv: Mutex::new(HvVp::new(id, u64::from(tsc_khz) * 1000, 1_000_000_000)),
+                apic_id: id,
+            })
+            .collect();
+        register_signal_handler(kick_signal(), kick_handler)
+            .map_err(|e| KvmError::Io(std::io::Error::from_raw_os_error(e.errno())))?;
+        tracing::info!(
+            vcpus = config.vcpus,
+            memory_mib = config.memory_size >> 20,
+            entry = format_args!("{:#x}", info.entry),
+            tsc_khz,
+            "kvm: VM created"
+        );
+        Ok(Arc::new(Self {
+            vm,
+            memory,
+            vps,
+            handler: RwLock::new(None),
+            ports: Mutex::new(Ports::new(com1_irq, console)),
+            vcpu_fds: Mutex::new(vcpu_fds),
+            threads: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            dump: AtomicU64::new(0),
+            dumps: Mutex::new(Vec::new()),
+            outcome: Mutex::new(None),
+            stats: KvmStats::default(),
+            _kvm: kvm,
+        }))
+    }
+
+    /// Starts one thread per vCPU.
+    pub fn start(self: &Arc<Self>) -> Result<(), KvmError> {
+        let fds = std::mem::take(&mut *lock(&self.vcpu_fds));
+        if fds.is_empty() {
+            return Err(KvmError::AlreadyStarted);
+        }
+        let mut threads = lock(&self.threads);
+        for (i, fd) in fds.into_iter().enumerate() {
+            let me = self.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("kvm-vcpu{i}"))
+                    .spawn(move || me.vcpu_loop(i as u32, fd))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Asks every vCPU to stop (the outcome is [`VmOutcome::Stopped`] unless the VM
+    /// already ended) and waits up to `timeout` for the vCPU threads.
+    pub fn stop(&self, timeout: Duration) -> VmOutcome {
+        self.finish(VmOutcome::Stopped);
+        self.wait(Some(timeout))
+    }
+
+    /// Waits until the VM ends (all vCPU threads returned) or `timeout` passes; returns
+    /// the outcome, or [`VmOutcome::Stopped`] if it was not decided yet.
+    pub fn wait(&self, timeout: Option<Duration>) -> VmOutcome {
+        let start = Instant::now();
+        loop {
+            let done = {
+                let threads = lock(&self.threads);
+                if self.stop.load(Ordering::SeqCst) {
+                    for t in threads.iter().filter(|t| !t.is_finished()) {
+                        let _ = t.kill(kick_signal());
+                    }
+                }
+                threads.iter().all(|t| t.is_finished())
+            };
+            if done || timeout.is_some_and(|t| start.elapsed() >= t) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for t in std::mem::take(&mut *lock(&self.threads)) {
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                lock(&self.threads).push(t);
+            }
+        }
+        lock(&self.outcome).clone().unwrap_or(VmOutcome::Stopped)
+    }
+
+    /// Logs every vCPU's RIP and control registers (at `warn`) and returns them, one
+    /// line per vCPU, for diagnosing a guest that stopped making progress. Waits up to
+    /// one second for the vCPU threads to answer.
+    pub fn dump_state(&self) -> Vec<String> {
+        let n = self.vps.len().min(64) as u32;
+        let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        self.dump.store(all, Ordering::SeqCst);
+        lock(&self.dumps).clear();
+        let start = Instant::now();
+        while self.dump.load(Ordering::SeqCst) != 0 && start.elapsed() < Duration::from_secs(1) {
+            for t in lock(&self.threads).iter().filter(|t| !t.is_finished()) {
+                let _ = t.kill(kick_signal());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut v = lock(&self.dumps).clone();
+        v.sort();
+        v
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<VmOutcome> {
+        lock(&self.outcome).clone()
+    }
+
+    /// Exit counters.
+    pub fn stats(&self) -> &KvmStats {
+        &self.stats
+    }
+
+    /// A VP's Hyper-V register counters.
+    pub fn hv_stats(&self, vp: u32) -> Option<HvVpStats> {
+        self.vps.get(vp as usize).map(|v| lock(&v.hv).stats())
+    }
+
+    fn finish(&self, outcome: VmOutcome) {
+        let mut o = lock(&self.outcome);
+        if o.is_none() {
+            match &outcome {
+                VmOutcome::Failed(why) => tracing::error!("kvm: VM failed: {why}"),
+                other => tracing::info!("kvm: VM ended: {other:?}"),
+            }
+            *o = Some(outcome);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Injects the interrupts of `mask` on `vp` (vectors read from its SINT registers).
+    fn raise(&self, vp: &Vp, hv: &HvVp, mask: SintMask) {
+        if mask == 0 {
+            return;
+        }
+        for s in 0..16u32 {
+            if mask & (1 << s) == 0 {
+                continue;
+            }
+            let Ok(sint) = SintIndex::new(s) else {
+                continue;
+            };
+            let vector = hv.synic.sint(sint).vector();
+            let msi = kvm_msi {
+                address_lo: 0xfee0_0000 | (vp.apic_id << 12),
+                address_hi: 0,
+                data: u32::from(vector),
+                ..Default::default()
+            };
+            self.stats.interrupts.fetch_add(1, Ordering::Relaxed);
+            match self.vm.signal_msi(msi) {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    self.stats
+                        .interrupts_blocked
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn vcpu_loop(self: Arc<Self>, index: u32, mut vcpu: VcpuFd) {
+        let Some(vp) = self.vps.get(index as usize) else {
+            return;
+        };
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut hypercall = false;
+            let result = vcpu.run();
+            self.stats.exits.fetch_add(1, Ordering::Relaxed);
+            if std::env::var_os("HV_KVM_TRACE").is_some() {
+                eprintln!("vcpu{index}: {result:?}");
+            }
+            match result {
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    if port == u16::from(HYPERCALL_PORT) {
+                        hypercall = true;
+                    } else {
+                        self.stats.io_exits.fetch_add(1, Ordering::Relaxed);
+                        match lock(&self.ports).write(port, data) {
+                            PortAction::None => {}
+                            PortAction::Stop(StopReason::PowerOff) => {
+                                self.finish(VmOutcome::PowerOff)
+                            }
+                            PortAction::Stop(StopReason::Reset) => self.finish(VmOutcome::Reset),
+                        }
+                    }
+                }
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    self.stats.io_exits.fetch_add(1, Ordering::Relaxed);
+                    lock(&self.ports).read(port, data);
+                }
+                Ok(VcpuExit::MmioRead(_, data)) => {
+                    self.stats.mmio_exits.fetch_add(1, Ordering::Relaxed);
+                    data.fill(0xff);
+                }
+                Ok(VcpuExit::MmioWrite(..)) => {
+                    self.stats.mmio_exits.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(VcpuExit::X86Rdmsr(exit)) => {
+                    self.stats.msr_exits.fetch_add(1, Ordering::Relaxed);
+                    match lock(&vp.hv).read_msr(exit.index) {
+                        Ok(v) => *exit.data = v,
+                        Err(_) => *exit.error = 1,
+                    }
+                }
+                Ok(VcpuExit::X86Wrmsr(exit)) => {
+                    self.stats.msr_exits.fetch_add(1, Ordering::Relaxed);
+                    let mut hv = lock(&vp.hv);
+                    match hv.write_msr(&self.memory, exit.index, exit.data) {
+                        Ok(mask) => self.raise(vp, &hv, mask),
+                        Err(_) => *exit.error = 1,
+                    }
+                }
+                Ok(VcpuExit::Hlt) | Ok(VcpuExit::Intr) => {}
+                Ok(VcpuExit::Shutdown) => {
+                    tracing::warn!(
+                        "kvm: vCPU {index} shut down (triple fault?) at {}",
+                        cpu_state(&vcpu)
+                    );
+                    self.finish(VmOutcome::Reset)
+                }
+                Ok(VcpuExit::SystemEvent(kind, _)) => {
+                    // KVM_SYSTEM_EVENT_SHUTDOWN = 1, RESET = 2.
+                    self.finish(if kind == 1 {
+                        VmOutcome::PowerOff
+                    } else {
+                        VmOutcome::Reset
+                    })
+                }
+                Ok(VcpuExit::FailEntry(reason, cpu)) => self.finish(VmOutcome::Failed(format!(
+                    "vCPU {index}: entry failed, hardware reason {reason:#x} on CPU {cpu}"
+                ))),
+                Ok(VcpuExit::InternalError) => {
+                    if !self.emulation_fallback(&vcpu) {
+                        self.finish(VmOutcome::Failed(format!(
+                            "vCPU {index}: KVM internal error (instruction emulation failed?) at {}",
+                            cpu_state(&vcpu)
+                        )))
+                    }
+                }
+                Ok(other) => self.finish(VmOutcome::Failed(format!(
+                    "vCPU {index}: unexpected exit {other:?}"
+                ))),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) => self.finish(VmOutcome::Failed(format!("vCPU {index}: KVM_RUN: {e}"))),
+            }
+            if hypercall {
+                self.hypercall(index, &vcpu);
+            }
+            let bit = 1u64 << index.min(63);
+            if self.dump.load(Ordering::SeqCst) & bit != 0 {
+                let line = format!("vCPU {index}: {}", cpu_state(&vcpu));
+                tracing::warn!("kvm: {line}");
+                lock(&self.dumps).push(line);
+                self.dump.fetch_and(!bit, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// KVM could not emulate an instruction (kvm_pvm runs guest kernel code through
+    /// KVM's emulator, which has gaps). INT3 in long mode is one Linux executes at boot
+    /// (the alternatives self-test): deliver the #BP trap ourselves, RIP past the
+    /// instruction. Returns false for anything else.
+    fn emulation_fallback(&self, vcpu: &VcpuFd) -> bool {
+        let Ok(mut regs) = vcpu.get_regs() else {
+            return false;
+        };
+        let Ok(t) = vcpu.translate_gva(regs.rip) else {
+            return false;
+        };
+        let mut op = [0u8; 1];
+        if t.valid == 0 || self.memory.read(t.physical_address, &mut op).is_err() || op[0] != 0xcc {
+            return false;
+        }
+        let Ok(mut events) = vcpu.get_vcpu_events() else {
+            return false;
+        };
+        regs.rip += 1;
+        events.exception.injected = 1;
+        events.exception.nr = 3;
+        events.exception.has_error_code = 0;
+        events.exception.pending = 0;
+        self.stats.emulated.fetch_add(1, Ordering::Relaxed);
+        vcpu.set_regs(&regs).is_ok() && vcpu.set_vcpu_events(&events).is_ok()
+    }
+
+    /// The guest executed the hypercall stub: run the call and write RAX. RIP is written
+    /// back as read (KVM completes the OUT itself).
+    fn hypercall(&self, index: u32, vcpu: &VcpuFd) {
+        self.stats.hypercalls.fetch_add(1, Ordering::Relaxed);
+        let mut regs = match vcpu.get_regs() {
+            Ok(r) => r,
+            Err(e) => {
+                return self.finish(VmOutcome::Failed(format!("vCPU {index}: get regs: {e}")));
+            }
+        };
+        let handler = self
+            .handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        regs.rax = dispatch_hypercall(
+            &self.memory,
+            handler.as_deref(),
+            index,
+            &HypercallRegisters {
+                control: regs.rcx,
+                input: regs.rdx,
+                output: regs.r8,
+            },
+        );
+        if let Err(e) = vcpu.set_regs(&regs) {
+            self.finish(VmOutcome::Failed(format!("vCPU {index}: set regs: {e}")));
+        }
+    }
+
+    fn vp(&self, vp: u32) -> Result<&Vp, PartitionError> {
+        self.vps
+            .get(vp as usize)
+            .ok_or(PartitionError::InvalidVp(vp))
+    }
+}
+
+impl Partition for KvmPartition {
+    fn memory(&self) -> &GuestMemory {
+        &self.memory
+    }
+
+    fn vp_count(&self) -> u32 {
+        self.vps.len() as u32
+    }
+
+    fn post_message(&self, vp: u32, sint: u8, message: &HvMessage) -> Result<(), PartitionError> {
+        let v = self.vp(vp)?;
+        let s = SintIndex::new(u32::from(sint)).map_err(|_| SynicError::InvalidSint(sint))?;
+        let mut hv = lock(&v.hv);
+        let mask = hv.synic.post(&self.memory, s, message)?;
+        self.raise(v, &hv, mask);
+        Ok(())
+    }
+
+    fn signal_event(&self, vp: u32, sint: u8, flag: u16) -> Result<(), PartitionError> {
+        let v = self.vp(vp)?;
+        let s = SintIndex::new(u32::from(sint)).map_err(|_| SynicError::InvalidSint(sint))?;
+        let mut hv = lock(&v.hv);
+        let mask = hv.synic.signal_event(&self.memory, s, flag)?;
+        self.raise(v, &hv, mask);
+        Ok(())
+    }
+
+    fn set_hypercall_handler(&self, handler: Arc<dyn HypercallHandler>) {
+        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+}
+
+impl Drop for KvmPartition {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gdt_segments_decode() {
+        let cs = segment(1, boot::GDT[1]);
+        assert_eq!(
+            (cs.selector, cs.l, cs.present, cs.type_, cs.s),
+            (8, 1, 1, 0xb, 1)
+        );
+        assert_eq!(cs.limit, 0xffff_ffff);
+        let ds = segment(2, boot::GDT[2]);
+        assert_eq!((ds.selector, ds.db, ds.type_), (16, 1, 3));
+        let tr = segment(3, boot::GDT[3]);
+        assert_eq!((tr.type_, tr.s), (0xb, 0));
+    }
+
+    #[test]
+    fn cpuid_hides_kvm_and_presents_hyper_v() {
+        let base = [
+            kvm_cpuid_entry2 {
+                function: 1,
+                ebx: 0x0102_0304,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0x4000_0000,
+                ebx: 0x4b4d_564b,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0x4000_0100,
+                ..Default::default()
+            },
+        ];
+        let v = cpuid_for(&base, 2, 1, false);
+        let leaf = |f: u32| v.iter().find(|e| e.function == f).copied().unwrap();
+        assert_eq!(leaf(1).ecx >> 31, 1);
+        assert_eq!(leaf(1).ebx, 0x0102_0304 & 0x00ff_ffff | (1 << 24));
+        assert_eq!(
+            leaf(0x4000_0000).ebx,
+            0x7263_694D,
+            "Microsoft Hv, not KVMKVMKVM"
+        );
+        assert!(v.iter().all(|e| e.function != 0x4000_0100));
+        assert_eq!(leaf(0x4000_0001).eax, 0x3123_7648);
+        assert_eq!(
+            leaf(0x4000_0004).eax,
+            1 << 9,
+            "only the deprecating-AEOI hint"
+        );
+        let b = [kvm_cpuid_entry2 {
+            function: 1,
+            ecx: u32::MAX,
+            ..Default::default()
+        }];
+        let v = cpuid_for(&b, 1, 0, true);
+        assert_eq!(
+            v[0].ecx,
+            BASELINE_1_ECX | (1 << 31),
+            "no POPCNT, XSAVE, CX16, RDRAND"
+        );
+    }
+}

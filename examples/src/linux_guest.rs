@@ -1,0 +1,428 @@
+//! Booting Debian's Linux on the kvm backend with a netvsp NIC, for
+//! `examples/linux_guest.rs` and the `linux_guest` test: building the guest image,
+//! reading the console, and the TAP-in-a-namespace network the host side uses.
+//!
+//! The guest runs `scripts/guest/init`, which reports on the console with lines
+//! `HVTEST <event> ...`; its agent (`examples/guest-agent`) runs TCP transfers whose
+//! bytes follow [`pattern::Pattern`], so both ends check every byte.
+
+#[path = "../guest-agent/pattern.rs"]
+pub mod pattern;
+
+use hv_partition::kvm::{KvmConfig, KvmPartition};
+use netvsp::tap::Tap;
+use netvsp::{NetEndpoint, Netvsp, NetvspConfig, NicStats};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vmbus::{HostBus, HostConfig, OfferParams};
+use vmbus_proto::guid::{Guid, class};
+
+/// The repository root (where `scripts/` is).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The kernel and initramfs to boot.
+#[derive(Clone, Debug)]
+pub struct GuestImage {
+    /// Uncompressed vmlinux (boots without the decompressor).
+    pub kernel: PathBuf,
+    /// initramfs with busybox, hv_vmbus.ko, hv_netvsc.ko, the init script and agent.
+    pub initrd: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Builds the guest agent (plain `rustc`, static, std only) and runs
+/// `scripts/guest-image.sh`, which fetches Debian's kernel and busybox (cached in
+/// `target/guest`) and packs the initramfs.
+pub fn prepare_image() -> Result<GuestImage, String> {
+    let root = repo_root();
+    let out = root.join("target/guest");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let agent = out.join("hv-guest-agent");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    run(Command::new(rustc)
+        .args([
+            "-O",
+            "--edition",
+            "2021",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .args(["-C", "strip=symbols", "-C", "debuginfo=0", "-o"])
+        .arg(&agent)
+        .arg(root.join("examples/guest-agent/main.rs")))?;
+    run(Command::new(root.join("scripts/guest-image.sh"))
+        .arg(&out)
+        .arg(&agent))?;
+    Ok(GuestImage {
+        kernel: out.join("vmlinux"),
+        initrd: out.join("initramfs.cpio.gz"),
+    })
+}
+
+/// The console as lines, for waiting on the guest's `HVTEST` reports.
+pub struct Console {
+    lines: Receiver<String>,
+}
+
+/// The `Write` end the VM's serial port writes to: splits lines, forwards them to the
+/// [`Console`] (dropping when nobody reads, never blocking the vCPU), and echoes them
+/// to `echo` (all lines, or only `HVTEST` lines when `quiet`).
+pub struct ConsoleSink {
+    partial: Vec<u8>,
+    tx: SyncSender<String>,
+    echo: Box<dyn Write + Send>,
+    log: Option<std::fs::File>,
+    quiet: bool,
+}
+
+impl Write for ConsoleSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial)
+                    .trim_end_matches('\r')
+                    .to_string();
+                self.partial.clear();
+                if let Some(f) = self.log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if !self.quiet || line.starts_with("HVTEST") || line.contains("hv_") {
+                    let _ = writeln!(self.echo, "{line}");
+                }
+                let _ = self.tx.try_send(line);
+            } else if self.partial.len() < 4096 {
+                self.partial.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.echo.flush()
+    }
+}
+
+/// A console: the sink for the VM and the line reader. `log` receives every line.
+pub fn console(
+    echo: Box<dyn Write + Send>,
+    log: Option<&Path>,
+    quiet: bool,
+) -> (ConsoleSink, Console) {
+    let (tx, rx) = sync_channel(100_000);
+    let log = log.and_then(|p| std::fs::File::create(p).ok());
+    (
+        ConsoleSink {
+            partial: Vec::new(),
+            tx,
+            echo,
+            log,
+            quiet,
+        },
+        Console { lines: rx },
+    )
+}
+
+impl Console {
+    /// Waits for a line starting with `prefix`; fails on a guest-reported failure, a
+    /// kernel panic or the timeout.
+    /// The VM's end also ends the wait.
+    pub fn wait_for(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+        vm: &KvmPartition,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(outcome) = vm.outcome() {
+                // Drain what the guest printed before it stopped.
+                while let Ok(line) = self.lines.try_recv() {
+                    if line.starts_with(prefix) {
+                        return Ok(line);
+                    }
+                }
+                return Err(format!(
+                    "the VM ended ({outcome:?}) while waiting for {prefix:?}"
+                ));
+            }
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(500)))
+            {
+                Ok(line) => {
+                    if line.starts_with(prefix) {
+                        return Ok(line);
+                    }
+                    if line.starts_with("HVTEST fail")
+                        || line.starts_with("HVTEST agent-error")
+                        || line.contains("Kernel panic")
+                    {
+                        return Err(format!("guest failed while waiting for {prefix:?}: {line}"));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "timed out after {timeout:?} waiting for {prefix:?}"
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!("console closed while waiting for {prefix:?}"));
+                }
+            }
+        }
+    }
+}
+
+/// A network namespace holding the host end of the guest's TAP; deleted on drop.
+pub struct Netns {
+    /// Its name (`ip netns` name).
+    pub name: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+impl Netns {
+    /// Runs `f` on a thread that has joined this namespace (sockets it creates live
+    /// there).
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<T>, String> {
+        let path = format!("/var/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        Ok(std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace fd we hold open; it only changes this
+            // thread's network namespace.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        }))
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`), returning its stdout.
+    pub fn exec(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .map_err(|e| format!("{args:?}: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "{args:?} failed ({}): {text}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+/// Why the TAP network is unavailable (the caller skips or falls back).
+#[derive(Debug)]
+pub struct NoTap(pub String);
+
+/// Creates a TAP device, moves it into a new namespace with `host_cidr` on it, and
+/// returns the netvsp endpoint and the namespace.
+pub fn tap_in_netns(tag: &str, host_cidr: &str) -> Result<(Tap, Netns), NoTap> {
+    if !Path::new("/dev/net/tun").exists() {
+        return Err(NoTap("/dev/net/tun is missing".into()));
+    }
+    for tool in ["ip", "ping"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            return Err(NoTap(format!("`{tool}` is not installed")));
+        }
+    }
+    let id = std::process::id() % 100_000;
+    let (tap_name, ns) = (format!("{tag}t{id}"), format!("{tag}n{id}"));
+    let tap = Tap::open(&tap_name).map_err(|e| {
+        NoTap(format!(
+            "cannot create TAP {tap_name} ({e}); needs CAP_NET_ADMIN"
+        ))
+    })?;
+    run(Command::new("ip").args(["netns", "add", &ns]))
+        .map_err(|e| NoTap(format!("cannot create a network namespace: {e}")))?;
+    let netns = Netns { name: ns.clone() };
+    let setup = [
+        vec!["link", "set", &tap_name, "netns", &ns],
+        vec!["-n", &ns, "addr", "add", host_cidr, "dev", &tap_name],
+        vec!["-n", &ns, "link", "set", &tap_name, "up"],
+        vec!["-n", &ns, "link", "set", "lo", "up"],
+    ];
+    for args in setup {
+        run(Command::new("ip").args(&args)).map_err(NoTap)?;
+    }
+    Ok((tap, netns))
+}
+
+/// What to boot.
+pub struct BootOptions {
+    /// Kernel and initramfs.
+    pub image: GuestImage,
+    /// Guest RAM.
+    pub memory_size: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// The NIC's MAC.
+    pub mac: [u8; 6],
+    /// Extra kernel command-line words (e.g. `hv.ip=...`, `hv.agent=...`).
+    pub extra_cmdline: String,
+}
+
+/// A running guest with its VMBus host and NIC.
+pub struct LinuxGuest {
+    /// The VM.
+    pub vm: Arc<KvmPartition>,
+    /// The VMBus host (same code as on the sim backend).
+    pub host: HostBus<KvmPartition>,
+    /// The NIC's counters.
+    pub nic: Arc<NicStats>,
+}
+
+/// Creates the VM, its VMBus host and a netvsp NIC on `endpoint`, and starts it.
+pub fn boot(
+    opts: &BootOptions,
+    endpoint: Box<dyn NetEndpoint>,
+    console: ConsoleSink,
+) -> Result<LinuxGuest, String> {
+    let cmdline = format!(
+        "console=ttyS0 mitigations=off pci=off panic=-1 init_on_alloc=0 ignore_loglevel {}",
+        opts.extra_cmdline
+    );
+    let config = KvmConfig {
+        memory_size: opts.memory_size,
+        vcpus: opts.vcpus,
+        kernel: opts.image.kernel.clone(),
+        initrd: Some(opts.image.initrd.clone()),
+        cmdline,
+        cpuid: Default::default(),
+    };
+    let vm = KvmPartition::new(&config, Box::new(console)).map_err(|e| e.to_string())?;
+    let host = HostBus::new(vm.clone(), HostConfig::default()).map_err(|e| e.to_string())?;
+    let nic = Netvsp::new(
+        NetvspConfig {
+            mac: opts.mac,
+            ..Default::default()
+        },
+        endpoint,
+    );
+    let stats = nic.stats();
+    host.offer(
+        OfferParams::new(
+            class::NETWORK,
+            Guid {
+                data1: 0x4e49_4330,
+                ..Guid::ZERO
+            },
+        ),
+        Box::new(nic),
+    )
+    .map_err(|e| e.to_string())?;
+    vm.start().map_err(|e| e.to_string())?;
+    Ok(LinuxGuest {
+        vm,
+        host,
+        nic: stats,
+    })
+}
+
+/// A shared buffer usable as a console echo target (for tests that print at the end).
+#[derive(Clone, Default)]
+pub struct SharedLog(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedLog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Formats a MAC as Linux prints it.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Writes `bytes` of `Pattern(seed)` to `s`; returns the seconds it took.
+pub fn send_pattern(s: &mut impl Write, bytes: u64, seed: u64) -> Result<f64, String> {
+    let t = Instant::now();
+    let mut p = pattern::Pattern::new(seed);
+    let mut buf = vec![0u8; 256 << 10];
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = ((bytes - sent) as usize).min(buf.len());
+        let chunk = buf.get_mut(..n).ok_or("chunk")?;
+        p.fill(chunk);
+        s.write_all(chunk)
+            .map_err(|e| format!("write after {sent} bytes: {e}"))?;
+        sent += n as u64;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Reads `bytes` from `s` and checks each against `Pattern(seed)`; returns the seconds
+/// it took.
+pub fn recv_pattern(s: &mut impl std::io::Read, bytes: u64, seed: u64) -> Result<f64, String> {
+    let t = Instant::now();
+    let mut p = pattern::Pattern::new(seed);
+    let mut buf = vec![0u8; 256 << 10];
+    let mut got = 0u64;
+    while got < bytes {
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("read after {got} bytes: {e}"))?;
+        if n == 0 {
+            return Err(format!("EOF after {got} of {bytes} bytes"));
+        }
+        let n = n.min((bytes - got) as usize);
+        p.check(buf.get(..n).ok_or("chunk")?)
+            .map_err(|off| format!("corrupt byte at offset {off}"))?;
+        got += n as u64;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
