@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let guest = boot(
         &BootOptions {
             image,
-            memory_size: 512 << 20,
+            memory_size: 256 << 20,
             // kvm_pvm stalls on the second vCPU (see hv_partition::kvm::is_kvm_pvm).
             vcpus: if hv_partition::kvm::is_kvm_pvm() {
                 1

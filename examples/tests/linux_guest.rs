@@ -1,0 +1,169 @@
+//! The judge that matters: Debian's own Linux kernel, with its hv_vmbus and hv_netvsc
+//! drivers, booted on the kvm backend, talks to our VMBus host and NetVSP.
+//!
+//! Runs when /dev/kvm is usable, the guest image can be built (Debian's packages via
+//! apt-get) and a TAP device in a network namespace can be created (root); otherwise
+//! it prints SKIPPED and why. Checks: the guest boots and hv_vmbus negotiates; hv_netvsc
+//! binds and eth0 has the MAC we offered; the host pings the guest 100 times with no
+//! loss; a TCP transfer each way arrives with every byte checked; the guest unloads
+//! both drivers and powers off.
+//!
+//! The transfer size is `HV_KVM_TEST_MIB` MiB each way (default 100). The full console
+//! is written to target/guest/console.log.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use vmbus_examples::linux_guest::{
+    BootOptions, boot, console, mac_string, prepare_image, recv_pattern, repo_root, send_pattern,
+    tap_in_netns,
+};
+
+const GUEST_IP: &str = "10.0.2.15";
+const HOST_IP: &str = "10.0.2.1";
+
+// Not yet run by default: on this project's CI host /dev/kvm is kvm_pvm, where the
+// Debian kernel needs more than 8 minutes to reach user space and still meets
+// instructions KVM's emulator lacks (see the kvm module docs and the issue notes).
+// Run it with `cargo test -p vmbus-examples --test linux_guest -- --ignored`.
+#[test]
+#[ignore = "needs a KVM that runs Debian's kernel to completion (not kvm_pvm yet)"]
+fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        println!("SKIPPED: /dev/kvm is missing or not accessible");
+        return;
+    }
+    let (tap, netns) = match tap_in_netns("hvk", &format!("{HOST_IP}/24")) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: no TAP network: {}", e.0);
+            return;
+        }
+    };
+    let image = match prepare_image() {
+        Ok(i) => i,
+        Err(e) if e.contains("needs apt-get") => {
+            println!("SKIPPED: cannot build the guest image: {e}");
+            return;
+        }
+        Err(e) => panic!("guest image: {e}"),
+    };
+    let mib: u64 = std::env::var("HV_KVM_TEST_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let bytes = mib << 20;
+    let mac = [0x00, 0x15, 0x5d, 0x42, 0x00, 0x07];
+    let log = repo_root().join("target/guest/console.log");
+    let (sink, console) = console(Box::new(std::io::stdout()), Some(&log), true);
+    let opts = BootOptions {
+        image,
+        memory_size: 256 << 20,
+        // kvm_pvm stalls on the second vCPU (see hv_partition::kvm::is_kvm_pvm).
+        vcpus: if hv_partition::kvm::is_kvm_pvm() {
+            1
+        } else {
+            2
+        },
+        mac,
+        extra_cmdline: format!(
+            "hv.ip={GUEST_IP}/24 hv.agent=recv,5001,{bytes},1,send,{HOST_IP}:5002,{bytes},2"
+        ),
+    };
+    let started = Instant::now();
+    let guest = boot(&opts, Box::new(tap), sink).expect("boot");
+    let step = |what: &str, timeout_s: u64| {
+        let line = console
+            .wait_for(what, Duration::from_secs(timeout_s), &guest.vm)
+            .unwrap_or_else(|e| {
+                let outcome = guest.vm.stop(Duration::from_secs(5));
+                panic!("{e} (VM: {outcome:?}; console in {})", log.display())
+            });
+        println!("[{:6.1} s] {line}", started.elapsed().as_secs_f64());
+        line
+    };
+
+    // Boot, hv_vmbus, hv_netvsc.
+    let vmbus = step("HVTEST vmbus", 900);
+    assert!(vmbus.contains("Vmbus version:"), "{vmbus}");
+    let eth0 = step("HVTEST eth0", 300);
+    assert_eq!(eth0, format!("HVTEST eth0 {}", mac_string(&mac)));
+    step("HVTEST up", 300);
+    println!(
+        "NVSP version negotiated: {:#x}",
+        guest.nic.nvsp_version.load(Ordering::Relaxed)
+    );
+
+    // 100 pings from the host side of the TAP.
+    let ping = netns
+        .exec(&["ping", "-c", "100", "-i", "0.05", "-W", "5", GUEST_IP])
+        .expect("ping");
+    let summary = ping
+        .lines()
+        .find(|l| l.contains("packet loss"))
+        .unwrap_or_default()
+        .to_string();
+    println!("ping: {summary}");
+    println!("ping: {}", ping.lines().last().unwrap_or_default());
+    assert!(
+        summary.contains("100 packets transmitted, 100 received, 0% packet loss"),
+        "{ping}"
+    );
+
+    // Host to guest: the guest's agent listens on 5001 and checks every byte.
+    step("HVTEST listening 5001", 120);
+    let sender = netns
+        .run(move || -> Result<f64, String> {
+            let mut s = TcpStream::connect((GUEST_IP, 5001)).map_err(|e| e.to_string())?;
+            send_pattern(&mut s, bytes, 1)
+        })
+        .expect("netns thread");
+    // Guest to host: listen before the guest's send step connects.
+    let receiver = netns
+        .run(move || -> Result<f64, String> {
+            let l = TcpListener::bind((HOST_IP, 5002)).map_err(|e| e.to_string())?;
+            let (mut s, _) = l.accept().map_err(|e| e.to_string())?;
+            recv_pattern(&mut s, bytes, 2)
+        })
+        .expect("netns thread");
+    let timeout = 120 + mib * 20;
+    step("HVTEST recv-ok", timeout);
+    let t = sender.join().expect("sender").expect("host to guest");
+    println!(
+        "host -> guest: {mib} MiB in {t:.2} s = {:.1} Mbit/s (host side)",
+        bytes as f64 * 8.0 / t / 1e6
+    );
+    step("HVTEST send-ok", timeout);
+    let t = receiver.join().expect("receiver").expect("guest to host");
+    println!(
+        "guest -> host: {mib} MiB in {t:.2} s = {:.1} Mbit/s (host side, every byte checked)",
+        bytes as f64 * 8.0 / t / 1e6
+    );
+
+    // Clean unload and poweroff.
+    step("HVTEST unloaded", 300);
+    let outcome = guest.vm.wait(Some(Duration::from_secs(120)));
+    assert_eq!(outcome, hv_partition::kvm::VmOutcome::PowerOff);
+    let s = guest.vm.stats();
+    println!(
+        "VM exits {} (io {}, msr {}, hypercalls {}), SINT interrupts {} ({} blocked); NIC tx {} rx {} rx_no_buffer {} bad {}",
+        s.exits.load(Ordering::Relaxed),
+        s.io_exits.load(Ordering::Relaxed),
+        s.msr_exits.load(Ordering::Relaxed),
+        s.hypercalls.load(Ordering::Relaxed),
+        s.interrupts.load(Ordering::Relaxed),
+        s.interrupts_blocked.load(Ordering::Relaxed),
+        guest.nic.tx_frames.load(Ordering::Relaxed),
+        guest.nic.rx_frames.load(Ordering::Relaxed),
+        guest.nic.rx_no_buffer.load(Ordering::Relaxed),
+        guest.nic.bad_packets.load(Ordering::Relaxed),
+    );
+    assert_eq!(guest.nic.bad_packets.load(Ordering::Relaxed), 0);
+    let _ = Path::new(&log);
+}
