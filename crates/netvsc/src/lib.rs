@@ -200,6 +200,9 @@ pub struct Netvsc {
 }
 
 const NVSP_TID: u64 = 1 << 62;
+/// NVSP answers kept for requests not yet collected (the bring-up waits for one at a
+/// time; anything beyond this is a misbehaving host).
+const MAX_PENDING_RESPONSES: usize = 16;
 const SECTION_TID: u64 = 1 << 61;
 
 impl Netvsc {
@@ -675,8 +678,18 @@ impl Netvsc {
                     match NvspMessage::parse_completion(p.payload)
                         .or_else(|_| NvspMessage::parse(p.payload))
                     {
-                        Ok(m) => {
+                        // Only tids we issued and have not seen answered: a host that
+                        // completes made-up tids must not grow the map.
+                        Ok(m)
+                            if tid & !NVSP_TID < self.next_tid
+                                && self.responses.len() < MAX_PENDING_RESPONSES =>
+                        {
                             self.responses.insert(tid, m);
+                        }
+                        Ok(_) => {
+                            self.stats
+                                .unknown_completions
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         Err(_) => self.bad(),
                     }
@@ -712,6 +725,35 @@ impl Netvsc {
             }
             _ => self.bad(),
         }
+    }
+
+    /// Fuzzing hook: writes `receive_buffer` at the start of the receive buffer (as a
+    /// hostile host may) and handles `packet` as if it came from the ring. Then checks
+    /// the driver's invariants and panics if one is broken. Not for production use.
+    #[doc(hidden)]
+    pub fn fuzz_host_input(&mut self, receive_buffer: &[u8], packet: &[u8]) {
+        let (base, size, _) = self.recv;
+        let n = receive_buffer.len().min(size as usize);
+        if let Some(b) = receive_buffer.get(..n) {
+            let _ = self.memory.write(base, b);
+        }
+        self.handle(packet);
+        let sections = self.in_flight.len();
+        assert!(self.free_sections.len() <= sections, "section freed twice");
+        let mut seen = vec![false; sections];
+        for &s in &self.free_sections {
+            let slot = seen.get_mut(s as usize);
+            assert!(
+                slot.as_ref().is_some_and(|v| !**v),
+                "bad or duplicate free section {s}"
+            );
+            if let Some(v) = slot {
+                *v = true;
+            }
+        }
+        assert!(self.responses.len() <= MAX_PENDING_RESPONSES);
+        assert!(self.control.len() <= 64);
+        assert!(self.rx.len <= self.rx.slots.len());
     }
 
     fn receive_range(&mut self, offset: u32, len: u32) {

@@ -33,6 +33,7 @@ pub fn builtin(target: &str) -> Vec<Vec<u8>> {
         "ring_hostile_peer" => ring_hostile_peer(),
         "vmbus_server" => vmbus_server(),
         "netvsp_guest" => netvsp_guest(),
+        "netvsc_host" => netvsc_host(),
         _ => Vec::new(),
     }
 }
@@ -404,5 +405,79 @@ fn netvsp_guest() -> Vec<Vec<u8>> {
         framed(&data_flood, &prefix2),
         framed(&bring_up[..1], &[]),
         framed(&[vec![9, 0, 4, 0, 4, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]], &[]),
+    ]
+}
+
+/// Hostile-host inputs for netvsc: an RNDIS packet and a link indication in the receive
+/// buffer delivered by transfer pages (valid, then with ranges out of the buffer),
+/// completions for unknown and made-up NVSP tids, and an empty input.
+fn netvsc_host() -> Vec<Vec<u8>> {
+    use vmbus_proto::rndis::{IndicateStatus, RndisMessage, RndisStatus, packet_to_vec};
+    let mut rb = packet_to_vec(&[], &[0xab; 60]).unwrap_or_default();
+    let off2 = rb.len() as u32;
+    let mut ind = [0u8; 64];
+    let n = RndisMessage::IndicateStatus(IndicateStatus {
+        status: RndisStatus::MEDIA_DISCONNECT,
+        buffer: &[],
+    })
+    .emit(&mut ind)
+    .unwrap_or(0);
+    rb.extend_from_slice(&ind[..n]);
+    let xfer = |ranges: &[(u32, u32)], tid: u64| {
+        // Transfer-page packet: descriptor (16) + pageset id, sender-owns, reserved,
+        // range count (8), ranges (8 each), then an NVSP SEND_RNDIS_PKT payload.
+        let hdr_len = 16 + 8 + 8 * ranges.len();
+        let total = hdr_len + 16;
+        let mut p = vec![0u8; (total + 7) & !7];
+        p[0..2].copy_from_slice(&7u16.to_le_bytes());
+        p[2..4].copy_from_slice(&((hdr_len / 8) as u16).to_le_bytes());
+        let len8 = (p.len() / 8) as u16;
+        p[4..6].copy_from_slice(&len8.to_le_bytes());
+        p[6..8].copy_from_slice(&1u16.to_le_bytes());
+        p[8..16].copy_from_slice(&tid.to_le_bytes());
+        p[16..18].copy_from_slice(&0xcafeu16.to_le_bytes());
+        p[20..24].copy_from_slice(&(ranges.len() as u32).to_le_bytes());
+        for (i, (count, offset)) in ranges.iter().enumerate() {
+            p[24 + 8 * i..28 + 8 * i].copy_from_slice(&count.to_le_bytes());
+            p[28 + 8 * i..32 + 8 * i].copy_from_slice(&offset.to_le_bytes());
+        }
+        p[hdr_len..hdr_len + 4].copy_from_slice(&107u32.to_le_bytes());
+        p
+    };
+    let completion = |tid: u64, payload: &[u8]| {
+        let total = 16 + payload.len();
+        let mut p = vec![0u8; (total + 7) & !7];
+        p[0..2].copy_from_slice(&11u16.to_le_bytes());
+        p[2..4].copy_from_slice(&2u16.to_le_bytes());
+        let len8 = (p.len() / 8) as u16;
+        p[4..6].copy_from_slice(&len8.to_le_bytes());
+        p[8..16].copy_from_slice(&tid.to_le_bytes());
+        p[16..16 + payload.len()].copy_from_slice(payload);
+        p
+    };
+    let framed = |prefix: &[u8], packets: &[Vec<u8>]| {
+        let mut out = (prefix.len() as u16).to_le_bytes().to_vec();
+        out.extend_from_slice(prefix);
+        for p in packets {
+            out.extend_from_slice(&(p.len() as u16).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    };
+    let rndis_done = 108u32.to_le_bytes();
+    vec![
+        framed(&rb, &[xfer(&[(off2, 0), (n as u32, off2)], 9)]),
+        framed(&rb, &[xfer(&[(u32::MAX, 0), (64, u32::MAX - 8)], 10)]),
+        framed(
+            &[],
+            &[
+                completion(1 << 62 | 999_999, &rndis_done),
+                completion(1 << 61 | 7, &rndis_done),
+                completion(12345, &[]),
+            ],
+        ),
+        // The most ranges a transfer may carry, all pointing at the same packet.
+        framed(&rb, &[xfer(&[(off2, 0); 375], 11)]),
+        vec![],
     ]
 }

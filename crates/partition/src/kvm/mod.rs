@@ -238,7 +238,7 @@ impl CpuidPolicy {
 /// than the table set with KVM_SET_CPUID2 (observed: POPCNT and XSAVE detected although
 /// the table clears them), so Linux is also told to ignore the features whose
 /// instructions the emulator lacks. Linux 5.19+ accepts these names.
-pub const BASELINE_CMDLINE: &str = "clearcpuid=xsave,popcnt,cx16,rdrand,rdseed,fsgsbase,smap,invpcid,pcid,rdtscp,rdpid,pku,ospke,clflushopt,clwb,movbe,bmi1,bmi2,avx,avx2,avx512f,aes,pclmulqdq,sha_ni,vaes,vpclmulqdq,gfni";
+pub const BASELINE_CMDLINE: &str = "clearcpuid=xsave,popcnt,pni,ssse3,sse4_1,sse4_2,cx16,rdrand,rdseed,fsgsbase,smap,invpcid,pcid,rdtscp,rdpid,pku,ospke,clflushopt,clwb,movbe,bmi1,bmi2,avx,avx2,avx512f,aes,pclmulqdq,sha_ni,vaes,vpclmulqdq,gfni";
 
 /// Leaf 1 ECX bits kept by [`CpuidPolicy::Baseline`]: SSE3, SSSE3, SSE4.1, SSE4.2,
 /// x2APIC, TSC-deadline (user-mode code runs natively; the kernel does not use the SSE
