@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         });
     }
     let wait = |what: &str, secs: u64| console.wait_for(what, Duration::from_secs(secs), &guest.vm);
-    wait("HVTEST up", 1200)?;
+    wait("HVTEST up", 3600)?;
     let booted = started.elapsed();
     let mut report = vec![format!(
         "guest up (hv_vmbus and hv_netvsc bound, eth0 up) after {:.1} s",

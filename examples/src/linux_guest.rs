@@ -323,7 +323,7 @@ pub fn boot(
     console: ConsoleSink,
 ) -> Result<LinuxGuest, String> {
     let cmdline = format!(
-        "console=ttyS0 mitigations=off pci=off panic=-1 init_on_alloc=0 nosoftlockup ignore_loglevel {}",
+        "console=ttyS0 mitigations=off pci=off panic=-1 init_on_alloc=0 nosoftlockup cryptomgr.notests ipv6.disable=1 ignore_loglevel {}",
         opts.extra_cmdline
     );
     let config = KvmConfig {

@@ -16,6 +16,11 @@
 //!   a `KVM_SIGNAL_MSI` to the VP's local APIC with the SINT's vector (the guest runs
 //!   without auto-EOI: the CPUID recommends it, so the MSI's EOI is the guest's own).
 //!
+//! On kvm_pvm (software KVM without VT-x) guest kernel code runs through KVM's
+//! instruction emulator: see [`CpuidPolicy`] and `emulation_fallback`. Debian's kernel
+//! boots to user space there but the first user-space SYSCALL faults (a kvm_pvm
+//! limitation this VMM cannot see or fix), so real Linux guests need hardware KVM.
+//!
 //! Failures stop the VM, never the process: a vCPU that faults (triple fault, failed
 //! entry, internal error) or a guest that writes garbage to the SynIC or hypercall
 //! inputs gets an error status, a #GP or a stopped VM with the reason in
