@@ -107,21 +107,23 @@ impl Write for Console {
     }
 }
 
-#[test]
-fn msr_hypercall_console_and_poweroff_on_real_kvm() {
-    if std::fs::OpenOptions::new()
+fn kvm_usable() -> bool {
+    let ok = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
-        .is_err()
-    {
+        .is_ok();
+    if !ok {
         println!("SKIPPED: /dev/kvm is missing or not accessible");
-        return;
     }
-    let dir = std::env::temp_dir().join(format!("hv-kvm-smoke-{}", std::process::id()));
+    ok
+}
+
+fn boot(code: &[u8], tag: &str) -> (Arc<KvmPartition>, Console) {
+    let dir = std::env::temp_dir().join(format!("hv-kvm-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kernel = dir.join("guest.elf");
-    std::fs::write(&kernel, elf(CODE)).unwrap();
+    std::fs::write(&kernel, elf(code)).unwrap();
     let console = Console::default();
     let vm = KvmPartition::new(
         &KvmConfig {
@@ -135,11 +137,20 @@ fn msr_hypercall_console_and_poweroff_on_real_kvm() {
         Box::new(console.clone()),
     )
     .expect("create VM");
+    std::fs::remove_dir_all(&dir).unwrap();
+    (vm, console)
+}
+
+#[test]
+fn msr_hypercall_console_and_poweroff_on_real_kvm() {
+    if !kvm_usable() {
+        return;
+    }
+    let (vm, console) = boot(CODE, "smoke");
     let recorder = Arc::new(Recorder::default());
     vm.set_hypercall_handler(recorder.clone());
     vm.start().unwrap();
     let outcome = vm.wait(Some(Duration::from_secs(60)));
-    std::fs::remove_dir_all(&dir).unwrap();
     let out = console.0.lock().unwrap().clone();
     assert_eq!(outcome, VmOutcome::PowerOff, "console: {out:?}");
     assert_eq!(out, b"0C", "VP index 0, then status 0x13 from the handler");
@@ -153,4 +164,74 @@ fn msr_hypercall_console_and_poweroff_on_real_kvm() {
     let s = vm.stats();
     assert_eq!(s.hypercalls.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(s.msr_exits.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
+
+/// A guest that enables its SynIC (SIMP at 0x4000, SINT2 vector 0xF3, SCONTROL), says
+/// 'R' on COM1, polls SIMP slot 2 with interrupts off until a message arrives, prints
+/// the first payload byte, writes EOM and powers off.
+#[rustfmt::skip]
+const SYNIC_CODE: &[u8] = &[
+    0xB9, 0x83, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_SIMP
+    0xB8, 0x01, 0x40, 0x00, 0x00,       // mov eax, 0x4000 | enable
+    0x31, 0xD2,                         // xor edx, edx
+    0x0F, 0x30,                         // wrmsr
+    0xB9, 0x92, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_SINT2
+    0xB8, 0xF3, 0x00, 0x00, 0x00,       // mov eax, vector 0xF3 (unmasked)
+    0x0F, 0x30,                         // wrmsr
+    0xB9, 0x80, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_SCONTROL
+    0xB8, 0x01, 0x00, 0x00, 0x00,       // mov eax, 1
+    0x0F, 0x30,                         // wrmsr
+    0xBA, 0xF8, 0x03, 0x00, 0x00,       // mov edx, 0x3f8
+    0xB0, b'R',                         // mov al, 'R'
+    0xEE,                               // out dx, al
+    0x8B, 0x04, 0x25, 0x00, 0x42, 0x00, 0x00, // poll: mov eax, [0x4200] (slot 2 type)
+    0x85, 0xC0,                         // test eax, eax
+    0x74, 0xF5,                         // jz poll
+    0x8A, 0x04, 0x25, 0x10, 0x42, 0x00, 0x00, // mov al, [0x4210] (payload[0])
+    0xEE,                               // out dx, al
+    0xB9, 0x84, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_EOM
+    0x31, 0xC0,                         // xor eax, eax
+    0x31, 0xD2,                         // xor edx, edx
+    0x0F, 0x30,                         // wrmsr
+    0xBA, 0x04, 0x06, 0x00, 0x00,       // mov edx, PM1a_CNT
+    0x66, 0xB8, 0x00, 0x20,             // mov ax, SLP_EN
+    0x66, 0xEF,                         // out dx, ax
+    0xF4,                               // hlt
+    0xEB, 0xFE,                         // jmp $
+];
+
+#[test]
+fn synic_message_reaches_a_real_kvm_guest() {
+    if !kvm_usable() {
+        return;
+    }
+    let (vm, console) = boot(SYNIC_CODE, "synic");
+    vm.start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !console.0.lock().unwrap().contains(&b'R') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "guest never enabled its SynIC"
+        );
+        assert!(vm.outcome().is_none(), "{:?}", vm.outcome());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let msg = hv_hypercall::HvMessage::new(hv_hypercall::HvMessageType::VMBUS, b"M").unwrap();
+    vm.post_message(0, 2, &msg).unwrap();
+    let outcome = vm.wait(Some(Duration::from_secs(60)));
+    assert_eq!(
+        outcome,
+        VmOutcome::PowerOff,
+        "console {:?}",
+        console.0.lock().unwrap()
+    );
+    assert_eq!(*console.0.lock().unwrap(), b"RM");
+    let s = vm.stats();
+    assert_eq!(
+        s.interrupts.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one SINT2 MSI"
+    );
+    let st = vm.hv_stats(0).unwrap();
+    assert_eq!(st.msr_faults, 0);
 }
