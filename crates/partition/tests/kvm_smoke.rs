@@ -168,7 +168,8 @@ fn msr_hypercall_console_and_poweroff_on_real_kvm() {
 
 /// A guest that enables its SynIC (SIMP at 0x4000, SINT2 vector 0xF3, SCONTROL), says
 /// 'R' on COM1, polls SIMP slot 2 with interrupts off until a message arrives, prints
-/// the first payload byte, writes EOM and powers off.
+/// its first payload byte, frees the slot and writes EOM (as Linux's vmbus_signal_eom
+/// does), polls again for the next message, prints it and powers off.
 #[rustfmt::skip]
 const SYNIC_CODE: &[u8] = &[
     0xB9, 0x83, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_SIMP
@@ -189,10 +190,17 @@ const SYNIC_CODE: &[u8] = &[
     0x74, 0xF5,                         // jz poll
     0x8A, 0x04, 0x25, 0x10, 0x42, 0x00, 0x00, // mov al, [0x4210] (payload[0])
     0xEE,                               // out dx, al
+    0xC7, 0x04, 0x25, 0x00, 0x42, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // mov dword [0x4200], 0
     0xB9, 0x84, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_EOM
     0x31, 0xC0,                         // xor eax, eax
     0x31, 0xD2,                         // xor edx, edx
-    0x0F, 0x30,                         // wrmsr
+    0x0F, 0x30,                         // wrmsr (the host redelivers a queued message)
+    0x8B, 0x04, 0x25, 0x00, 0x42, 0x00, 0x00, // poll2: mov eax, [0x4200]
+    0x85, 0xC0,                         // test eax, eax
+    0x74, 0xF5,                         // jz poll2
+    0x8A, 0x04, 0x25, 0x10, 0x42, 0x00, 0x00, // mov al, [0x4210]
+    0xBA, 0xF8, 0x03, 0x00, 0x00,       // mov edx, 0x3f8
+    0xEE,                               // out dx, al
     0xBA, 0x04, 0x06, 0x00, 0x00,       // mov edx, PM1a_CNT
     0x66, 0xB8, 0x00, 0x20,             // mov ax, SLP_EN
     0x66, 0xEF,                         // out dx, ax
@@ -201,7 +209,7 @@ const SYNIC_CODE: &[u8] = &[
 ];
 
 #[test]
-fn synic_message_reaches_a_real_kvm_guest() {
+fn synic_messages_and_eom_redelivery_on_a_real_kvm_guest() {
     if !kvm_usable() {
         return;
     }
@@ -216,8 +224,12 @@ fn synic_message_reaches_a_real_kvm_guest() {
         assert!(vm.outcome().is_none(), "{:?}", vm.outcome());
         std::thread::sleep(Duration::from_millis(10));
     }
-    let msg = hv_hypercall::HvMessage::new(hv_hypercall::HvMessageType::VMBUS, b"M").unwrap();
-    vm.post_message(0, 2, &msg).unwrap();
+    // Two messages back to back: the second normally finds the slot busy, is queued
+    // with message-pending set, and is redelivered on the guest's EOM.
+    for b in [b"M", b"N"] {
+        let msg = hv_hypercall::HvMessage::new(hv_hypercall::HvMessageType::VMBUS, b).unwrap();
+        vm.post_message(0, 2, &msg).unwrap();
+    }
     let outcome = vm.wait(Some(Duration::from_secs(60)));
     assert_eq!(
         outcome,
@@ -225,13 +237,16 @@ fn synic_message_reaches_a_real_kvm_guest() {
         "console {:?}",
         console.0.lock().unwrap()
     );
-    assert_eq!(*console.0.lock().unwrap(), b"RM");
+    assert_eq!(*console.0.lock().unwrap(), b"RMN");
     let s = vm.stats();
     assert_eq!(
         s.interrupts.load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "one SINT2 MSI"
+        2,
+        "one SINT2 MSI per delivered message"
     );
     let st = vm.hv_stats(0).unwrap();
     assert_eq!(st.msr_faults, 0);
+    let syn = vm.synic_stats(0).unwrap();
+    assert_eq!((syn.delivered, syn.eoms), (2, 1));
+    println!("SynIC: {syn:?} (queued 1 = the second message waited for the EOM)");
 }

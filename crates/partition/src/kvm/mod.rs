@@ -621,6 +621,11 @@ impl KvmPartition {
         &self.stats
     }
 
+    /// A snapshot of a VP's SynIC counters.
+    pub fn synic_stats(&self, vp: u32) -> Option<crate::synic::SynicStats> {
+        self.vps.get(vp as usize).map(|v| lock(&v.hv).synic.stats())
+    }
+
     /// A VP's Hyper-V register counters.
     pub fn hv_stats(&self, vp: u32) -> Option<HvVpStats> {
         self.vps.get(vp as usize).map(|v| lock(&v.hv).stats())
