@@ -169,12 +169,16 @@ fn msr_hypercall_console_and_poweroff_on_real_kvm() {
 /// A guest that enables its SynIC (SIMP at 0x4000, SINT2 vector 0xF3, SCONTROL), says
 /// 'R' on COM1, polls SIMP slot 2 with interrupts off until a message arrives, prints
 /// its first payload byte, frees the slot and writes EOM (as Linux's vmbus_signal_eom
-/// does), polls again for the next message, prints it and powers off.
+/// does), polls again for the next message and prints it, then polls its SIEFP (0x5000)
+/// until SINT2's event flags are non-zero, prints the low byte + 0x40 and powers off.
 #[rustfmt::skip]
 const SYNIC_CODE: &[u8] = &[
     0xB9, 0x83, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_SIMP
     0xB8, 0x01, 0x40, 0x00, 0x00,       // mov eax, 0x4000 | enable
     0x31, 0xD2,                         // xor edx, edx
+    0x0F, 0x30,                         // wrmsr
+    0xB9, 0x82, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_SIEFP
+    0xB8, 0x01, 0x50, 0x00, 0x00,       // mov eax, 0x5000 | enable
     0x0F, 0x30,                         // wrmsr
     0xB9, 0x92, 0x00, 0x00, 0x40,       // mov ecx, HV_X64_MSR_SINT2
     0xB8, 0xF3, 0x00, 0x00, 0x00,       // mov eax, vector 0xF3 (unmasked)
@@ -201,6 +205,11 @@ const SYNIC_CODE: &[u8] = &[
     0x8A, 0x04, 0x25, 0x10, 0x42, 0x00, 0x00, // mov al, [0x4210]
     0xBA, 0xF8, 0x03, 0x00, 0x00,       // mov edx, 0x3f8
     0xEE,                               // out dx, al
+    0x8B, 0x04, 0x25, 0x00, 0x52, 0x00, 0x00, // poll3: mov eax, [0x5200] (SINT2 flags)
+    0x85, 0xC0,                         // test eax, eax
+    0x74, 0xF5,                         // jz poll3
+    0x04, 0x40,                         // add al, 0x40 (flag 5 -> 0x20 + 0x40 = 'a'-1 = 0x60)
+    0xEE,                               // out dx, al
     0xBA, 0x04, 0x06, 0x00, 0x00,       // mov edx, PM1a_CNT
     0x66, 0xB8, 0x00, 0x20,             // mov ax, SLP_EN
     0x66, 0xEF,                         // out dx, ax
@@ -209,7 +218,7 @@ const SYNIC_CODE: &[u8] = &[
 ];
 
 #[test]
-fn synic_messages_and_eom_redelivery_on_a_real_kvm_guest() {
+fn synic_messages_eom_redelivery_and_event_flags_on_a_real_kvm_guest() {
     if !kvm_usable() {
         return;
     }
@@ -230,6 +239,8 @@ fn synic_messages_and_eom_redelivery_on_a_real_kvm_guest() {
         let msg = hv_hypercall::HvMessage::new(hv_hypercall::HvMessageType::VMBUS, b).unwrap();
         vm.post_message(0, 2, &msg).unwrap();
     }
+    // Event flag 5 of SINT2 (a channel's relid): bit 5 of the slot -> 0x20 + 0x40.
+    vm.signal_event(0, 2, 5).unwrap();
     let outcome = vm.wait(Some(Duration::from_secs(60)));
     assert_eq!(
         outcome,
@@ -237,16 +248,16 @@ fn synic_messages_and_eom_redelivery_on_a_real_kvm_guest() {
         "console {:?}",
         console.0.lock().unwrap()
     );
-    assert_eq!(*console.0.lock().unwrap(), b"RMN");
+    assert_eq!(*console.0.lock().unwrap(), b"RMN`");
     let s = vm.stats();
     assert_eq!(
         s.interrupts.load(std::sync::atomic::Ordering::Relaxed),
-        2,
-        "one SINT2 MSI per delivered message"
+        3,
+        "one SINT2 MSI per delivered message and one for the event"
     );
     let st = vm.hv_stats(0).unwrap();
     assert_eq!(st.msr_faults, 0);
     let syn = vm.synic_stats(0).unwrap();
-    assert_eq!((syn.delivered, syn.eoms), (2, 1));
+    assert_eq!((syn.delivered, syn.eoms, syn.events), (2, 1, 1));
     println!("SynIC: {syn:?} (queued 1 = the second message waited for the EOM)");
 }
