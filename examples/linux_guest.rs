@@ -126,7 +126,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     report.push(wait("HVTEST unloaded", 300)?);
     let outcome = guest.vm.wait(Some(Duration::from_secs(60)));
-    let s = guest.vm.stats();
     let nvsp = guest.nic.nvsp_version.load(Ordering::Relaxed);
     report.push(format!("VM outcome: {outcome:?}"));
     report.push(format!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff));
@@ -148,22 +147,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         })
         .collect();
     report.push(format!("RNDIS requests: {}", oids.join(", ")));
-    report.push(format!(
-        "exits {} (port I/O {}, MSR {}, hypercalls {}, emulation fallbacks {}), SINT interrupts {}",
-        s.exits.load(Ordering::Relaxed),
-        s.io_exits.load(Ordering::Relaxed),
-        s.msr_exits.load(Ordering::Relaxed),
-        s.hypercalls.load(Ordering::Relaxed),
-        s.emulated.load(Ordering::Relaxed),
-        s.interrupts.load(Ordering::Relaxed),
-    ));
-    report.push(format!(
-        "NIC: tx {} rx {} rx_no_buffer {} bad {}",
-        guest.nic.tx_frames.load(Ordering::Relaxed),
-        guest.nic.rx_frames.load(Ordering::Relaxed),
-        guest.nic.rx_no_buffer.load(Ordering::Relaxed),
-        guest.nic.bad_packets.load(Ordering::Relaxed),
-    ));
+    report.push(guest.counters());
     println!("\n== report");
     for l in report {
         println!("{l}");

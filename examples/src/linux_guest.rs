@@ -316,6 +316,29 @@ pub struct LinuxGuest {
     pub nic: Arc<NicStats>,
 }
 
+impl LinuxGuest {
+    /// One line of VM exit and NIC counters, for reports.
+    pub fn counters(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.vm.stats();
+        let n = &self.nic;
+        format!(
+            "exits {} (port I/O {}, MSR {}, hypercalls {}, emulation fallbacks {}), SINT interrupts {} ({} blocked); NIC tx {} rx {} rx_no_buffer {} bad {}",
+            s.exits.load(Relaxed),
+            s.io_exits.load(Relaxed),
+            s.msr_exits.load(Relaxed),
+            s.hypercalls.load(Relaxed),
+            s.emulated.load(Relaxed),
+            s.interrupts.load(Relaxed),
+            s.interrupts_blocked.load(Relaxed),
+            n.tx_frames.load(Relaxed),
+            n.rx_frames.load(Relaxed),
+            n.rx_no_buffer.load(Relaxed),
+            n.bad_packets.load(Relaxed),
+        )
+    }
+}
+
 /// Creates the VM, its VMBus host and a netvsp NIC on `endpoint`, and starts it.
 pub fn boot(
     opts: &BootOptions,

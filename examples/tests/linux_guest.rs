@@ -152,20 +152,7 @@ fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
     step("HVTEST unloaded", 300);
     let outcome = guest.vm.wait(Some(Duration::from_secs(120)));
     assert_eq!(outcome, hv_partition::kvm::VmOutcome::PowerOff);
-    let s = guest.vm.stats();
-    println!(
-        "VM exits {} (io {}, msr {}, hypercalls {}), SINT interrupts {} ({} blocked); NIC tx {} rx {} rx_no_buffer {} bad {}",
-        s.exits.load(Ordering::Relaxed),
-        s.io_exits.load(Ordering::Relaxed),
-        s.msr_exits.load(Ordering::Relaxed),
-        s.hypercalls.load(Ordering::Relaxed),
-        s.interrupts.load(Ordering::Relaxed),
-        s.interrupts_blocked.load(Ordering::Relaxed),
-        guest.nic.tx_frames.load(Ordering::Relaxed),
-        guest.nic.rx_frames.load(Ordering::Relaxed),
-        guest.nic.rx_no_buffer.load(Ordering::Relaxed),
-        guest.nic.bad_packets.load(Ordering::Relaxed),
-    );
+    println!("{}", guest.counters());
     assert_eq!(guest.nic.bad_packets.load(Ordering::Relaxed), 0);
     let _ = Path::new(&log);
 }
