@@ -1,6 +1,7 @@
-//! Booting Debian's Linux on the kvm backend with a netvsp NIC, for
-//! `examples/linux_guest.rs` and the `linux_guest` test: building the guest image,
-//! reading the console, and the TAP-in-a-namespace network the host side uses.
+//! Booting Debian's Linux on the kvm or mshv backend with a netvsp NIC, for
+//! `examples/linux_guest.rs`, `examples/mshv_guest.rs` and the `linux_guest` test:
+//! building the guest image, reading the console, the TAP-in-a-namespace network the
+//! host side uses, and the traffic both examples and the test run.
 //!
 //! The guest runs `scripts/guest/init`, which reports on the console with lines
 //! `HVTEST <event> ...`; its agent (`examples/guest-agent`) runs TCP transfers whose
@@ -9,10 +10,14 @@
 #[path = "../guest-agent/pattern.rs"]
 pub mod pattern;
 
+use hv_partition::Partition;
 use hv_partition::kvm::{KvmConfig, KvmPartition};
+use hv_partition::mshv::{MshvConfig, MshvPartition};
+use hv_partition::pc::VmOutcome;
 use netvsp::tap::Tap;
 use netvsp::{NetEndpoint, Netvsp, NetvspConfig, NicStats};
 use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -151,7 +156,7 @@ impl Console {
         &self,
         prefix: &str,
         timeout: Duration,
-        vm: &KvmPartition,
+        vm: &impl GuestVm,
     ) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -306,24 +311,40 @@ pub struct BootOptions {
     pub extra_cmdline: String,
 }
 
-/// A running guest with its VMBus host and NIC.
-pub struct LinuxGuest {
-    /// The VM.
-    pub vm: Arc<KvmPartition>,
-    /// The VMBus host (same code as on the sim backend).
-    pub host: HostBus<KvmPartition>,
-    /// The NIC's counters.
-    pub nic: Arc<NicStats>,
+/// What the examples and the test need from a VM, on either hardware backend.
+pub trait GuestVm: Partition + 'static {
+    /// Starts the vCPUs.
+    fn start(self: &Arc<Self>) -> Result<(), String>;
+    /// How the VM ended, once it has.
+    fn outcome(&self) -> Option<VmOutcome>;
+    /// Waits for the end, up to `timeout`.
+    fn wait(&self, timeout: Duration) -> VmOutcome;
+    /// Stops the VM.
+    fn stop(&self, timeout: Duration) -> VmOutcome;
+    /// One line of exit counters.
+    fn exit_counters(&self) -> String;
+    /// Each vCPU's registers, where the backend can report them.
+    fn dump_state(&self) -> Vec<String>;
 }
 
-impl LinuxGuest {
-    /// One line of VM exit and NIC counters, for reports.
-    pub fn counters(&self) -> String {
+impl GuestVm for KvmPartition {
+    fn start(self: &Arc<Self>) -> Result<(), String> {
+        KvmPartition::start(self).map_err(|e| e.to_string())
+    }
+    fn outcome(&self) -> Option<VmOutcome> {
+        KvmPartition::outcome(self)
+    }
+    fn wait(&self, timeout: Duration) -> VmOutcome {
+        KvmPartition::wait(self, Some(timeout))
+    }
+    fn stop(&self, timeout: Duration) -> VmOutcome {
+        KvmPartition::stop(self, timeout)
+    }
+    fn exit_counters(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
-        let s = self.vm.stats();
-        let n = &self.nic;
+        let s = self.stats();
         format!(
-            "exits {} (port I/O {}, MSR {}, hypercalls {}, emulation fallbacks {}), SINT interrupts {} ({} blocked); NIC tx {} rx {} rx_no_buffer {} bad {}",
+            "exits {} (port I/O {}, MSR {}, hypercalls {}, emulation fallbacks {}), SINT interrupts {} ({} blocked)",
             s.exits.load(Relaxed),
             s.io_exits.load(Relaxed),
             s.msr_exits.load(Relaxed),
@@ -331,6 +352,65 @@ impl LinuxGuest {
             s.emulated.load(Relaxed),
             s.interrupts.load(Relaxed),
             s.interrupts_blocked.load(Relaxed),
+        )
+    }
+    fn dump_state(&self) -> Vec<String> {
+        KvmPartition::dump_state(self)
+    }
+}
+
+impl GuestVm for MshvPartition {
+    fn start(self: &Arc<Self>) -> Result<(), String> {
+        MshvPartition::start(self).map_err(|e| e.to_string())
+    }
+    fn outcome(&self) -> Option<VmOutcome> {
+        MshvPartition::outcome(self)
+    }
+    fn wait(&self, timeout: Duration) -> VmOutcome {
+        MshvPartition::wait(self, Some(timeout))
+    }
+    fn stop(&self, timeout: Duration) -> VmOutcome {
+        MshvPartition::stop(self, timeout)
+    }
+    fn exit_counters(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.stats();
+        format!(
+            "exits {} (port I/O {}, hypercalls {}), messages posted {} queued {} flushed {} dropped {}, events {}, hypervisor errors {}",
+            s.exits.load(Relaxed),
+            s.io_exits.load(Relaxed),
+            s.hypercalls.load(Relaxed),
+            s.posted.load(Relaxed),
+            s.queued.load(Relaxed),
+            s.flushed.load(Relaxed),
+            s.dropped.load(Relaxed),
+            s.events.load(Relaxed),
+            s.hypervisor_errors.load(Relaxed),
+        )
+    }
+    fn dump_state(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A running guest with its VMBus host and NIC.
+pub struct LinuxGuest<V: GuestVm> {
+    /// The VM.
+    pub vm: Arc<V>,
+    /// The VMBus host (same code as on the sim backend).
+    pub host: HostBus<V>,
+    /// The NIC's counters.
+    pub nic: Arc<NicStats>,
+}
+
+impl<V: GuestVm> LinuxGuest<V> {
+    /// One line of VM exit and NIC counters, for reports.
+    pub fn counters(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = &self.nic;
+        format!(
+            "{}; NIC tx {} rx {} rx_no_buffer {} bad {}",
+            self.vm.exit_counters(),
             n.tx_frames.load(Relaxed),
             n.rx_frames.load(Relaxed),
             n.rx_no_buffer.load(Relaxed),
@@ -339,29 +419,50 @@ impl LinuxGuest {
     }
 }
 
-/// Creates the VM, its VMBus host and a netvsp NIC on `endpoint`, and starts it.
-pub fn boot(
-    opts: &BootOptions,
-    endpoint: Box<dyn NetEndpoint>,
-    console: ConsoleSink,
-) -> Result<LinuxGuest, String> {
-    let cmdline = format!(
+/// The kernel command line both backends boot with.
+fn cmdline(opts: &BootOptions) -> String {
+    format!(
         "console=ttyS0 mitigations=off pci=off panic=-1 init_on_alloc=0 nosoftlockup cryptomgr.notests ipv6.disable=1 ignore_loglevel {}",
         opts.extra_cmdline
-    );
+    )
+}
+
+/// Creates a kvm VM for `opts`.
+pub fn create_kvm(opts: &BootOptions, console: ConsoleSink) -> Result<Arc<KvmPartition>, String> {
     let config = KvmConfig {
         memory_size: opts.memory_size,
         vcpus: opts.vcpus,
         kernel: opts.image.kernel.clone(),
         initrd: Some(opts.image.initrd.clone()),
-        cmdline,
+        cmdline: cmdline(opts),
         cpuid: Default::default(),
     };
-    let vm = KvmPartition::new(&config, Box::new(console)).map_err(|e| e.to_string())?;
+    KvmPartition::new(&config, Box::new(console)).map_err(|e| e.to_string())
+}
+
+/// Creates an mshv partition for `opts` (needs /dev/mshv).
+pub fn create_mshv(opts: &BootOptions, console: ConsoleSink) -> Result<Arc<MshvPartition>, String> {
+    let config = MshvConfig {
+        memory_size: opts.memory_size,
+        vcpus: opts.vcpus,
+        kernel: opts.image.kernel.clone(),
+        initrd: Some(opts.image.initrd.clone()),
+        cmdline: cmdline(opts),
+    };
+    MshvPartition::new(&config, Box::new(console)).map_err(|e| e.to_string())
+}
+
+/// Installs the VMBus host and a netvsp NIC (MAC `mac`, frames to `endpoint`) on
+/// `vm`, and starts it.
+pub fn attach<V: GuestVm>(
+    vm: Arc<V>,
+    mac: [u8; 6],
+    endpoint: Box<dyn NetEndpoint>,
+) -> Result<LinuxGuest<V>, String> {
     let host = HostBus::new(vm.clone(), HostConfig::default()).map_err(|e| e.to_string())?;
     let nic = Netvsp::new(
         NetvspConfig {
-            mac: opts.mac,
+            mac,
             ..Default::default()
         },
         endpoint,
@@ -378,12 +479,254 @@ pub fn boot(
         Box::new(nic),
     )
     .map_err(|e| e.to_string())?;
-    vm.start().map_err(|e| e.to_string())?;
+    vm.start()?;
     Ok(LinuxGuest {
         vm,
         host,
         nic: stats,
     })
+}
+
+/// Creates the kvm VM, its VMBus host and a netvsp NIC on `endpoint`, and starts it.
+pub fn boot(
+    opts: &BootOptions,
+    endpoint: Box<dyn NetEndpoint>,
+    console: ConsoleSink,
+) -> Result<LinuxGuest<KvmPartition>, String> {
+    attach(create_kvm(opts, console)?, opts.mac, endpoint)
+}
+
+/// The guest's address on the TAP network (`hv.ip=`).
+pub const GUEST_IP: &str = "10.0.2.15";
+/// The host end of the TAP network, inside the namespace.
+pub const HOST_IP: &str = "10.0.2.1";
+
+/// The guest agent's job for [`exchange`]: receive `bytes` on port 5001 (pattern
+/// seed 1), then send `bytes` to the host's port 5002 (seed 2).
+pub fn agent_cmdline(bytes: u64) -> String {
+    format!(" hv.agent=recv,5001,{bytes},1,send,{HOST_IP}:5002,{bytes},2")
+}
+
+/// What [`exchange`] measured.
+pub struct Exchange {
+    /// The ping summary line ("N packets transmitted, N received, 0% packet loss...").
+    pub ping_summary: String,
+    /// Ping's rtt line.
+    pub ping_rtt: String,
+    /// Seconds the host took to send `bytes` to the guest.
+    pub to_guest_s: f64,
+    /// Seconds the host took to receive (and check) `bytes` from the guest.
+    pub from_guest_s: f64,
+}
+
+/// The traffic the examples and the test run once the guest reported `HVTEST up`:
+/// `pings` pings from the namespace, then `bytes` each way through the guest agent
+/// started with [`agent_cmdline`], every byte checked on both ends. `step` is called
+/// with each console line waited for.
+pub fn exchange<V: GuestVm>(
+    guest: &LinuxGuest<V>,
+    console: &Console,
+    netns: &Netns,
+    pings: u32,
+    bytes: u64,
+    mut step: impl FnMut(&str),
+) -> Result<Exchange, String> {
+    let ping = netns.exec(&[
+        "ping",
+        "-c",
+        &pings.to_string(),
+        "-i",
+        "0.05",
+        "-W",
+        "5",
+        GUEST_IP,
+    ])?;
+    let find = |needle: &str| {
+        ping.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (ping_summary, ping_rtt) = (find("packet loss"), find("rtt"));
+    let mut wait = |what: &str, secs: u64| -> Result<(), String> {
+        let line = console.wait_for(what, Duration::from_secs(secs), guest.vm.as_ref())?;
+        step(&line);
+        Ok(())
+    };
+    wait("HVTEST listening 5001", 120)?;
+    let sender = netns.run(move || -> Result<f64, String> {
+        let mut s = TcpStream::connect((GUEST_IP, 5001)).map_err(|e| e.to_string())?;
+        send_pattern(&mut s, bytes, 1)
+    })?;
+    // Listen before the guest's send step connects.
+    let receiver = netns.run(move || -> Result<f64, String> {
+        let l = TcpListener::bind((HOST_IP, 5002)).map_err(|e| e.to_string())?;
+        let (mut s, _) = l.accept().map_err(|e| e.to_string())?;
+        recv_pattern(&mut s, bytes, 2)
+    })?;
+    let limit = 120 + (bytes >> 20) * 20;
+    wait("HVTEST recv-ok", limit)?;
+    let to_guest_s = sender.join().map_err(|_| "sender panicked")??;
+    wait("HVTEST send-ok", limit)?;
+    let from_guest_s = receiver.join().map_err(|_| "receiver panicked")??;
+    Ok(Exchange {
+        ping_summary,
+        ping_rtt,
+        to_guest_s,
+        from_guest_s,
+    })
+}
+
+/// Which backend [`run_example`] boots on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// /dev/kvm, Hyper-V emulated in user space.
+    Kvm,
+    /// /dev/mshv, Hyper-V from the Microsoft Hypervisor.
+    Mshv,
+}
+
+/// The body of `examples/linux_guest.rs` and `examples/mshv_guest.rs`: builds the
+/// image, attaches the NIC to a TAP in a new namespace (or an empty switch port without
+/// TAP), boots, pings and transfers `mib` MiB each way, and prints a report.
+pub fn run_example(backend: Backend, mib: u64) -> Result<(), String> {
+    let bytes = mib << 20;
+    println!("building the guest image (scripts/guest-image.sh; cached in target/guest)");
+    let image = prepare_image()?;
+    let (endpoint, netns): (Box<dyn NetEndpoint>, _) =
+        match tap_in_netns("hve", &format!("{HOST_IP}/24")) {
+            Ok((tap, ns)) => (Box::new(tap), Some(ns)),
+            Err(NoTap(why)) => {
+                println!("no TAP network ({why}): the NIC goes to an empty in-process switch");
+                let (port, _link) = netvsp::Switch::new(64).port();
+                (Box::new(port), None)
+            }
+        };
+    let agent = if netns.is_some() {
+        agent_cmdline(bytes)
+    } else {
+        String::new()
+    };
+    let quiet = std::env::var_os("HV_QUIET").is_some();
+    let log = repo_root().join("target/guest/console.log");
+    let (sink, console) = console(Box::new(std::io::stdout()), Some(&log), quiet);
+    let opts = BootOptions {
+        image,
+        memory_size: 256 << 20,
+        // kvm_pvm stalls on the second vCPU (see hv_partition::kvm::is_kvm_pvm).
+        vcpus: if backend == Backend::Kvm && hv_partition::kvm::is_kvm_pvm() {
+            1
+        } else {
+            2
+        },
+        mac: [0x00, 0x15, 0x5d, 0x42, 0x00, 0x07],
+        extra_cmdline: format!("hv.ip={GUEST_IP}/24{agent}"),
+    };
+    let started = Instant::now();
+    match backend {
+        Backend::Kvm => {
+            let vm = create_kvm(&opts, sink)?;
+            drive(
+                attach(vm, opts.mac, endpoint)?,
+                &console,
+                netns.as_ref(),
+                bytes,
+                started,
+            )
+        }
+        Backend::Mshv => {
+            let vm = create_mshv(&opts, sink)?;
+            drive(
+                attach(vm, opts.mac, endpoint)?,
+                &console,
+                netns.as_ref(),
+                bytes,
+                started,
+            )
+        }
+    }
+}
+
+fn drive<V: GuestVm>(
+    guest: LinuxGuest<V>,
+    console: &Console,
+    netns: Option<&Netns>,
+    bytes: u64,
+    started: Instant,
+) -> Result<(), String> {
+    if let Some(secs) = std::env::var("HV_DUMP_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let vm = guest.vm.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(secs));
+                for l in vm.dump_state() {
+                    eprintln!("{l}");
+                }
+            }
+        });
+    }
+    let wait = |what: &str, secs: u64| {
+        console.wait_for(what, Duration::from_secs(secs), guest.vm.as_ref())
+    };
+    wait("HVTEST up", 3600)?;
+    let mut report = vec![format!(
+        "guest up (hv_vmbus and hv_netvsc bound, eth0 up) after {:.1} s",
+        started.elapsed().as_secs_f64()
+    )];
+    if let Some(ns) = netns {
+        let x = exchange(&guest, console, ns, 20, bytes, |l| {
+            report.push(l.to_string())
+        })?;
+        let mib = bytes >> 20;
+        let rate = |t: f64| bytes as f64 * 8.0 / t / 1e6;
+        report.push(format!("ping: {}", x.ping_summary));
+        report.push(format!("ping: {}", x.ping_rtt));
+        report.push(format!(
+            "host -> guest: {mib} MiB in {:.2} s = {:.1} Mbit/s",
+            x.to_guest_s,
+            rate(x.to_guest_s)
+        ));
+        report.push(format!(
+            "guest -> host: {mib} MiB in {:.2} s = {:.1} Mbit/s (checked byte by byte)",
+            x.from_guest_s,
+            rate(x.from_guest_s)
+        ));
+    }
+    report.push(wait("HVTEST unloaded", 300)?);
+    let outcome = guest.vm.wait(Duration::from_secs(60));
+    let nvsp = guest
+        .nic
+        .nvsp_version
+        .load(std::sync::atomic::Ordering::Relaxed);
+    report.push(format!("VM outcome: {outcome:?}"));
+    report.push(format!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff));
+    let oids: Vec<String> = guest
+        .nic
+        .oids()
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {:#010x}{}",
+                if o.set { "SET" } else { "QUERY" },
+                o.oid,
+                if o.status == 0 {
+                    ""
+                } else {
+                    " (not supported)"
+                }
+            )
+        })
+        .collect();
+    report.push(format!("RNDIS requests: {}", oids.join(", ")));
+    report.push(guest.counters());
+    println!("\n== report");
+    for l in report {
+        println!("{l}");
+    }
+    Ok(())
 }
 
 /// A shared buffer usable as a console echo target (for tests that print at the end).

@@ -11,17 +11,13 @@
 //! The transfer size is `HV_KVM_TEST_MIB` MiB each way (default 100). The full console
 //! is written to target/guest/console.log.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use vmbus_examples::linux_guest::{
-    BootOptions, boot, console, mac_string, prepare_image, recv_pattern, repo_root, send_pattern,
-    tap_in_netns,
+    BootOptions, GUEST_IP, HOST_IP, agent_cmdline, boot, console, exchange, mac_string,
+    prepare_image, repo_root, tap_in_netns,
 };
-
-const GUEST_IP: &str = "10.0.2.15";
-const HOST_IP: &str = "10.0.2.1";
 
 // Not run by default: on this project's CI host /dev/kvm is kvm_pvm, where Debian's
 // kernel needs ~20 minutes to reach user space and then the first SYSCALL of /init
@@ -74,15 +70,13 @@ fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
             2
         },
         mac,
-        extra_cmdline: format!(
-            "hv.ip={GUEST_IP}/24 hv.agent=recv,5001,{bytes},1,send,{HOST_IP}:5002,{bytes},2"
-        ),
+        extra_cmdline: format!("hv.ip={GUEST_IP}/24{}", agent_cmdline(bytes)),
     };
     let started = Instant::now();
     let guest = boot(&opts, Box::new(tap), sink).expect("boot");
     let step = |what: &str, timeout_s: u64| {
         let line = console
-            .wait_for(what, Duration::from_secs(timeout_s), &guest.vm)
+            .wait_for(what, Duration::from_secs(timeout_s), guest.vm.as_ref())
             .unwrap_or_else(|e| {
                 let outcome = guest.vm.stop(Duration::from_secs(5));
                 panic!("{e} (VM: {outcome:?}; console in {})", log.display())
@@ -102,56 +96,37 @@ fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
         guest.nic.nvsp_version.load(Ordering::Relaxed)
     );
 
-    // 100 pings from the host side of the TAP.
-    let ping = netns
-        .exec(&["ping", "-c", "100", "-i", "0.05", "-W", "5", GUEST_IP])
-        .expect("ping");
-    let summary = ping
-        .lines()
-        .find(|l| l.contains("packet loss"))
-        .unwrap_or_default()
-        .to_string();
-    println!("ping: {summary}");
-    println!("ping: {}", ping.lines().last().unwrap_or_default());
+    // 100 pings, then the transfers each way (every byte checked on both ends).
+    let x = exchange(&guest, &console, &netns, 100, bytes, |l| {
+        println!("[{:6.1} s] {l}", started.elapsed().as_secs_f64())
+    })
+    .unwrap_or_else(|e| {
+        let outcome = guest.vm.stop(Duration::from_secs(5));
+        panic!("{e} (VM: {outcome:?}; console in {})", log.display())
+    });
+    println!("ping: {}\nping: {}", x.ping_summary, x.ping_rtt);
     assert!(
-        summary.contains("100 packets transmitted, 100 received, 0% packet loss"),
-        "{ping}"
+        x.ping_summary
+            .contains("100 packets transmitted, 100 received, 0% packet loss"),
+        "{}",
+        x.ping_summary
     );
-
-    // Host to guest: the guest's agent listens on 5001 and checks every byte.
-    step("HVTEST listening 5001", 120);
-    let sender = netns
-        .run(move || -> Result<f64, String> {
-            let mut s = TcpStream::connect((GUEST_IP, 5001)).map_err(|e| e.to_string())?;
-            send_pattern(&mut s, bytes, 1)
-        })
-        .expect("netns thread");
-    // Guest to host: listen before the guest's send step connects.
-    let receiver = netns
-        .run(move || -> Result<f64, String> {
-            let l = TcpListener::bind((HOST_IP, 5002)).map_err(|e| e.to_string())?;
-            let (mut s, _) = l.accept().map_err(|e| e.to_string())?;
-            recv_pattern(&mut s, bytes, 2)
-        })
-        .expect("netns thread");
-    let timeout = 120 + mib * 20;
-    step("HVTEST recv-ok", timeout);
-    let t = sender.join().expect("sender").expect("host to guest");
+    let rate = |t: f64| bytes as f64 * 8.0 / t / 1e6;
     println!(
-        "host -> guest: {mib} MiB in {t:.2} s = {:.1} Mbit/s (host side)",
-        bytes as f64 * 8.0 / t / 1e6
+        "host -> guest: {mib} MiB in {:.2} s = {:.1} Mbit/s (host side)",
+        x.to_guest_s,
+        rate(x.to_guest_s)
     );
-    step("HVTEST send-ok", timeout);
-    let t = receiver.join().expect("receiver").expect("guest to host");
     println!(
-        "guest -> host: {mib} MiB in {t:.2} s = {:.1} Mbit/s (host side, every byte checked)",
-        bytes as f64 * 8.0 / t / 1e6
+        "guest -> host: {mib} MiB in {:.2} s = {:.1} Mbit/s (host side, every byte checked)",
+        x.from_guest_s,
+        rate(x.from_guest_s)
     );
 
     // Clean unload and poweroff.
     step("HVTEST unloaded", 300);
     let outcome = guest.vm.wait(Some(Duration::from_secs(120)));
-    assert_eq!(outcome, hv_partition::kvm::VmOutcome::PowerOff);
+    assert_eq!(outcome, hv_partition::pc::VmOutcome::PowerOff);
     println!("{}", guest.counters());
     assert_eq!(guest.nic.bad_packets.load(Ordering::Relaxed), 0);
     let _ = Path::new(&log);

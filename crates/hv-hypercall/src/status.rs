@@ -47,6 +47,9 @@ crate::open_enum! {
         NOT_ACKNOWLEDGED = 0x0014,
         /// The VP is in the wrong state.
         INVALID_VP_STATE = 0x0015,
+        /// The object is in use; HvPostMessageDirect returns it when the target SIMP slot
+        /// is still occupied.
+        OBJECT_IN_USE = 0x0019,
         /// No resources.
         NO_RESOURCES = 0x001D,
         /// A processor feature is not supported.

@@ -17,10 +17,17 @@
 //! - `kvm` (feature `kvm`, Linux x86-64): boots an unmodified Linux guest on KVM with
 //!   Hyper-V emulated in user space.
 //!
-//! The `mshv` backend is not implemented yet; it will implement the same [`Partition`]
-//! trait so the VMBus host code above does not change.
+//! - `mshv` (feature `mshv`, Linux x86-64): a partition on the Microsoft Hypervisor
+//!   through /dev/mshv, whose SynIC is the hypervisor's own; VMBus hypercalls arrive as
+//!   intercepts, host messages leave through HvPostMessageDirect;
+//! - `pc` (with `kvm` or `mshv`): the minimal PC both boot a Linux guest on (layout,
+//!   kernel loader, ACPI tables, port devices).
+//!
+//! All backends implement the same [`Partition`] trait, so the VMBus host code above
+//! does not change.
 
-// Denied everywhere; the one exception is the KVM memory-region registration.
+// Denied everywhere; the exceptions are the KVM memory-region registration and the
+// conversion of mshv-bindings' `hv_message` to bytes.
 #![deny(unsafe_code)]
 
 pub mod backend;
@@ -29,6 +36,14 @@ pub mod hyperv;
 #[cfg(all(feature = "kvm", target_os = "linux", target_arch = "x86_64"))]
 pub mod kvm;
 pub mod memory;
+#[cfg(all(feature = "mshv", target_os = "linux", target_arch = "x86_64"))]
+pub mod mshv;
+#[cfg(all(
+    any(feature = "kvm", feature = "mshv"),
+    target_os = "linux",
+    target_arch = "x86_64"
+))]
+pub mod pc;
 pub mod sim;
 pub mod synic;
 

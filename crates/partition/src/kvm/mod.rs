@@ -26,16 +26,13 @@
 //! inputs gets an error status, a #GP or a stopped VM with the reason in
 //! [`VmOutcome`].
 
-mod acpi;
-pub mod boot;
-mod devices;
-pub mod layout;
+pub use crate::pc::{boot, layout};
 
 use crate::backend::{HypercallHandler, Partition, PartitionError, dispatch_hypercall};
 use crate::hyperv::{HYPERCALL_PORT, HvVp, HvVpStats};
 use crate::memory::GuestMemory;
+use crate::pc::devices::{PortAction, Ports, StopReason};
 use crate::synic::{SintMask, SynicError};
-use devices::{PortAction, Ports, StopReason};
 use hv_hypercall::HvMessage;
 use hv_hypercall::cpuid::HvCpuid;
 use hv_hypercall::decode::HypercallRegisters;
@@ -56,7 +53,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+use vmm_sys_util::signal::Killable;
 
 /// What to boot.
 #[derive(Clone, Debug)]
@@ -110,18 +107,7 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
     move |source| KvmError::Kvm { what, source }
 }
 
-/// How a VM ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmOutcome {
-    /// The guest powered off (ACPI S5).
-    PowerOff,
-    /// The guest reset itself (i8042 pulse, triple fault or a KVM reset event).
-    Reset,
-    /// [`KvmPartition::stop`] was called.
-    Stopped,
-    /// A vCPU failed; the reason.
-    Failed(String),
-}
+pub use crate::pc::VmOutcome;
 
 /// Exit counters.
 #[derive(Debug, Default)]
@@ -172,34 +158,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
-fn kick_signal() -> libc::c_int {
-    SIGRTMIN() + 1
-}
+use crate::pc::kick_signal;
 
 fn segment(index: u16, entry: u64) -> kvm_segment {
-    let base = ((entry >> 16) & 0xff_ffff) | (((entry >> 56) & 0xff) << 24);
-    let limit = (entry & 0xffff) | (((entry >> 48) & 0xf) << 16);
-    let g = ((entry >> 55) & 1) as u8;
-    let present = ((entry >> 47) & 1) as u8;
+    let s = boot::gdt_segment(index, entry);
     kvm_segment {
-        base,
-        limit: if g == 1 {
-            ((limit << 12) | 0xfff) as u32
-        } else {
-            limit as u32
-        },
-        selector: index * 8,
-        type_: ((entry >> 40) & 0xf) as u8,
-        present,
-        dpl: ((entry >> 45) & 3) as u8,
-        db: ((entry >> 54) & 1) as u8,
-        s: ((entry >> 44) & 1) as u8,
-        l: ((entry >> 53) & 1) as u8,
-        g,
-        avl: ((entry >> 52) & 1) as u8,
-        unusable: u8::from(present == 0),
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: s.type_,
+        present: s.present,
+        dpl: s.dpl,
+        db: s.db,
+        s: s.s,
+        l: s.l,
+        g: s.g,
+        avl: s.avl,
+        unusable: u8::from(s.present == 0),
         padding: 0,
     }
 }
@@ -412,6 +387,7 @@ impl KvmPartition {
             config.initrd.as_deref(),
             &cmdline,
             config.vcpus,
+            true,
         )?;
 
         let com1_irq = EventFd::new(libc::EFD_NONBLOCK)?;
@@ -491,10 +467,10 @@ impl KvmPartition {
                 s.gs = data;
                 s.ss = data;
                 s.tr = segment(3, gdt[3]);
-                s.cr0 |= 1 | (1 << 31);
+                s.cr0 |= boot::CR0_PE_PG;
                 s.cr3 = layout::PML4_GPA;
-                s.cr4 |= 1 << 5;
-                s.efer |= (1 << 8) | (1 << 10);
+                s.cr4 |= boot::CR4_PAE;
+                s.efer |= boot::EFER_LME_LMA;
                 vcpu.set_sregs(&s).map_err(kvm_err("set sregs"))?;
             }
             vcpu_fds.push(vcpu);
@@ -511,8 +487,7 @@ impl KvmPartition {
                 apic_id: id,
             })
             .collect();
-        register_signal_handler(kick_signal(), kick_handler)
-            .map_err(|e| KvmError::Io(std::io::Error::from_raw_os_error(e.errno())))?;
+        crate::pc::install_kick_handler()?;
         tracing::info!(
             vcpus = config.vcpus,
             memory_mib = config.memory_size >> 20,

@@ -8,8 +8,8 @@
 //! The image loaders are rust-vmm's linux-loader, writing through vm-memory onto a
 //! second mapping of the same memfd that backs [`GuestMemory`].
 
-use crate::kvm::layout::*;
 use crate::memory::GuestMemory;
+use crate::pc::layout::*;
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
 use std::fs::File;
@@ -131,14 +131,74 @@ pub const GDT: [u64; 4] = [
     0x008f_8b00_0000_ffff,
 ];
 
+/// One segment register as the boot CPU must hold it, decoded from a [`GDT`] entry
+/// (the fields every hypervisor's segment-register struct has).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Base address.
+    pub base: u64,
+    /// Limit in bytes (granularity applied).
+    pub limit: u32,
+    /// Selector (`index * 8`).
+    pub selector: u16,
+    /// Type (4 bits).
+    pub type_: u8,
+    /// Present.
+    pub present: u8,
+    /// Privilege level.
+    pub dpl: u8,
+    /// Default operation size (32-bit).
+    pub db: u8,
+    /// Code/data (1) or system (0).
+    pub s: u8,
+    /// 64-bit code.
+    pub l: u8,
+    /// 4 KiB granularity.
+    pub g: u8,
+    /// Available to software.
+    pub avl: u8,
+}
+
+/// Decodes GDT entry `index` (`entry` is its 8 bytes as a little-endian u64).
+pub fn gdt_segment(index: u16, entry: u64) -> Segment {
+    let limit = (entry & 0xffff) | (((entry >> 48) & 0xf) << 16);
+    let g = ((entry >> 55) & 1) as u8;
+    Segment {
+        base: ((entry >> 16) & 0xff_ffff) | (((entry >> 56) & 0xff) << 24),
+        limit: if g == 1 {
+            ((limit << 12) | 0xfff) as u32
+        } else {
+            limit as u32
+        },
+        selector: index * 8,
+        type_: ((entry >> 40) & 0xf) as u8,
+        present: ((entry >> 47) & 1) as u8,
+        dpl: ((entry >> 45) & 3) as u8,
+        db: ((entry >> 54) & 1) as u8,
+        s: ((entry >> 44) & 1) as u8,
+        l: ((entry >> 53) & 1) as u8,
+        g,
+        avl: ((entry >> 52) & 1) as u8,
+    }
+}
+
+/// CR0 bits the 64-bit entry needs: protection enable, paging.
+pub const CR0_PE_PG: u64 = 1 | (1 << 31);
+/// CR4 bit the 64-bit entry needs: PAE.
+pub const CR4_PAE: u64 = 1 << 5;
+/// EFER bits the 64-bit entry needs: long mode enable and active.
+pub const EFER_LME_LMA: u64 = (1 << 8) | (1 << 10);
+
 /// Loads `kernel` (bzImage or ELF vmlinux), `initrd` and `cmdline` into `mem` and
-/// writes `boot_params`, the page tables, the GDT and the ACPI tables for `vcpus`.
+/// writes `boot_params`, the page tables, the GDT and the ACPI tables for `vcpus`
+/// (with an IOAPIC in the MADT when `ioapic`).
 pub fn load(
     mem: &GuestMemory,
     kernel: &Path,
     initrd: Option<&Path>,
     cmdline: &str,
     vcpus: u32,
+    ioapic: bool,
 ) -> Result<BootInfo, BootError> {
     if cmdline.len() >= CMDLINE_MAX || cmdline.contains('\0') {
         return Err(BootError::Cmdline);
@@ -203,7 +263,7 @@ pub fn load(
     let gdt: Vec<u8> = GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
     mem.write(GDT_GPA, &gdt).map_err(mem_err)?;
     mem.write(IDT_GPA, &[0u8; 8]).map_err(mem_err)?;
-    for t in crate::kvm::acpi::tables(vcpus) {
+    for t in crate::pc::acpi::tables(vcpus, ioapic) {
         mem.write(t.gpa, &t.bytes).map_err(mem_err)?;
     }
     Ok(BootInfo { entry, kernel_end })
@@ -243,15 +303,15 @@ mod tests {
         let junk = dir.join("junk");
         std::fs::write(&junk, [0u8; 8192]).unwrap();
         assert!(matches!(
-            load(&mem, &junk, None, "console=ttyS0", 1),
+            load(&mem, &junk, None, "console=ttyS0", 1, true),
             Err(BootError::Kernel(_))
         ));
         assert!(matches!(
-            load(&mem, &dir.join("missing"), None, "", 1),
+            load(&mem, &dir.join("missing"), None, "", 1, true),
             Err(BootError::Io { .. })
         ));
         assert!(matches!(
-            load(&mem, &junk, None, &"x".repeat(CMDLINE_MAX), 1),
+            load(&mem, &junk, None, &"x".repeat(CMDLINE_MAX), 1, true),
             Err(BootError::Cmdline)
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -3,7 +3,7 @@
 //! irqfd), the ACPI PM1 blocks (poweroff), the i8042 reset command, and all-ones for
 //! every other port (PCI configuration included: the guest runs with `pci=off`).
 
-use crate::kvm::layout::*;
+use crate::pc::layout::*;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use vm_superio::{Serial, Trigger};

@@ -6,7 +6,7 @@
 //! the device's `_CRS`; a missing `_CRS` fails its probe (reference/linux-guest.md,
 //! section A).
 
-use crate::kvm::layout;
+use crate::pc::layout;
 use acpi_tables::Aml;
 use acpi_tables::aml;
 use acpi_tables::fadt::FADTBuilder;
@@ -65,7 +65,7 @@ fn fadt(dsdt_gpa: u64) -> Vec<u8> {
     aml_bytes(&b.finalize())
 }
 
-fn madt(vcpus: u32) -> Vec<u8> {
+fn madt(vcpus: u32, ioapic: bool) -> Vec<u8> {
     let mut m = MADT::new(
         OEM_ID,
         OEM_TABLE,
@@ -79,13 +79,17 @@ fn madt(vcpus: u32) -> Vec<u8> {
             EnabledStatus::Enabled,
         ));
     }
-    m.add_structure(IoApic::new(vcpus as u8, layout::IOAPIC_GPA as u32, 0));
+    if ioapic {
+        m.add_structure(IoApic::new(vcpus as u8, layout::IOAPIC_GPA as u32, 0));
+    }
     aml_bytes(&m)
 }
 
 /// All tables, laid out from [`layout::ACPI_GPA`] (RSDP first, 16-byte aligned).
-/// `vcpus` must be at most [`layout::MAX_VCPUS`].
-pub fn tables(vcpus: u32) -> Vec<Table> {
+/// `vcpus` must be at most [`layout::MAX_VCPUS`]. The MADT lists an IOAPIC only when
+/// `ioapic` (a backend without one must not advertise it: the guest would program it
+/// through MMIO nobody answers).
+pub fn tables(vcpus: u32, ioapic: bool) -> Vec<Table> {
     let align = |x: u64| (x + 15) & !15;
     let rsdp_gpa = layout::ACPI_GPA;
     let xsdt_gpa = align(rsdp_gpa + Rsdp::len() as u64);
@@ -95,7 +99,7 @@ pub fn tables(vcpus: u32) -> Vec<Table> {
     let dsdt_gpa_placeholder = 0;
     let fadt_len = fadt(dsdt_gpa_placeholder).len() as u64;
     let madt_gpa = align(fadt_gpa + fadt_len);
-    let madt = madt(vcpus);
+    let madt = madt(vcpus, ioapic);
     let dsdt_gpa = align(madt_gpa + madt.len() as u64);
     let fadt = fadt(dsdt_gpa);
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE, 1);
@@ -136,7 +140,7 @@ mod tests {
 
     #[test]
     fn tables_are_well_formed_and_linked() {
-        let t = tables(2);
+        let t = tables(2, true);
         let rsdp = &t[0].bytes;
         assert_eq!(&rsdp[..8], b"RSD PTR ");
         assert!(checksum_ok(&rsdp[..20]) && checksum_ok(rsdp));
@@ -167,5 +171,16 @@ mod tests {
         assert_eq!(&dsdt[..4], b"DSDT");
         let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
         assert!(has(b"VMBS") && has(b"VMBus\0") && has(b"_CRS") && has(b"_S5_"));
+    }
+
+    #[test]
+    fn madt_without_ioapic_lists_only_local_apics() {
+        let t = tables(3, false);
+        let madt = &t[3].bytes;
+        assert_eq!(&madt[..4], b"APIC");
+        assert_eq!(madt.len(), 44 + 3 * 8);
+        assert!(checksum_ok(madt));
+        // Every structure after the 44-byte header is a local APIC (type 0).
+        assert!(madt[44..].chunks(8).all(|c| c[0] == 0 && c[1] == 8));
     }
 }
