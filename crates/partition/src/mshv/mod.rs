@@ -10,7 +10,9 @@
 //!   intercept (type 13, without which the hypervisor drops HvPostMessage and
 //!   HvSignalEvent to connections it does not know) turn the guest's VMBus hypercalls
 //!   into `HVMSG_HYPERCALL_INTERCEPT` exits; the vCPU thread decodes them with
-//!   [`dispatch_hypercall`] (the same path sim and kvm use) and writes RAX and RIP back;
+//!   [`dispatch_hypercall`] (the same path sim and kvm use) and writes RAX and RIP back
+//!   with HvSetVpRegisters (`set_reg`; the mmapped register page would save that
+//!   hypercall and is not used yet);
 //! - host to guest: [`Partition::post_message`] calls HvPostMessageDirect; when the
 //!   SIMP slot is busy the message waits in a bounded per-SINT queue and the VP is
 //!   registered for deliverability notifications; the `HVMSG_SYNIC_SINT_DELIVERABLE`
