@@ -5,8 +5,11 @@
 //! negotiation newest first, NDIS config and version, a receive buffer and a send buffer
 //! described by GPADLs, RNDIS initialize and the queries and sets netvsc makes (MAC,
 //! MTU, offload capabilities and parameters, link state, packet filter), then frames:
-//! transmit through send-buffer sections, receive from transfer pages (copied out and
-//! completed at once), link-status indications followed.
+//! transmit through send-buffer sections (or, for packets larger than a section, as
+//! GPA-direct page lists), receive from transfer pages (copied out and completed at
+//! once), link-status indications followed. Transmit offloads the host offers
+//! (checksums, LSOv2, VLAN tag insertion) are enabled as Linux enables them and used
+//! per frame through [`Netvsc::send_with`].
 //!
 //! Everything the host sends is untrusted: transfer-page ranges are checked against the
 //! receive buffer, RNDIS messages parsed totally, completions for unknown transaction
@@ -14,8 +17,8 @@
 //!
 //! With the `smoltcp` feature, [`phy::NetvscPhy`] is a smoltcp `phy::Device`.
 //!
-//! Not implemented yet: GPA-direct transmit of frames larger than a send section,
-//! multi-queue and offloads (see the issue tracker).
+//! Not implemented yet: multi-queue (see the issue tracker); receive offloads (frames
+//! are delivered as the host sent them).
 
 #![forbid(unsafe_code)]
 
@@ -43,8 +46,6 @@ use vmbus_ring::{Doorbell, OutgoingPacket};
 pub const RECEIVE_BUFFER_ID: u16 = 0xCAFE;
 /// Largest frame handed to or taken from the driver.
 pub const MAX_FRAME: usize = 1518;
-/// RNDIS PACKET header (message header + `rndis_packet`).
-const PACKET_HEADER: usize = 44;
 
 /// Driver configuration.
 #[derive(Clone, Debug)]
@@ -97,6 +98,126 @@ pub enum NetvscError {
     /// The frame does not fit a send section.
     #[error("frame of {0} bytes too large")]
     FrameTooLarge(usize),
+    /// An offload the host did not offer, or a frame it cannot apply to.
+    #[error("offload not possible: {0}")]
+    Offload(&'static str),
+}
+
+/// The transmit offloads the host offered and the driver enabled (all off if the host
+/// reported none).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostOffloads {
+    /// TCP checksum over IPv4.
+    pub tcp4: bool,
+    /// UDP checksum over IPv4.
+    pub udp4: bool,
+    /// TCP checksum over IPv6.
+    pub tcp6: bool,
+    /// UDP checksum over IPv6.
+    pub udp6: bool,
+    /// Largest LSOv2 packet over IPv4 (0: no LSO).
+    pub lso4_max: u32,
+    /// Largest LSOv2 packet over IPv6 (0: no LSO).
+    pub lso6_max: u32,
+}
+
+impl HostOffloads {
+    /// What Linux's hv_netvsc enables from a capabilities reply
+    /// (`rndis_netdev_set_hwcaps`): TCP checksum only with options support, UDP and
+    /// LSO only on top of TCP checksum, IPv6 LSO only with extension headers and
+    /// TCP options.
+    pub fn from_capabilities(c: &NdisOffload) -> Self {
+        use vmbus_proto::rndis::{encap, offload_caps as k};
+        let mut o = Self::default();
+        let all_tcp4 = k::TCP4 | k::TCP4OPT;
+        if c.csum.ip4_txcsum & all_tcp4 == all_tcp4 {
+            o.tcp4 = true;
+            o.udp4 = c.csum.ip4_txcsum & k::UDP4 != 0;
+            if c.lsov2.ip4_encap & encap::IEEE_802_3 != 0 {
+                o.lso4_max = c.lsov2.ip4_maxsz;
+            }
+        }
+        let all_tcp6 = k::TCP6 | k::TCP6OPT | k::IP6EXT;
+        if c.csum.ip6_txcsum & all_tcp6 == all_tcp6 {
+            o.tcp6 = true;
+            o.udp6 = c.csum.ip6_txcsum & k::UDP6 != 0;
+            let opts = k::IP6EXT | k::TCP6OPT;
+            if c.lsov2.ip6_encap & encap::IEEE_802_3 != 0 && c.lsov2.ip6_opts & opts == opts {
+                o.lso6_max = c.lsov2.ip6_maxsz;
+            }
+        }
+        o
+    }
+
+    /// The OID_TCP_OFFLOAD_PARAMETERS request enabling these (IPv4 header checksum
+    /// off, as Linux asks).
+    pub fn params(&self) -> NdisOffloadParams {
+        use vmbus_proto::rndis::{OffloadParamChecksum as C, OffloadParamSimple as S};
+        let csum = |on: bool| {
+            if on {
+                C::TX_RX_ENABLED
+            } else {
+                C::TX_RX_DISABLED
+            }
+        };
+        let lso = |max: u32| if max > 0 { S::ENABLED } else { S::DISABLED };
+        let mut p = NdisOffloadParams::new();
+        p.ip_v4_csum = C::TX_RX_DISABLED;
+        p.tcp_ip_v4_csum = csum(self.tcp4);
+        p.udp_ip_v4_csum = csum(self.udp4);
+        p.tcp_ip_v6_csum = csum(self.tcp6);
+        p.udp_ip_v6_csum = csum(self.udp6);
+        p.lso_v2_ipv4 = lso(self.lso4_max);
+        p.lso_v2_ipv6 = lso(self.lso6_max);
+        p
+    }
+}
+
+/// Offload work for one frame sent with [`Netvsc::send_with`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxOffload {
+    /// Ask the host to compute the TCP or UDP checksum (the IPv4 header checksum must
+    /// be valid already, as with Linux).
+    pub checksum: bool,
+    /// Ask the host to cut this TCP packet into segments of this MSS (LSOv2); the
+    /// frame may then be up to the host's LSO maximum.
+    pub lso_mss: Option<u32>,
+    /// Ask the host to insert this 802.1Q tag control word (priority, DEI, VLAN id).
+    pub vlan_tci: Option<u16>,
+}
+
+fn push_ppi<'a>(
+    ppis: &mut [vmbus_proto::rndis::ppi::Ppi<'a>; 2],
+    n: &mut usize,
+    p: vmbus_proto::rndis::ppi::Ppi<'a>,
+) {
+    if let Some(slot) = ppis.get_mut(*n) {
+        *slot = p;
+        *n += 1;
+    }
+}
+
+/// IP version, L4 protocol and L4 offset of an Ethernet frame (untagged or with one
+/// 802.1Q tag), for filling per-packet infos.
+fn l4_of(frame: &[u8]) -> Option<(bool, u8, usize)> {
+    let be16 = |o: usize| {
+        frame
+            .get(o..)
+            .and_then(|b| b.first_chunk::<2>())
+            .map(|b| u16::from_be_bytes(*b))
+    };
+    let (ethertype, l3) = match be16(12)? {
+        0x8100 => (be16(16)?, 18),
+        t => (t, 14),
+    };
+    match ethertype {
+        0x0800 => {
+            let ihl = usize::from(frame.get(l3)? & 0xf) * 4;
+            (ihl >= 20).then_some((false, *frame.get(l3 + 9)?, l3 + ihl))
+        }
+        0x86dd => Some((true, *frame.get(l3 + 6)?, l3 + 40)),
+        _ => None,
+    }
 }
 
 /// Counters.
@@ -178,6 +299,13 @@ pub struct Netvsc {
     send: (u64, u64, u32),
     section_size: u32,
     free_sections: Vec<u32>,
+    /// Guest pages for packets larger than a section, sent GPA-direct: (first GPA,
+    /// bytes per slot, slots).
+    large: (u64, u64, u32),
+    free_large: Vec<u32>,
+    /// Per large slot: the generation of the send in flight.
+    large_in_flight: Vec<Option<u32>>,
+    offloads: HostOffloads,
     /// Per send section: the generation of the send in flight, if any (the tid carries
     /// section and generation, so completions are matched without a map).
     in_flight: Vec<Option<u32>>,
@@ -204,6 +332,11 @@ const NVSP_TID: u64 = 1 << 62;
 /// time; anything beyond this is a misbehaving host).
 const MAX_PENDING_RESPONSES: usize = 16;
 const SECTION_TID: u64 = 1 << 61;
+const LARGE_TID: u64 = 1 << 60;
+/// Packets larger than a send section that may be in flight at once.
+const LARGE_SLOTS: u32 = 8;
+/// Bytes per large-send slot: the largest LSO packet plus its RNDIS header and PPIs.
+const LARGE_SLOT_BYTES: u64 = 64 * 1024 + 4096;
 
 impl Netvsc {
     /// Opens `offer` on `bus` and runs the whole bring-up.
@@ -234,6 +367,10 @@ impl Netvsc {
             section_size: 0,
             free_sections: Vec::new(),
             in_flight: Vec::new(),
+            large: (0, 0, 0),
+            free_large: Vec::new(),
+            large_in_flight: Vec::new(),
+            offloads: HostOffloads::default(),
             generation: 0,
             responses: BTreeMap::new(),
             control: VecDeque::new(),
@@ -382,6 +519,11 @@ impl Netvsc {
                 let n = (self.send.1 / u64::from(section_size)) as u32;
                 self.free_sections = (0..n).rev().collect();
                 self.in_flight = vec![None; n as usize];
+                let pages = LARGE_SLOT_BYTES / 4096 * u64::from(LARGE_SLOTS);
+                let start = bus.alloc_pages(pages)?;
+                self.large = (start * 4096, LARGE_SLOT_BYTES, LARGE_SLOTS);
+                self.free_large = (0..LARGE_SLOTS).rev().collect();
+                self.large_in_flight = vec![None; LARGE_SLOTS as usize];
                 Ok(())
             }
             _ => Err(NetvscError::Refused("the send buffer")),
@@ -490,11 +632,13 @@ impl Netvsc {
             Oid::OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES,
             hdr.get(..4.min(n)).unwrap_or(&[]),
         )?;
-        if status != RndisStatus::SUCCESS || NdisOffload::parse(&caps).is_err() {
-            return Err(NetvscError::Refused("the offload capabilities query"));
-        }
+        let caps = match NdisOffload::parse(&caps) {
+            Ok(c) if status == RndisStatus::SUCCESS => c,
+            _ => return Err(NetvscError::Refused("the offload capabilities query")),
+        };
+        self.offloads = HostOffloads::from_capabilities(&caps);
         let mut params = [0u8; 32];
-        let n = NdisOffloadParams::new().emit(&mut params).unwrap_or(0);
+        let n = self.offloads.params().emit(&mut params).unwrap_or(0);
         if self.set(
             Oid::OID_TCP_OFFLOAD_PARAMETERS,
             params.get(..n).unwrap_or(&[]),
@@ -572,25 +716,160 @@ impl Netvsc {
         Ok(())
     }
 
+    /// The transmit offloads the host offered and the driver enabled.
+    pub fn offloads(&self) -> HostOffloads {
+        self.offloads
+    }
+
     /// Sends one Ethernet frame (without FCS).
     pub fn send(&mut self, frame: &[u8]) -> Result<(), NetvscError> {
-        let total = PACKET_HEADER + frame.len();
-        if frame.len() > MAX_FRAME || total > self.section_size as usize {
+        self.send_with(frame, &TxOffload::default())
+    }
+
+    /// Sends one Ethernet frame with offload work for the host: checksum, LSO (the
+    /// frame may then be up to the host's LSO maximum) and VLAN tag. A packet that
+    /// does not fit a send section goes GPA-direct from the driver's large-send pages.
+    pub fn send_with(&mut self, frame: &[u8], offload: &TxOffload) -> Result<(), NetvscError> {
+        use vmbus_proto::rndis::ppi::{
+            NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, NdisPkt8021qInfo, NdisTcpIpChecksumInfo,
+            NdisTcpLsoInfo, Ppi,
+        };
+        let mut ppis = [Ppi::HashValue(0); 2];
+        let mut n_ppis = 0;
+        let mut max = MAX_FRAME;
+        if offload.checksum || offload.lso_mss.is_some() {
+            let (v6, proto, l4) = l4_of(frame).ok_or(NetvscError::Offload("not IPv4 or IPv6"))?;
+            let tcp = proto == 6;
+            if !tcp && proto != 17 {
+                return Err(NetvscError::Offload("not TCP or UDP"));
+            }
+            let o = self.offloads;
+            if let Some(mss) = offload.lso_mss {
+                let lso_max = if v6 { o.lso6_max } else { o.lso4_max };
+                if !tcp || lso_max == 0 {
+                    return Err(NetvscError::Offload("LSO needs TCP and the host's LSOv2"));
+                }
+                max = lso_max as usize + l4 + 60;
+                let mut l = NdisTcpLsoInfo(0);
+                l.set_lso_type(NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE);
+                l.set_ip_version(u32::from(v6));
+                l.set_mss(mss);
+                l.set_tcp_header_offset(l4 as u32);
+                push_ppi(&mut ppis, &mut n_ppis, Ppi::Lso(l));
+            } else {
+                let allowed = match (v6, tcp) {
+                    (false, true) => o.tcp4,
+                    (false, false) => o.udp4,
+                    (true, true) => o.tcp6,
+                    (true, false) => o.udp6,
+                };
+                if !allowed {
+                    return Err(NetvscError::Offload("the host did not offer this checksum"));
+                }
+                let mut c = NdisTcpIpChecksumInfo(0);
+                c.set_tx_is_ipv4(!v6);
+                c.set_tx_is_ipv6(v6);
+                c.set_tx_tcp_checksum(tcp);
+                c.set_tx_udp_checksum(!tcp);
+                c.set_tx_tcp_header_offset(l4 as u32);
+                push_ppi(&mut ppis, &mut n_ppis, Ppi::Checksum(c));
+            }
+        }
+        if let Some(tci) = offload.vlan_tci {
+            let v = NdisPkt8021qInfo(0)
+                .with_pri(u32::from(tci >> 13))
+                .with_cfi(tci & 0x1000 != 0)
+                .with_vlan_id(u32::from(tci & 0xfff));
+            push_ppi(&mut ppis, &mut n_ppis, Ppi::Vlan(v));
+        }
+        if frame.len() > max {
             return Err(NetvscError::FrameTooLarge(frame.len()));
         }
-        let section = self.take_section()?;
-        let gpa = self.send.0 + u64::from(section) * u64::from(self.section_size);
-        let mut hdr = [0u8; PACKET_HEADER];
-        vmbus_proto::rndis::emit_packet_header(&mut hdr, &[], frame.len())
+        let ppis = ppis.get(..n_ppis).unwrap_or(&[]);
+        let header_len = vmbus_proto::rndis::packet_header_len(ppis);
+        let total = header_len + frame.len();
+        let mut hdr = [0u8; 128];
+        let hdr = hdr
+            .get_mut(..header_len)
+            .ok_or(NetvscError::Refused("RNDIS encode"))?;
+        vmbus_proto::rndis::emit_packet_header(hdr, ppis, frame.len())
             .map_err(|_| NetvscError::Refused("RNDIS encode"))?;
-        self.memory
-            .write(gpa, &hdr)
-            .map_err(|_| NetvscError::Refused("send buffer write"))?;
-        self.memory
-            .write(gpa + PACKET_HEADER as u64, frame)
-            .map_err(|_| NetvscError::Refused("send buffer write"))?;
-        self.submit(section, total as u32, NvspChannelType::RMC_DATA)?;
+        if total <= self.section_size as usize {
+            let section = self.take_section()?;
+            let gpa = self.send.0 + u64::from(section) * u64::from(self.section_size);
+            self.memory
+                .write(gpa, hdr)
+                .and_then(|()| self.memory.write(gpa + header_len as u64, frame))
+                .map_err(|_| NetvscError::Refused("send buffer write"))?;
+            self.submit(section, total as u32, NvspChannelType::RMC_DATA)?;
+        } else {
+            self.send_large(hdr, frame)?;
+        }
         self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends an RNDIS packet (`hdr` then `frame`) from a large-send slot as a
+    /// GPA-direct packet.
+    fn send_large(&mut self, hdr: &[u8], frame: &[u8]) -> Result<(), NetvscError> {
+        let total = (hdr.len() + frame.len()) as u64;
+        if total > self.large.1 {
+            return Err(NetvscError::FrameTooLarge(frame.len()));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let slot = loop {
+            if let Some(s) = self.free_large.pop() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                return Err(NetvscError::Timeout("a free large-send slot"));
+            }
+            self.poll(Duration::from_millis(10))?;
+        };
+        let gpa = self.large.0 + u64::from(slot) * self.large.1;
+        self.memory
+            .write(gpa, hdr)
+            .and_then(|()| self.memory.write(gpa + hdr.len() as u64, frame))
+            .map_err(|_| NetvscError::Refused("large-send write"))?;
+        // vmdata_gpa_direct: reserved, range count 1; one gpa_range: byte count,
+        // offset 0, then the page numbers.
+        let pages = total.div_ceil(4096);
+        let mut header = [0u8; 16 + 8 * (LARGE_SLOT_BYTES as usize / 4096)];
+        for (i, chunk) in header.chunks_exact_mut(8).enumerate() {
+            let word = match i {
+                // range count 1 (high half of the first word)
+                0 => 1u64 << 32,
+                // byte count, offset 0
+                1 => total,
+                n if n - 2 < pages as usize => gpa / 4096 + (n - 2) as u64,
+                _ => 0,
+            };
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        let header = header.get(..16 + 8 * pages as usize).unwrap_or(&[]);
+        self.generation = self.generation.wrapping_add(1) & 0x0FFF_FFFF;
+        let tid = LARGE_TID | u64::from(self.generation) << 32 | u64::from(slot);
+        if let Some(g) = self.large_in_flight.get_mut(slot as usize) {
+            *g = Some(self.generation);
+        }
+        let m = NvspMessage::SendRndisPacket {
+            channel_type: NvspChannelType::RMC_DATA,
+            send_buf_section_index: vmbus_proto::nvsp::NETVSC_INVALID_INDEX,
+            send_buf_section_size: 0,
+        };
+        let mut buf = [0u8; 40];
+        let n = m
+            .emit(&mut buf)
+            .map_err(|_| NetvscError::Refused("NVSP encode"))?;
+        self.sender.send(
+            &OutgoingPacket {
+                packet_type: vmbus_proto::packet::PacketType::DATA_USING_GPA_DIRECT,
+                flags: FLAG_COMPLETION_REQUESTED,
+                transaction_id: tid,
+                header,
+            },
+            &[buf.get(..n).unwrap_or(&[])],
+        )?;
         Ok(())
     }
 
@@ -664,6 +943,21 @@ impl Netvsc {
         };
         let tid = p.descriptor.transaction_id;
         match p.kind {
+            PacketKind::Completion if tid & LARGE_TID != 0 => {
+                let slot = tid as u32;
+                let generation = ((tid >> 32) & 0x0FFF_FFFF) as u32;
+                match self.large_in_flight.get_mut(slot as usize) {
+                    Some(g) if *g == Some(generation) => {
+                        *g = None;
+                        self.free_large.push(slot);
+                    }
+                    _ => {
+                        self.stats
+                            .unknown_completions
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             PacketKind::Completion => {
                 let section = tid as u32;
                 let generation = ((tid >> 32) & 0x0FFF_FFFF) as u32;
@@ -751,6 +1045,17 @@ impl Netvsc {
                 *v = true;
             }
         }
+        let mut large = vec![false; self.large_in_flight.len()];
+        for &s in &self.free_large {
+            let slot = large.get_mut(s as usize);
+            assert!(
+                slot.as_ref().is_some_and(|v| !**v),
+                "bad or duplicate free large slot {s}"
+            );
+            if let Some(v) = slot {
+                *v = true;
+            }
+        }
         assert!(self.responses.len() <= MAX_PENDING_RESPONSES);
         assert!(self.control.len() <= 64);
         assert!(self.rx.len <= self.rx.slots.len());
@@ -822,6 +1127,10 @@ impl Netvsc {
                 bus.teardown_gpadl(gpadl)?;
                 bus.free_pages(gpa / 4096, len / 4096);
             }
+        }
+        let (gpa, bytes, slots) = self.large;
+        if slots > 0 {
+            bus.free_pages(gpa / 4096, bytes / 4096 * u64::from(slots));
         }
         Ok(())
     }

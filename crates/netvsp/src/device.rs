@@ -1,6 +1,7 @@
 //! The NetVSP device: one worker thread per open channel speaking NVSP and RNDIS.
 
 use crate::backend::{MAX_FRAME, NetEndpoint};
+use crate::offload::{TxEngine, parse_request};
 use crate::rndis::RndisControl;
 use hv_partition::gpadl::GpadlBuffer;
 use std::collections::VecDeque;
@@ -71,6 +72,13 @@ pub struct NicStats {
     pub control_requests: AtomicU64,
     /// Link-status indications sent.
     pub link_indications: AtomicU64,
+    /// Guest packets that asked for offload work (checksum, LSO, VLAN tag).
+    pub tx_offloaded: AtomicU64,
+    /// Frames produced by segmenting LSO packets.
+    pub tx_lso_segments: AtomicU64,
+    /// Guest packets dropped because their offload request was not negotiated or did
+    /// not match the frame (see [`crate::offload::OffloadError`]).
+    pub tx_offload_rejected: AtomicU64,
     /// Negotiated NVSP version (0 until negotiated).
     pub nvsp_version: AtomicU64,
     /// The RNDIS QUERY and SET requests the guest made, in order (the first
@@ -225,6 +233,7 @@ pub struct NicCore {
     recv: Option<RecvBuffer>,
     send: Option<GpadlBuffer>,
     rndis: RndisControl,
+    tx: TxEngine,
     out: VecDeque<Out>,
     rndis_buf: Vec<u8>,
     frame: Vec<u8>,
@@ -242,6 +251,7 @@ impl NicCore {
     ) -> Self {
         Self {
             rndis: RndisControl::new(config),
+            tx: TxEngine::new(),
             relid,
             context,
             endpoint,
@@ -569,15 +579,14 @@ impl NicCore {
             ok && !buf.is_empty()
         };
         let mut ok = gathered;
+        let mut refused = false;
         if gathered {
             for m in RndisMessages::new(&buf) {
                 match m {
                     Ok(RndisMessage::Packet(p)) => {
-                        if self.endpoint.transmit(p.data) {
-                            self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
+                        // A refused offload is counted in tx_offload_rejected and
+                        // reported in the completion status, not as malformed.
+                        refused |= !self.transmit(p.data, p.ppis());
                     }
                     Ok(m) => {
                         self.stats.control_requests.fetch_add(1, Ordering::Relaxed);
@@ -603,7 +612,56 @@ impl NicCore {
         }
         let _ = channel_type;
         self.rndis_buf = buf;
-        ok
+        ok && !refused
+    }
+
+    /// Sends one guest packet to the backend, doing the offload work its PPIs ask for;
+    /// false if the request was refused (the packet is dropped and counted).
+    fn transmit<'a>(
+        &mut self,
+        frame: &[u8],
+        ppis: impl Iterator<Item = Result<vmbus_proto::rndis::Ppi<'a>, vmbus_proto::Error>>,
+    ) -> bool {
+        let stats = &self.stats;
+        let req = match parse_request(ppis, &self.rndis.offload) {
+            Ok(r) if r.is_empty() => {
+                if self.endpoint.transmit(frame) {
+                    stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return true;
+            }
+            Ok(r) => r,
+            Err(e) => {
+                stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(relid = self.relid, "netvsp: offload refused: {e}");
+                return false;
+            }
+        };
+        stats.tx_offloaded.fetch_add(1, Ordering::Relaxed);
+        let endpoint = &mut self.endpoint;
+        match self.tx.process(frame, &req, &mut |f| endpoint.transmit(f)) {
+            Ok(out) => {
+                stats
+                    .tx_frames
+                    .fetch_add(u64::from(out.sent), Ordering::Relaxed);
+                stats
+                    .tx_dropped
+                    .fetch_add(u64::from(out.dropped), Ordering::Relaxed);
+                if req.lso.is_some() {
+                    stats
+                        .tx_lso_segments
+                        .fetch_add(u64::from(out.sent + out.dropped), Ordering::Relaxed);
+                }
+                true
+            }
+            Err(e) => {
+                stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(relid = self.relid, "netvsp: offload refused: {e}");
+                false
+            }
+        }
     }
 
     /// A completion from the guest for one of our transfer-page packets.

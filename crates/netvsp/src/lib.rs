@@ -11,15 +11,19 @@
 //! [`tap::Tap`] (Linux `/dev/net/tun`);
 //! [`pcap::Capture`] records any endpoint's frames to a pcap file.
 //!
+//! Transmit [`offload`]s (checksums, LSOv2, VLAN tag insertion) are offered to the guest
+//! and done in software for every backend.
+//!
 //! Not implemented yet (see the issue tracker): multi-queue (subchannel requests are
-//! answered with none, RSS capabilities with NOT_SUPPORTED), checksum/LSO offloads (the
-//! capabilities report none) and the virtio-net header offloads of the TAP backend.
+//! answered with none, RSS capabilities with NOT_SUPPORTED), receive offloads, and the
+//! virtio-net header offloads of the TAP backend (the TAP gets finished frames).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]
 
 pub mod backend;
 pub mod device;
+pub mod offload;
 pub mod pcap;
 mod rndis;
 pub mod tap;

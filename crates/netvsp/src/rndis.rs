@@ -2,10 +2,11 @@
 //! for the OIDs Linux and Windows guests use.
 
 use crate::device::{NetvspConfig, NicStats};
+use crate::offload::OffloadConfig;
 use std::sync::atomic::Ordering;
 use vmbus_proto::nvsp::NvspVersion;
 use vmbus_proto::rndis::{
-    DeviceFlags, IndicateStatus, InfoComplete, NdisOffload, NdisOffloadParams, Oid, OidRequest,
+    DeviceFlags, IndicateStatus, InfoComplete, NdisOffloadParams, Oid, OidRequest,
     RndisInitializeComplete, RndisKeepaliveComplete, RndisMedium, RndisMessage, RndisResetComplete,
     RndisSetComplete, RndisStatus,
 };
@@ -54,6 +55,8 @@ pub(crate) struct RndisControl {
     filter: u32,
     reported_link: Option<bool>,
     info: [u8; 256],
+    /// Transmit offloads the guest enabled.
+    pub(crate) offload: OffloadConfig,
 }
 
 fn u32b(v: u32) -> [u8; 4] {
@@ -69,6 +72,7 @@ impl RndisControl {
             filter: 0,
             reported_link: None,
             info: [0; 256],
+            offload: OffloadConfig::default(),
         }
     }
 
@@ -184,8 +188,9 @@ impl RndisControl {
             Oid::OID_802_3_PERMANENT_ADDRESS | Oid::OID_802_3_CURRENT_ADDRESS => &c.mac[..],
             Oid::OID_802_3_MAXIMUM_LIST_SIZE => &u32b(32)[..],
             Oid::OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES => {
-                // No offloads. The revision and size follow what netvsc expects for the
-                // negotiated NVSP version (rev 3/156 from NVSP 5, 2/144 at 4, 1/112 before).
+                // Checksums and LSOv2 (done in software when the backend cannot). The
+                // revision and size follow what netvsc expects for the negotiated NVSP
+                // version (rev 3/156 from NVSP 5, 2/144 at 4, 1/112 before).
                 let (rev, size) = if self.nvsp.0 >= NvspVersion::V5.0 {
                     (3, 156)
                 } else if self.nvsp.0 >= NvspVersion::V4.0 {
@@ -193,7 +198,7 @@ impl RndisControl {
                 } else {
                     (1, 112)
                 };
-                let n = NdisOffload::new(rev, size)
+                let n = OffloadConfig::capabilities(rev, size)
                     .emit(&mut self.info)
                     .unwrap_or(0);
                 return (RndisStatus::SUCCESS, n);
@@ -217,9 +222,13 @@ impl RndisControl {
                 None => RndisStatus::INVALID_LENGTH,
             },
             Oid::OID_TCP_OFFLOAD_PARAMETERS => match NdisOffloadParams::parse(s.info) {
-                // Nothing is offloaded; the guest's request is acknowledged as Linux
-                // requires, and the offloads stay off (capabilities report none).
-                Ok(_) => RndisStatus::SUCCESS,
+                // Only transmit offloads are kept; receive-side requests are accepted
+                // and have no effect (frames reach the guest without checksum PPIs,
+                // so it verifies them itself).
+                Ok(p) => {
+                    self.offload.apply(&p);
+                    RndisStatus::SUCCESS
+                }
                 Err(_) => RndisStatus::INVALID_DATA,
             },
             Oid::OID_GEN_RNDIS_CONFIG_PARAMETER
@@ -279,6 +288,7 @@ impl RndisControl {
             }
             RndisMessage::Reset(_) => {
                 self.filter = 0;
+                self.offload = OffloadConfig::default();
                 RndisMessage::ResetComplete(RndisResetComplete {
                     status: RndisStatus::SUCCESS,
                     addressing_reset: 0,

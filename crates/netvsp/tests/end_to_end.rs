@@ -233,3 +233,114 @@ fn receive_buffer_exhaustion_drops_and_recovers() {
     }
     println!("received {got} of 600 during the flood, {dropped} dropped for lack of buffer");
 }
+
+/// An IPv4/TCP frame from A to B with `payload` bytes, garbage in both checksums and,
+/// as Linux sends LSO packets, IPv4 total length 0.
+fn tcp4(payload: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&B);
+    f.extend_from_slice(&A);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&[0x45, 0, 0, 0, 0x10, 0x00, 0x40, 0, 64, 6, 0xde, 0xad]);
+    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend_from_slice(&[0x13, 0x88, 0x13, 0x89, 0, 0, 0x10, 0, 0, 0, 0, 1]);
+    f.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0xbe, 0xef, 0, 0]);
+    f.extend((0..payload).map(|i| (i % 251) as u8));
+    f
+}
+
+fn recv_raw(port: &mut SwitchPort, buf: &mut [u8]) -> Option<usize> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(n) = port.receive(buf) {
+            return Some(n);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+#[test]
+fn offloads_negotiated_like_linux_and_done_by_the_host() {
+    use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
+    let switch = Switch::new(256);
+    let (pa, _) = switch.port();
+    let (mut wire, _) = switch.port();
+    let (vm_a, offer_a) = vm(A, Box::new(pa));
+    let mut a = Netvsc::open(&vm_a.bus, &offer_a, &NetvscConfig::default()).unwrap();
+    let o = a.offloads();
+    assert!(o.tcp4 && o.udp4 && o.tcp6 && o.udp6, "{o:?}");
+    assert_eq!(
+        (o.lso4_max, o.lso6_max),
+        (offload::LSO_MAX_SIZE, offload::LSO_MAX_SIZE)
+    );
+
+    // LSO: 20000 bytes of payload, larger than a send section, so it travels
+    // GPA-direct; the host cuts it into 14 checked segments.
+    let big = tcp4(20_000);
+    let lso = netvsc::TxOffload {
+        lso_mss: Some(1448),
+        ..Default::default()
+    };
+    a.send_with(&big, &lso).unwrap();
+    let mut buf = [0u8; 1518];
+    let mut payload = Vec::new();
+    for i in 0..14 {
+        let n = recv_raw(&mut wire, &mut buf).unwrap_or_else(|| panic!("segment {i}"));
+        let ip = Ipv4Packet::new_checked(&buf[14..n]).unwrap();
+        assert!(ip.verify_checksum(), "segment {i}");
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(tcp.verify_checksum(
+            &IpAddress::from(ip.src_addr()),
+            &IpAddress::from(ip.dst_addr())
+        ));
+        assert_eq!(tcp.seq_number().0 as usize, 0x1000 + i * 1448);
+        assert_eq!(tcp.psh(), i == 13);
+        payload.extend_from_slice(tcp.payload());
+    }
+    assert_eq!(payload, big[54..]);
+    assert!(wire.receive(&mut buf).is_none(), "no 15th segment");
+
+    // Checksum only, with a VLAN tag inserted by the host.
+    let small = tcp4(100);
+    let mut fixed = small.clone();
+    fixed[16..18].copy_from_slice(&140u16.to_be_bytes()); // a valid total length
+    let csum = netvsc::TxOffload {
+        checksum: true,
+        vlan_tci: Some(7),
+        ..Default::default()
+    };
+    // The IPv4 header checksum is the sender's job with plain checksum offload.
+    fixed[24..26].copy_from_slice(&[0, 0]);
+    let sum = fixed[14..34]
+        .chunks(2)
+        .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    fixed[24..26].copy_from_slice(&sum.to_be_bytes());
+    a.send_with(&fixed, &csum).unwrap();
+    let n = recv_raw(&mut wire, &mut buf).unwrap();
+    assert_eq!(n, fixed.len() + 4);
+    assert_eq!(&buf[12..16], &[0x81, 0x00, 0x00, 0x07]);
+    let ip = Ipv4Packet::new_checked(&buf[18..n]).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(tcp.verify_checksum(
+        &IpAddress::from(ip.src_addr()),
+        &IpAddress::from(ip.dst_addr())
+    ));
+
+    // What the driver refuses before it reaches the host.
+    let udp_lso = {
+        let mut f = tcp4(10);
+        f[23] = 17;
+        f
+    };
+    assert!(a.send_with(&udp_lso, &lso).is_err());
+    assert!(a.send(&big).is_err(), "no LSO: too large");
+
+    let s = &vm_a.stats;
+    assert_eq!(s.tx_offloaded.load(Ordering::Relaxed), 2);
+    assert_eq!(s.tx_lso_segments.load(Ordering::Relaxed), 14);
+    assert_eq!(s.tx_frames.load(Ordering::Relaxed), 15);
+    assert_eq!(s.tx_offload_rejected.load(Ordering::Relaxed), 0);
+    assert_eq!(s.bad_packets.load(Ordering::Relaxed), 0);
+}

@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("vmbus_server", vmbus_server),
     ("netvsp_guest", netvsp_guest),
     ("netvsc_host", netvsc_host),
+    ("netvsp_offload", netvsp_offload),
 ];
 
 /// Channel-management messages: parse (plain and at every version), emit, re-parse;
@@ -319,6 +320,58 @@ pub fn vmbus_server(data: &[u8]) {
         }
         s.check_invariants().expect("server invariants");
         assert!(s.gpadl_count() <= 8 && s.channel_count() <= 8);
+    }
+}
+
+/// The NetVSP software offload engine on guest-chosen frames and requests: checksum
+/// (IPv4/IPv6, TCP/UDP, any L4 offset), LSOv2 (any MSS and TCP offset), VLAN tags.
+///
+/// Input: flags byte (bit 0 checksum, 1 IPv6, 2 TCP, 3 IPv4 header checksum, 4 LSO,
+/// 5 VLAN), MSS `u16`, L4 offset byte, tag `u16`, then the frame. Checks: a refused
+/// request emits nothing; otherwise an LSO packet gives at most ~1000 frames of at
+/// most `MAX_FRAME` bytes, anything else exactly one frame of the input's length
+/// (plus 4 with a tag).
+pub fn netvsp_offload(data: &[u8]) {
+    use netvsp::backend::MAX_FRAME;
+    use netvsp::offload::{LSO_MIN_MSS, TxEngine, TxRequest};
+    let Some((head, frame)) = data.split_first_chunk::<6>() else {
+        return;
+    };
+    let [flags, m0, m1, l4, t0, t1] = *head;
+    let bit = |b: u8| flags & (1 << b) != 0;
+    let l4 = u16::from(l4);
+    let req = TxRequest {
+        l4_csum: bit(0).then_some((bit(1), bit(2), l4)),
+        ip_header_csum: bit(3),
+        lso: bit(4).then_some((bit(1), u32::from(u16::from_le_bytes([m0, m1])), l4)),
+        vlan_tci: bit(5).then_some(u16::from_le_bytes([t0, t1])),
+    };
+    thread_local! {
+        static ENGINE: std::cell::RefCell<TxEngine> = std::cell::RefCell::new(TxEngine::new());
+    }
+    let mut frames = Vec::new();
+    let result = ENGINE.with(|e| {
+        e.borrow_mut().process(frame, &req, &mut |f| {
+            frames.push(f.len());
+            true
+        })
+    });
+    match result {
+        Err(_) => assert!(
+            frames.is_empty() || req.lso.is_some(),
+            "a refused request emitted frames"
+        ),
+        Ok(out) => {
+            assert_eq!(out.sent as usize, frames.len());
+            if req.lso.is_some() {
+                let max = 65_536 / LSO_MIN_MSS as usize + 1;
+                assert!(frames.len() <= max, "{} segments", frames.len());
+                assert!(frames.iter().all(|&n| n <= MAX_FRAME), "{frames:?}");
+            } else {
+                let tag = if req.vlan_tci.is_some() { 4 } else { 0 };
+                assert_eq!(frames, vec![frame.len() + tag]);
+            }
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub fn builtin(target: &str) -> Vec<Vec<u8>> {
         "vmbus_server" => vmbus_server(),
         "netvsp_guest" => netvsp_guest(),
         "netvsc_host" => netvsc_host(),
+        "netvsp_offload" => netvsp_offload(),
         _ => Vec::new(),
     }
 }
@@ -479,5 +480,54 @@ fn netvsc_host() -> Vec<Vec<u8>> {
         // The most ranges a transfer may carry, all pointing at the same packet.
         framed(&rb, &[xfer(&[(off2, 0); 375], 11)]),
         vec![],
+    ]
+}
+
+/// Offload requests on well-formed IPv4/IPv6 TCP and UDP frames (LSO with a common
+/// MSS, checksum, VLAN tag, IPv4 header checksum) and a bad offset and MSS.
+fn netvsp_offload() -> Vec<Vec<u8>> {
+    let frame = |v6: bool, tcp: bool, payload: usize| {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        let l4_len = if tcp { 20 } else { 8 } + payload;
+        if v6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+            f.extend_from_slice(&[if tcp { 6 } else { 17 }, 64]);
+            f.extend_from_slice(&[0xfe; 32]);
+        } else {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            f.extend_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 1, 0x40, 0, 64, if tcp { 6 } else { 17 }, 0, 0]);
+            f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        }
+        if tcp {
+            f.extend_from_slice(&[
+                0, 80, 0, 81, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 1, 0, 0, 0, 0, 0,
+            ]);
+        } else {
+            f.extend_from_slice(&[0, 53, 0, 53]);
+            f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0]);
+        }
+        f.extend((0..payload).map(|i| i as u8));
+        f
+    };
+    let seed = |flags: u8, mss: u16, l4: u8, tci: u16, f: Vec<u8>| {
+        let mut s = vec![flags];
+        s.extend_from_slice(&mss.to_le_bytes());
+        s.push(l4);
+        s.extend_from_slice(&tci.to_le_bytes());
+        s.extend_from_slice(&f);
+        s
+    };
+    vec![
+        seed(0x14, 1448, 34, 0, frame(false, true, 5000)),
+        seed(0x16, 1428, 54, 0, frame(true, true, 3000)),
+        seed(0x01, 0, 34, 0, frame(false, false, 200)),
+        seed(0x03, 0, 54, 0, frame(true, false, 200)),
+        seed(0x2d, 0, 34, 0x2064, frame(false, true, 100)),
+        seed(0x34, 1448, 34, 7, frame(false, true, 9000)),
+        seed(0x14, 10, 34, 0, frame(false, true, 500)),
+        seed(0x05, 0, 200, 0, frame(false, true, 50)),
     ]
 }
