@@ -17,8 +17,11 @@
 //!
 //! With the `smoltcp` feature, [`phy::NetvscPhy`] is a smoltcp `phy::Device`.
 //!
-//! Not implemented yet: multi-queue (see the issue tracker); receive offloads (frames
-//! are delivered as the host sent them).
+//! With [`NetvscConfig::queues`] above 1 the driver asks for subchannels as Linux does
+//! (RSS capabilities, SUBCHANNEL, the offers, RSS parameters), receives on every queue
+//! and transmits on the queue the host's send indirection table names for the flow.
+//!
+//! Not implemented: receive offloads (frames are delivered as the host sent them).
 
 #![forbid(unsafe_code)]
 
@@ -64,7 +67,22 @@ pub struct NetvscConfig {
     pub rx_queue: usize,
     /// How long control operations wait for the host.
     pub timeout: Duration,
+    /// Queues wanted (1 to [`MAX_QUEUES`]): with more than one, and a host at NVSP 5
+    /// or newer that reports RSS, the driver asks for subchannels, opens them and
+    /// sets RSS so received flows spread over them; transmit follows the host's send
+    /// indirection table.
+    pub queues: u16,
 }
+
+/// Most queues the driver opens.
+pub const MAX_QUEUES: u16 = 16;
+
+/// The RSS key the driver sets (the key of Microsoft's RSS verification examples).
+pub const RSS_KEY: [u8; 40] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
+    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
+    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+];
 
 impl Default for NetvscConfig {
     fn default() -> Self {
@@ -76,6 +94,7 @@ impl Default for NetvscConfig {
             mtu: 1500,
             rx_queue: 1024,
             timeout: Duration::from_secs(10),
+            queues: 1,
         }
     }
 }
@@ -235,6 +254,10 @@ pub struct NetvscStats {
     pub unknown_completions: AtomicU64,
     /// Link-status indications received.
     pub link_changes: AtomicU64,
+    /// Frames received, per queue.
+    pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
+    /// Frames sent, per queue.
+    pub tx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
 }
 
 /// Bounded queue of received frames in preallocated slots.
@@ -306,6 +329,10 @@ pub struct Netvsc {
     /// Per large slot: the generation of the send in flight.
     large_in_flight: Vec<Option<u32>>,
     offloads: HostOffloads,
+    /// Queues 1..: the subchannels (relid, halves).
+    subqueues: Vec<(u32, Sender, Receiver)>,
+    /// The host's send indirection table (queue per transmit hash bucket).
+    send_table: [u32; 16],
     /// Per send section: the generation of the send in flight, if any (the tid carries
     /// section and generation, so completions are matched without a map).
     in_flight: Vec<Option<u32>>,
@@ -371,6 +398,8 @@ impl Netvsc {
             free_large: Vec::new(),
             large_in_flight: Vec::new(),
             offloads: HostOffloads::default(),
+            subqueues: Vec::new(),
+            send_table: [0; 16],
             generation: 0,
             responses: BTreeMap::new(),
             control: VecDeque::new(),
@@ -389,7 +418,137 @@ impl Netvsc {
         nic.negotiate(&config.versions)?;
         nic.setup_buffers(bus, config)?;
         nic.rndis_bring_up()?;
+        if config.queues > 1 && nic.version.0 >= NvspVersion::V5.0 {
+            nic.open_subchannels(bus, offer, config)?;
+        }
         Ok(nic)
+    }
+
+    /// Asks for subchannels as Linux does (RSS capabilities, SUBCHANNEL, the offers,
+    /// then RSS parameters over all queues). A host that reports no RSS or grants
+    /// none leaves the NIC with one queue.
+    fn open_subchannels(
+        &mut self,
+        bus: &GuestBus,
+        primary: &OfferChannel,
+        config: &NetvscConfig,
+    ) -> Result<(), NetvscError> {
+        use vmbus_proto::nvsp::NvspSubchannelOp;
+        use vmbus_proto::rndis::{
+            NdisReceiveScaleCapabilities, NdisReceiveScaleParameters, RssHashInfo, RssParams,
+        };
+        let (status, caps) = self.query(Oid::OID_GEN_RECEIVE_SCALE_CAPABILITIES, &[])?;
+        let Ok(caps) = NdisReceiveScaleCapabilities::parse(&caps) else {
+            return Ok(());
+        };
+        let host_queues = { caps.num_recv_que };
+        if status != RndisStatus::SUCCESS || host_queues < 2 {
+            return Ok(());
+        }
+        let want = u32::from(config.queues.min(MAX_QUEUES)).min(host_queues) - 1;
+        let granted = match self.nvsp_request(
+            &NvspMessage::Subchannel {
+                op: NvspSubchannelOp::ALLOCATE,
+                num_subchannels: want,
+            },
+            true,
+        )? {
+            Some(NvspMessage::SubchannelComplete {
+                status: NvspStatus::SUCCESS,
+                num_subchannels,
+            }) => num_subchannels.min(want),
+            _ => return Err(NetvscError::Refused("the subchannel request")),
+        };
+        for index in 1..=granted as u16 {
+            let (class, instance) = ({ primary.interface_type }, { primary.interface_instance });
+            let offer = bus.wait_offer(|o| {
+                let (c, i, sub) = (o.interface_type, o.interface_instance, o.subchannel_index);
+                i == instance && c == class && sub == index
+            })?;
+            let vp = u32::from(index)
+                % hv_partition::Partition::vp_count(bus.partition().as_ref()).max(1);
+            let Channel {
+                relid,
+                sender,
+                receiver,
+                ..
+            } = bus.open(&offer, config.ring_pages, vp)?;
+            sender.shared().set_waker(self.waker.clone());
+            self.subqueues.push((relid, sender, receiver));
+        }
+        if self.subqueues.is_empty() {
+            return Ok(());
+        }
+        // RSS over every queue: 128 entries round robin, Toeplitz over TCP and IP.
+        let queues = 1 + self.subqueues.len() as u32;
+        let table: Vec<u8> = (0..128u32)
+            .flat_map(|i| (i % queues).to_le_bytes())
+            .collect();
+        let params = NdisReceiveScaleParameters {
+            hashinfo: (RssHashInfo::FUNC_TOEPLITZ
+                | RssHashInfo::IPV4
+                | RssHashInfo::TCP_IPV4
+                | RssHashInfo::IPV6
+                | RssHashInfo::TCP_IPV6)
+                .bits(),
+            ..Default::default()
+        };
+        let rss = RssParams {
+            params,
+            indirection_table: &table,
+            hash_key: &RSS_KEY,
+        };
+        let mut buf = vec![0u8; rss.encoded_len()];
+        let n = rss
+            .emit(&mut buf)
+            .map_err(|_| NetvscError::Refused("RSS encode"))?;
+        if self.set(
+            Oid::OID_GEN_RECEIVE_SCALE_PARAMETERS,
+            buf.get(..n).unwrap_or(&[]),
+        )? != RndisStatus::SUCCESS
+        {
+            return Err(NetvscError::Refused("the RSS parameters"));
+        }
+        Ok(())
+    }
+
+    /// Queues open (1 plus the subchannels).
+    pub fn queues(&self) -> usize {
+        1 + self.subqueues.len()
+    }
+
+    /// The sender of queue `q` (the primary for 0 or an unknown queue).
+    fn sender_of(&mut self, q: usize) -> &mut Sender {
+        match q.checked_sub(1).and_then(|i| self.subqueues.get_mut(i)) {
+            Some((_, s, _)) => s,
+            None => &mut self.sender,
+        }
+    }
+
+    /// The transmit queue of a frame: a hash of its addresses and ports into the
+    /// host's send indirection table (as Linux picks it), queue 0 without subchannels.
+    fn tx_queue(&self, frame: &[u8]) -> usize {
+        if self.subqueues.is_empty() {
+            return 0;
+        }
+        let flow = l4_of(frame).and_then(|(v6, _, l4)| {
+            let addrs = if v6 {
+                frame.get(22..54)?
+            } else {
+                frame.get(l4 - 8..l4)?
+            };
+            Some((addrs, frame.get(l4..l4 + 4).unwrap_or(&[])))
+        });
+        let Some((addrs, ports)) = flow else {
+            return 0;
+        };
+        // FNV-1a: any stable spread will do; the host's table maps buckets to queues.
+        let h = addrs.iter().chain(ports).fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        });
+        let bucket = (h ^ (h >> 16)) as usize % self.send_table.len();
+        let q = self.send_table.get(bucket).copied().unwrap_or(0) as usize;
+        if q < self.queues() { q } else { 0 }
     }
 
     /// The channel's relid.
@@ -536,7 +695,7 @@ impl Netvsc {
         msg: &RndisMessage<'_>,
         req_id: u32,
     ) -> Result<Vec<u8>, NetvscError> {
-        let mut buf = [0u8; 512];
+        let mut buf = [0u8; 1024];
         let n = msg
             .emit(&mut buf)
             .map_err(|_| NetvscError::Refused("RNDIS encode"))?;
@@ -673,7 +832,7 @@ impl Netvsc {
         self.memory
             .write(gpa, msg)
             .map_err(|_| NetvscError::Refused("send buffer write"))?;
-        self.submit(section, msg.len() as u32, channel_type)
+        self.submit(0, section, msg.len() as u32, channel_type)
     }
 
     fn take_section(&mut self) -> Result<u32, NetvscError> {
@@ -691,6 +850,7 @@ impl Netvsc {
 
     fn submit(
         &mut self,
+        q: usize,
         section: u32,
         size: u32,
         channel_type: NvspChannelType,
@@ -709,7 +869,7 @@ impl Netvsc {
         let n = m
             .emit(&mut buf)
             .map_err(|_| NetvscError::Refused("NVSP encode"))?;
-        self.sender.send(
+        self.sender_of(q).send(
             &OutgoingPacket::inband(tid, FLAG_COMPLETION_REQUESTED),
             &[buf.get(..n).unwrap_or(&[])],
         )?;
@@ -794,6 +954,7 @@ impl Netvsc {
             .ok_or(NetvscError::Refused("RNDIS encode"))?;
         vmbus_proto::rndis::emit_packet_header(hdr, ppis, frame.len())
             .map_err(|_| NetvscError::Refused("RNDIS encode"))?;
+        let q = self.tx_queue(frame);
         if total <= self.section_size as usize {
             let section = self.take_section()?;
             let gpa = self.send.0 + u64::from(section) * u64::from(self.section_size);
@@ -801,17 +962,20 @@ impl Netvsc {
                 .write(gpa, hdr)
                 .and_then(|()| self.memory.write(gpa + header_len as u64, frame))
                 .map_err(|_| NetvscError::Refused("send buffer write"))?;
-            self.submit(section, total as u32, NvspChannelType::RMC_DATA)?;
+            self.submit(q, section, total as u32, NvspChannelType::RMC_DATA)?;
         } else {
-            self.send_large(hdr, frame)?;
+            self.send_large(q, hdr, frame)?;
         }
         self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.stats.tx_queue_frames.get(q) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
     /// Sends an RNDIS packet (`hdr` then `frame`) from a large-send slot as a
     /// GPA-direct packet.
-    fn send_large(&mut self, hdr: &[u8], frame: &[u8]) -> Result<(), NetvscError> {
+    fn send_large(&mut self, q: usize, hdr: &[u8], frame: &[u8]) -> Result<(), NetvscError> {
         let total = (hdr.len() + frame.len()) as u64;
         if total > self.large.1 {
             return Err(NetvscError::FrameTooLarge(frame.len()));
@@ -861,7 +1025,7 @@ impl Netvsc {
         let n = m
             .emit(&mut buf)
             .map_err(|_| NetvscError::Refused("NVSP encode"))?;
-        self.sender.send(
+        self.sender_of(q).send(
             &OutgoingPacket {
                 packet_type: vmbus_proto::packet::PacketType::DATA_USING_GPA_DIRECT,
                 flags: FLAG_COMPLETION_REQUESTED,
@@ -900,40 +1064,55 @@ impl Netvsc {
         if n > 0 {
             return Ok(n);
         }
-        if !self.receiver.prepare_sleep()? {
+        // prepare_sleep says whether something arrived in between.
+        let mut arrived = self.receiver.prepare_sleep()?;
+        for (_, _, r) in &mut self.subqueues {
+            arrived |= r.prepare_sleep()?;
+        }
+        if !arrived {
             self.waker.wait(timeout);
         }
         self.poll_once()
     }
 
     fn poll_once(&mut self) -> Result<usize, NetvscError> {
-        self.staged.clear();
-        self.stage.clear();
-        let (staged, stage) = (&mut self.staged, &mut self.stage);
-        let n = self.receiver.try_recv_batch(256, |p| {
-            let start = stage.len();
-            stage.resize(start + p.len(), 0);
-            if let Some(d) = stage.get_mut(start..) {
-                p.copy_to(d);
+        let mut total = 0;
+        for q in 0..self.queues() {
+            self.staged.clear();
+            self.stage.clear();
+            let (staged, stage) = (&mut self.staged, &mut self.stage);
+            let receiver = match q.checked_sub(1) {
+                None => &mut self.receiver,
+                Some(i) => match self.subqueues.get_mut(i) {
+                    Some((_, _, r)) => r,
+                    None => continue,
+                },
+            };
+            total += receiver.try_recv_batch(256, |p| {
+                let start = stage.len();
+                stage.resize(start + p.len(), 0);
+                if let Some(d) = stage.get_mut(start..) {
+                    p.copy_to(d);
+                }
+                staged.push((start, stage.len()));
+            })?;
+            let stage = std::mem::take(&mut self.stage);
+            for i in 0..self.staged.len() {
+                if let Some(p) = self.staged.get(i).and_then(|&(s, e)| stage.get(s..e)) {
+                    self.handle(q, p);
+                }
             }
-            staged.push((start, stage.len()));
-        })?;
-        let stage = std::mem::take(&mut self.stage);
-        for i in 0..self.staged.len() {
-            if let Some(p) = self.staged.get(i).and_then(|&(s, e)| stage.get(s..e)) {
-                self.handle(p);
-            }
+            self.stage = stage;
+            self.sender_of(q).flush();
         }
-        self.stage = stage;
-        self.sender.flush();
-        Ok(n)
+        Ok(total)
     }
 
     fn bad(&self) {
         self.stats.bad_host_messages.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn handle(&mut self, bytes: &[u8]) {
+    fn handle(&mut self, q: usize, bytes: &[u8]) {
         let limits = PacketLimits {
             max_transfer_ranges: 375,
             max_gpa_ranges: 0,
@@ -998,7 +1177,11 @@ impl Netvsc {
                     self.bad();
                 }
                 for r in p.kind.transfer_ranges() {
-                    self.receive_range(r.byte_offset, r.byte_count);
+                    if self.receive_range(r.byte_offset, r.byte_count)
+                        && let Some(c) = self.stats.rx_queue_frames.get(q)
+                    {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 // Complete the transfer so the host can reuse the sub-allocations.
                 let done = NvspMessage::SendRndisPacketComplete {
@@ -1006,8 +1189,9 @@ impl Netvsc {
                 };
                 let mut buf = [0u8; 40];
                 let n = done.emit(&mut buf).unwrap_or(0);
+                // On the queue it came from: the host frees the ranges per channel.
                 if self
-                    .sender
+                    .sender_of(q)
                     .write(
                         &OutgoingPacket::completion(tid),
                         &[buf.get(..n).unwrap_or(&[])],
@@ -1015,6 +1199,20 @@ impl Netvsc {
                     .is_err()
                 {
                     self.bad();
+                }
+            }
+            PacketKind::InBand => {
+                // The only message a host sends unasked: the send indirection table.
+                match vmbus_proto::nvsp::NvspSendIndirectionTable::parse_linux_compat(
+                    p.payload,
+                    self.version,
+                ) {
+                    Ok(t) if t.entries().len() == self.send_table.len() => {
+                        for (d, s) in self.send_table.iter_mut().zip(t.entries()) {
+                            *d = *s;
+                        }
+                    }
+                    _ => self.bad(),
                 }
             }
             _ => self.bad(),
@@ -1031,7 +1229,7 @@ impl Netvsc {
         if let Some(b) = receive_buffer.get(..n) {
             let _ = self.memory.write(base, b);
         }
-        self.handle(packet);
+        self.handle(0, packet);
         let sections = self.in_flight.len();
         assert!(self.free_sections.len() <= sections, "section freed twice");
         let mut seen = vec![false; sections];
@@ -1061,15 +1259,19 @@ impl Netvsc {
         assert!(self.rx.len <= self.rx.slots.len());
     }
 
-    fn receive_range(&mut self, offset: u32, len: u32) {
+    /// Reads the RNDIS messages of one transfer-page range; returns whether it held
+    /// a frame that was queued.
+    fn receive_range(&mut self, offset: u32, len: u32) -> bool {
         let (base, size, _) = self.recv;
         let (offset, len) = (u64::from(offset), u64::from(len));
         if len == 0
             || len as usize > self.scratch.len()
             || offset.checked_add(len).is_none_or(|e| e > size)
         {
-            return self.bad();
+            self.bad();
+            return false;
         }
+        let mut got = false;
         let mut scratch = std::mem::take(&mut self.scratch);
         let ok = scratch
             .get_mut(..len as usize)
@@ -1080,6 +1282,7 @@ impl Netvsc {
                     Ok(RndisMessage::Packet(pkt)) => {
                         if self.rx.push(pkt.data) {
                             self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+                            got = true;
                         } else {
                             self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -1110,6 +1313,7 @@ impl Netvsc {
             self.bad();
         }
         self.scratch = scratch;
+        got
     }
 
     /// Closes the NIC: revokes the buffers, closes the channel, frees guest memory.
@@ -1121,6 +1325,9 @@ impl Netvsc {
             false,
         );
         let _ = self.nvsp_request(&NvspMessage::RevokeSendBuffer { id: 0 }, false);
+        for (relid, _, _) in std::mem::take(&mut self.subqueues) {
+            bus.close(relid)?;
+        }
         bus.close(self.relid)?;
         for (gpa, len, gpadl) in [self.recv, self.send] {
             if len > 0 {

@@ -6,13 +6,14 @@ use crate::rndis::RndisControl;
 use hv_partition::gpadl::GpadlBuffer;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vmbus::{Channel, ChannelError, DeviceContext, OpenRequest, Receiver, Sender, VmbusDevice};
 use vmbus_proto::nvsp::{
-    NETVSC_INVALID_INDEX, Nvsp1ReceiveBufferSection, NvspChannelType, NvspMessage, NvspStatus,
-    NvspVersion,
+    NETVSC_INVALID_INDEX, Nvsp1ReceiveBufferSection, NvspChannelType, NvspMessage,
+    NvspSendIndirectionTable, NvspStatus, NvspSubchannelOp, NvspVersion,
+    SEND_INDIRECTION_TABLE_OFFSET,
 };
 use vmbus_proto::packet::{
     FLAG_COMPLETION_REQUESTED, Packet, PacketKind, PacketLimits, PacketType, TransferPageHeader,
@@ -39,7 +40,14 @@ pub struct NetvspConfig {
     pub mtu: u32,
     /// Link speed reported to the guest, in bits per second.
     pub link_speed_bps: u64,
+    /// Queues offered to the guest (1 to [`MAX_QUEUES`]): with more than one, RSS
+    /// capabilities are reported and the guest may ask for `max_queues - 1`
+    /// subchannels.
+    pub max_queues: u16,
 }
+
+/// Most queues (primary channel plus subchannels) a NIC supports.
+pub const MAX_QUEUES: u16 = 16;
 
 impl Default for NetvspConfig {
     fn default() -> Self {
@@ -47,6 +55,7 @@ impl Default for NetvspConfig {
             mac: [0x00, 0x15, 0x5D, 0x00, 0x00, 0x01],
             mtu: 1500,
             link_speed_bps: 10_000_000_000,
+            max_queues: 8,
         }
     }
 }
@@ -79,6 +88,12 @@ pub struct NicStats {
     /// Guest packets dropped because their offload request was not negotiated or did
     /// not match the frame (see [`crate::offload::OffloadError`]).
     pub tx_offload_rejected: AtomicU64,
+    /// Frames delivered to the guest, per queue.
+    pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
+    /// Guest data packets (SEND_RNDIS_PKT with channel type data) received, per queue.
+    pub tx_queue_packets: [AtomicU64; MAX_QUEUES as usize],
+    /// Subchannels granted to the guest.
+    pub subchannels: AtomicU64,
     /// Negotiated NVSP version (0 until negotiated).
     pub nvsp_version: AtomicU64,
     /// The RNDIS QUERY and SET requests the guest made, in order (the first
@@ -150,7 +165,7 @@ impl VmbusDevice for Netvsp {
             .unwrap_or_else(|e| e.into_inner())
             .take()
         else {
-            return false; // already open (subchannels are not offered)
+            return false; // already open
         };
         let waker = Arc::new(Doorbell::new());
         endpoint.set_waker(waker.clone());
@@ -166,7 +181,7 @@ impl VmbusDevice for Netvsp {
             endpoint,
             self.stats.clone(),
         );
-        let worker = Worker::new(core, sender, receiver, waker);
+        let worker = Worker::new(core, sender, receiver, waker, context.clone());
         match std::thread::Builder::new()
             .name(format!("netvsp-{}", req.relid))
             .spawn(move || {
@@ -195,6 +210,8 @@ impl VmbusDevice for Netvsp {
 enum Out {
     /// A completion carrying an NVSP message (or nothing).
     Completion { tid: u64, msg: [u8; 40], len: u8 },
+    /// An in-band NVSP message the host sends on its own (send indirection table).
+    Inband { msg: [u8; 128], len: u8 },
     /// Receive-buffer sub-allocations holding RNDIS messages, one transfer-page packet.
     Transfer {
         tid: u64,
@@ -234,7 +251,15 @@ pub struct NicCore {
     send: Option<GpadlBuffer>,
     rndis: RndisControl,
     tx: TxEngine,
-    out: VecDeque<Out>,
+    /// Packets owed to the guest, per queue (0 is the primary channel).
+    out: Vec<VecDeque<Out>>,
+    /// Which queues have an open channel (bit per queue).
+    open_queues: u32,
+    /// Subchannels granted to the guest.
+    granted: u16,
+    /// Subchannels the worker still has to offer.
+    offer_request: u16,
+    max_queues: u16,
     rndis_buf: Vec<u8>,
     frame: Vec<u8>,
     msg: Vec<u8>,
@@ -243,12 +268,13 @@ pub struct NicCore {
 impl NicCore {
     /// A core for channel `relid`, attached to `endpoint`.
     pub fn new(
-        config: NetvspConfig,
+        mut config: NetvspConfig,
         relid: u32,
         context: DeviceContext,
         endpoint: Box<dyn NetEndpoint>,
         stats: Arc<NicStats>,
     ) -> Self {
+        config.max_queues = config.max_queues.clamp(1, MAX_QUEUES);
         Self {
             rndis: RndisControl::new(config),
             tx: TxEngine::new(),
@@ -259,16 +285,44 @@ impl NicCore {
             version: None,
             recv: None,
             send: None,
-            out: VecDeque::with_capacity(1024),
+            out: (0..config.max_queues.clamp(1, MAX_QUEUES))
+                .map(|q| VecDeque::with_capacity(if q == 0 { 1024 } else { 256 }))
+                .collect(),
+            open_queues: 1,
+            granted: 0,
+            offer_request: 0,
+            max_queues: config.max_queues.clamp(1, MAX_QUEUES),
             rndis_buf: Vec::with_capacity(MAX_RNDIS),
             frame: vec![0u8; MAX_FRAME],
             msg: vec![0u8; RECV_SECTION_SIZE as usize],
         }
     }
 
-    /// Packets owed to the guest, not yet written.
+    /// Packets owed to the guest, not yet written (all queues).
     pub fn outgoing(&self) -> usize {
-        self.out.len()
+        self.out.iter().map(VecDeque::len).sum()
+    }
+
+    /// Marks queue `q` as having an open channel (or not): RSS sends frames only to
+    /// open queues, the rest go to queue 0.
+    pub fn set_queue_open(&mut self, q: u16, open: bool) {
+        if q > 0 && q < self.max_queues {
+            if open {
+                self.open_queues |= 1 << q;
+            } else {
+                self.open_queues &= !(1 << q);
+                if let Some(o) = self.out.get_mut(usize::from(q)) {
+                    o.clear();
+                }
+            }
+        }
+    }
+
+    /// Subchannels the guest was granted that the caller must now offer on the bus
+    /// (indices `from..=to`); taking them clears the request.
+    pub fn take_offer_request(&mut self) -> Option<(u16, u16)> {
+        let n = std::mem::take(&mut self.offer_request);
+        (n > 0).then_some((1, n))
     }
 
     /// Receive-buffer sub-allocations: (free, in flight, total), once the buffer is set up.
@@ -293,13 +347,31 @@ impl NicCore {
         }
     }
 
-    /// Removes the next packet owed to the guest and hands it to `write` (which returns
-    /// false if it could not be written; the packet then stays queued).
+    /// Removes the next packet owed to the guest on the primary channel and hands it
+    /// to `write` (which returns false if it could not be written; the packet then
+    /// stays queued).
     pub fn pop_outgoing(&mut self, write: impl FnOnce(&OutgoingPacket<'_>, &[u8]) -> bool) -> bool {
-        let Some(o) = self.out.front() else {
+        self.pop_outgoing_on(0, write)
+    }
+
+    /// [`NicCore::pop_outgoing`] for queue `q`.
+    pub fn pop_outgoing_on(
+        &mut self,
+        q: u16,
+        write: impl FnOnce(&OutgoingPacket<'_>, &[u8]) -> bool,
+    ) -> bool {
+        let id = self.recv.as_ref().map_or(0, |r| r.id);
+        let Some(out) = self.out.get_mut(usize::from(q)) else {
+            return false;
+        };
+        let Some(o) = out.front() else {
             return false;
         };
         let ok = match o {
+            Out::Inband { msg, len } => write(
+                &OutgoingPacket::inband(0, 0),
+                msg.get(..usize::from(*len)).unwrap_or(&[]),
+            ),
             Out::Completion { tid, msg, len } => write(
                 &OutgoingPacket::completion(*tid),
                 msg.get(..usize::from(*len)).unwrap_or(&[]),
@@ -310,7 +382,6 @@ impl NicCore {
                 n,
                 control,
             } => {
-                let id = self.recv.as_ref().map_or(0, |r| r.id);
                 let count = usize::from(*n).min(FRAMES_PER_TRANSFER);
                 let mut header = [0u8; 8 + 8 * FRAMES_PER_TRANSFER];
                 let h = TransferPageHeader {
@@ -351,7 +422,7 @@ impl NicCore {
             }
         };
         if ok {
-            self.out.pop_front();
+            out.pop_front();
         }
         ok
     }
@@ -365,8 +436,14 @@ impl NicCore {
         );
     }
 
-    /// Handles one ring packet from the guest (its `len8 * 8` bytes).
+    /// Handles one ring packet from the guest (its `len8 * 8` bytes) on the primary
+    /// channel.
     pub fn handle_packet(&mut self, bytes: &[u8]) {
+        self.handle_packet_on(0, bytes);
+    }
+
+    /// [`NicCore::handle_packet`] for queue `q` (replies go back on that queue).
+    pub fn handle_packet_on(&mut self, q: u16, bytes: &[u8]) {
         let limits = PacketLimits {
             max_transfer_ranges: 0,
             max_gpa_ranges: 32,
@@ -388,9 +465,12 @@ impl NicCore {
                 {
                     return self.bad("NVSP message not allowed at the negotiated version");
                 }
-                let reply = self.nvsp(&msg, &p);
+                let reply = self.nvsp(q, &msg, &p);
                 if p.completion_requested() || reply.is_some() {
-                    self.complete(tid, reply.as_ref());
+                    self.complete(q, tid, reply.as_ref());
+                }
+                if matches!(msg, NvspMessage::Subchannel { .. }) && self.granted > 0 {
+                    self.queue_send_table();
                 }
             }
             _ => self.bad("unexpected packet type"),
@@ -398,7 +478,7 @@ impl NicCore {
     }
 
     /// Handles one NVSP request; returns the NVSP message to put in its completion.
-    fn nvsp(&mut self, msg: &NvspMessage, packet: &Packet<'_>) -> Option<NvspMessage> {
+    fn nvsp(&mut self, q: u16, msg: &NvspMessage, packet: &Packet<'_>) -> Option<NvspMessage> {
         match *msg {
             NvspMessage::Init {
                 min_protocol_ver,
@@ -496,6 +576,11 @@ impl NicCore {
                 send_buf_section_index,
                 send_buf_section_size,
             } => {
+                if channel_type == NvspChannelType::RMC_DATA
+                    && let Some(c) = self.stats.tx_queue_packets.get(usize::from(q))
+                {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
                 let ok = self.guest_rndis(
                     channel_type,
                     send_buf_section_index,
@@ -510,13 +595,32 @@ impl NicCore {
                 Some(NvspMessage::SendRndisPacketComplete { status })
             }
             NvspMessage::Subchannel {
-                num_subchannels, ..
+                op,
+                num_subchannels,
             } => {
-                // Multi-queue is not implemented: grant none.
-                let _ = num_subchannels;
+                // Granted once per open, on the primary channel, after the buffers: up
+                // to max_queues - 1 (the guest may ask for any number).
+                if op != NvspSubchannelOp::ALLOCATE
+                    || q != 0
+                    || self.granted > 0
+                    || self.recv.is_none()
+                    || self.send.is_none()
+                {
+                    self.bad("subchannel request");
+                    return Some(NvspMessage::SubchannelComplete {
+                        status: NvspStatus::FAIL,
+                        num_subchannels: 0,
+                    });
+                }
+                let granted = num_subchannels.min(u32::from(self.max_queues - 1)) as u16;
+                self.granted = granted;
+                self.offer_request = granted;
+                self.stats
+                    .subchannels
+                    .store(u64::from(granted), Ordering::Relaxed);
                 Some(NvspMessage::SubchannelComplete {
-                    status: NvspStatus::FAIL,
-                    num_subchannels: 0,
+                    status: NvspStatus::SUCCESS,
+                    num_subchannels: u32::from(granted),
                 })
             }
             _ => {
@@ -707,13 +811,27 @@ impl NicCore {
         }
     }
 
-    fn complete(&mut self, tid: u64, reply: Option<&NvspMessage>) {
+    fn complete(&mut self, q: u16, tid: u64, reply: Option<&NvspMessage>) {
         let mut msg = [0u8; 40];
         let len = match reply {
             Some(r) => r.emit(&mut msg).unwrap_or(0) as u8,
             None => 0,
         };
-        self.out.push_back(Out::Completion { tid, msg, len });
+        if let Some(out) = self.out.get_mut(usize::from(q)) {
+            out.push_back(Out::Completion { tid, msg, len });
+        }
+    }
+
+    /// Queues the send indirection table on the primary channel: its 16 entries spread
+    /// the guest's transmit hashes round-robin over the granted queues.
+    fn queue_send_table(&mut self) {
+        let table = NvspSendIndirectionTable::round_robin(u32::from(self.granted) + 1);
+        let mut msg = [0u8; 128];
+        if let Ok(n) = table.emit(SEND_INDIRECTION_TABLE_OFFSET, &mut msg)
+            && let Some(out) = self.out.first_mut()
+        {
+            out.push_back(Out::Inband { msg, len: n as u8 });
+        }
     }
 
     /// Copies an RNDIS message into a free receive-buffer sub-allocation; returns its
@@ -741,7 +859,7 @@ impl NicCore {
 
     /// Queues one transfer-page packet for the written sub-allocations `slots`
     /// (`ranges` are their offsets and lengths).
-    fn queue_transfer(&mut self, slots: &[u32], ranges: &[(u32, u32)], control: bool) {
+    fn queue_transfer(&mut self, q: u16, slots: &[u32], ranges: &[(u32, u32)], control: bool) {
         let Some(recv) = self.recv.as_mut() else {
             return;
         };
@@ -768,7 +886,10 @@ impl NicCore {
             *d = *s;
         }
         let tid = u64::from(first) | u64::from(generation) << 32;
-        self.out.push_back(Out::Transfer {
+        let Some(out) = self.out.get_mut(usize::from(q)) else {
+            return;
+        };
+        out.push_back(Out::Transfer {
             tid,
             ranges: r,
             n: n as u8,
@@ -780,7 +901,7 @@ impl NicCore {
     fn send_to_guest(&mut self, message: &[u8], control: bool) -> bool {
         match self.write_slot(message) {
             Some((slot, offset)) => {
-                self.queue_transfer(&[slot], &[(offset, message.len() as u32)], control);
+                self.queue_transfer(0, &[slot], &[(offset, message.len() as u32)], control);
                 true
             }
             None => false,
@@ -799,16 +920,18 @@ impl NicCore {
     }
 
     /// Moves backend frames into the guest's receive buffer while sub-allocations are
-    /// free; frames arriving while the buffer is exhausted or reception is off are
-    /// dropped and counted.
+    /// free, each on the queue RSS picks (with its hash as a per-packet info); frames
+    /// arriving while the buffer is exhausted or reception is off are dropped and
+    /// counted.
     pub fn deliver_frames(&mut self) -> bool {
         let mut any = false;
         let mut slots = [0u32; FRAMES_PER_TRANSFER];
         let mut ranges = [(0u32, 0u32); FRAMES_PER_TRANSFER];
         let mut n = 0;
+        let mut batch_q = 0u16;
         for _ in 0..256 {
-            if self.out.len() >= 512 {
-                break; // the outgoing ring is backed up: let the guest catch up
+            if self.outgoing() >= 512 {
+                break; // the outgoing rings are backed up: let the guest catch up
             }
             let mut frame = std::mem::take(&mut self.frame);
             let Some(len) = self.endpoint.receive(&mut frame) else {
@@ -819,10 +942,27 @@ impl NicCore {
             if !self.rndis.receiving() {
                 self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
             } else {
+                let f = frame.get(..len).unwrap_or(&[]);
+                let (hash, q) = match self.rndis.rss.as_ref().and_then(|r| r.classify(f)) {
+                    Some((h, q)) if self.open_queues & (1 << q) != 0 => (Some(h), q),
+                    Some((h, _)) => (Some(h), 0),
+                    None => (None, 0),
+                };
+                // One transfer-page packet per queue run.
+                if q != batch_q && n > 0 {
+                    self.queue_transfer(
+                        batch_q,
+                        slots.get(..n).unwrap_or(&[]),
+                        ranges.get(..n).unwrap_or(&[]),
+                        false,
+                    );
+                    n = 0;
+                }
+                batch_q = q;
+                let ppi = hash.map(vmbus_proto::rndis::Ppi::HashValue);
                 let mut msg = std::mem::take(&mut self.msg);
-                let m = frame
-                    .get(..len)
-                    .and_then(|f| vmbus_proto::rndis::emit_packet(&mut msg, &[], f).ok())
+                let m = vmbus_proto::rndis::emit_packet(&mut msg, ppi.as_slice(), f)
+                    .ok()
                     .and_then(|l| msg.get(..l));
                 if let Some(m) = m
                     && let Some((slot, offset)) = self.write_slot(m)
@@ -832,18 +972,22 @@ impl NicCore {
                     *r = (offset, m.len() as u32);
                     n += 1;
                     self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = self.stats.rx_queue_frames.get(usize::from(q)) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 self.msg = msg;
             }
             self.frame = frame;
             // Several frames share one transfer-page packet and one completion.
             if n == FRAMES_PER_TRANSFER {
-                self.queue_transfer(&slots, &ranges, false);
+                self.queue_transfer(batch_q, &slots, &ranges, false);
                 n = 0;
             }
         }
         if n > 0 {
             self.queue_transfer(
+                batch_q,
                 slots.get(..n).unwrap_or(&[]),
                 ranges.get(..n).unwrap_or(&[]),
                 false,
@@ -853,76 +997,202 @@ impl NicCore {
     }
 }
 
-/// The worker thread of one channel: moves packets between the channel and a [`NicCore`].
-struct Worker {
-    core: NicCore,
+/// A subchannel of a NIC: its open hands the channel to the NIC's worker thread.
+struct NetvspSubchannel {
+    index: u16,
+    to_worker: mpsc::Sender<(u16, Channel)>,
+    waker: Arc<Doorbell>,
+}
+
+impl VmbusDevice for NetvspSubchannel {
+    fn open(&mut self, channel: Channel, _req: &OpenRequest, _context: &DeviceContext) -> bool {
+        channel.shared().set_waker(self.waker.clone());
+        let ok = self.to_worker.send((self.index, channel)).is_ok();
+        self.waker.ring();
+        ok
+    }
+
+    fn close(&mut self, _relid: u32) {
+        // The worker sees the closed channel and drops the queue.
+    }
+}
+
+/// One queue's channel halves.
+struct QueueIo {
     sender: Sender,
     receiver: Receiver,
+}
+
+/// The worker thread of one NIC: moves packets between its channels (the primary and
+/// any subchannels, one queue each) and a [`NicCore`], and offers the subchannels the
+/// guest was granted.
+struct Worker {
+    core: NicCore,
+    queues: Vec<Option<QueueIo>>,
+    context: DeviceContext,
+    new_queues: mpsc::Receiver<(u16, Channel)>,
+    to_worker: mpsc::Sender<(u16, Channel)>,
+    pending: Vec<vmbus::PendingOffer>,
+    offered: Vec<u32>,
     waker: Arc<Doorbell>,
     staged: Vec<(usize, usize)>,
     stage: Vec<u8>,
 }
 
 impl Worker {
-    fn new(core: NicCore, sender: Sender, receiver: Receiver, waker: Arc<Doorbell>) -> Self {
+    fn new(
+        core: NicCore,
+        sender: Sender,
+        receiver: Receiver,
+        waker: Arc<Doorbell>,
+        context: DeviceContext,
+    ) -> Self {
+        let (to_worker, new_queues) = mpsc::channel();
+        let mut queues: Vec<Option<QueueIo>> = (0..core.max_queues).map(|_| None).collect();
+        if let Some(q) = queues.first_mut() {
+            *q = Some(QueueIo { sender, receiver });
+        }
         Self {
             core,
-            sender,
-            receiver,
+            queues,
+            context,
+            new_queues,
+            to_worker,
+            pending: Vec::new(),
+            offered: Vec::new(),
             waker,
             staged: Vec::with_capacity(64),
             stage: Vec::with_capacity(64 * 1024),
         }
     }
 
-    /// Runs until the channel closes; returns the endpoint for the next open.
-    fn run(mut self) -> Box<dyn NetEndpoint> {
-        loop {
-            let mut progress = false;
-            // Guest to host: copy the batch out of the ring (reads are committed at once),
-            // then act on it.
-            self.staged.clear();
-            self.stage.clear();
-            let (staged, stage) = (&mut self.staged, &mut self.stage);
-            match self.receiver.try_recv_batch(64, |p| {
-                let start = stage.len();
-                let n = p.len();
-                stage.resize(start + n, 0);
-                if let Some(dst) = stage.get_mut(start..) {
-                    p.copy_to(dst);
-                }
-                staged.push((start, start + n));
-            }) {
-                Ok(n) => progress |= n > 0,
-                Err(ChannelError::Closed) => break,
-                Err(e) => {
-                    tracing::warn!(relid = self.core.relid, error = %e, "netvsp: channel failed");
-                    break;
+    /// Offers granted subchannels, adopts opened ones, and collects offer answers.
+    fn manage_subchannels(&mut self) -> bool {
+        let mut progress = false;
+        if let Some((from, to)) = self.core.take_offer_request() {
+            for index in from..=to {
+                let device = NetvspSubchannel {
+                    index,
+                    to_worker: self.to_worker.clone(),
+                    waker: self.waker.clone(),
+                };
+                match self.context.offer_subchannel(index, Box::new(device)) {
+                    Ok(p) => self.pending.push(p),
+                    Err(e) => tracing::warn!(index, error = %e, "netvsp: subchannel not offered"),
                 }
             }
-            for &(s, e) in &self.staged {
-                if let Some(p) = self.stage.get(s..e) {
-                    self.core.handle_packet(p);
+            progress = true;
+        }
+        let offered = &mut self.offered;
+        self.pending.retain(|p| match p.try_relid() {
+            None => true,
+            Some(Ok(relid)) => {
+                offered.push(relid);
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "netvsp: subchannel offer failed");
+                false
+            }
+        });
+        while let Ok((q, channel)) = self.new_queues.try_recv() {
+            let Channel {
+                sender, receiver, ..
+            } = channel;
+            if let Some(slot) = self.queues.get_mut(usize::from(q)) {
+                *slot = Some(QueueIo { sender, receiver });
+                self.core.set_queue_open(q, true);
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    /// Runs until the primary channel closes; returns the endpoint for the next open.
+    fn run(mut self) -> Box<dyn NetEndpoint> {
+        'run: loop {
+            let mut progress = self.manage_subchannels();
+            for q in 0..self.queues.len() {
+                let Some(io) = self.queues.get_mut(q).and_then(Option::as_mut) else {
+                    continue;
+                };
+                // Guest to host: copy the batch out of the ring (reads are committed at
+                // once), then act on it.
+                self.staged.clear();
+                self.stage.clear();
+                let (staged, stage) = (&mut self.staged, &mut self.stage);
+                match io.receiver.try_recv_batch(64, |p| {
+                    let start = stage.len();
+                    let n = p.len();
+                    stage.resize(start + n, 0);
+                    if let Some(dst) = stage.get_mut(start..) {
+                        p.copy_to(dst);
+                    }
+                    staged.push((start, start + n));
+                }) {
+                    Ok(n) => progress |= n > 0,
+                    Err(e) => {
+                        if q == 0 {
+                            if e != ChannelError::Closed {
+                                tracing::warn!(relid = self.core.relid, error = %e, "netvsp: channel failed");
+                            }
+                            break 'run;
+                        }
+                        // A subchannel closed: its frames go to the primary from now on.
+                        if let Some(slot) = self.queues.get_mut(q) {
+                            *slot = None;
+                        }
+                        self.core.set_queue_open(q as u16, false);
+                        continue;
+                    }
+                }
+                for &(s, e) in &self.staged {
+                    if let Some(p) = self.stage.get(s..e) {
+                        self.core.handle_packet_on(q as u16, p);
+                    }
                 }
             }
             progress |= self.core.poll_link();
             progress |= self.core.deliver_frames();
-            while self
-                .core
-                .pop_outgoing(|packet, payload| self.sender.try_write(packet, &[payload]).is_ok())
-            {
-                progress = true;
+            for (q, io) in self.queues.iter_mut().enumerate() {
+                let Some(io) = io.as_mut() else {
+                    continue;
+                };
+                while self.core.pop_outgoing_on(q as u16, |packet, payload| {
+                    io.sender.try_write(packet, &[payload]).is_ok()
+                }) {
+                    progress = true;
+                }
+                io.sender.flush();
             }
-            self.sender.flush();
             if !progress {
-                match self.receiver.prepare_sleep() {
-                    Ok(true) => continue,
-                    Ok(false) => {
-                        self.waker.wait(Duration::from_millis(20));
+                let mut again = false;
+                for q in 0..self.queues.len() {
+                    let Some(io) = self.queues.get_mut(q).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    match io.receiver.prepare_sleep() {
+                        Ok(true) => again = true,
+                        Ok(false) => {}
+                        // The primary closed: the NIC is done. A subchannel closed: its
+                        // queue goes.
+                        Err(_) if q == 0 => break 'run,
+                        Err(_) => {
+                            if let Some(slot) = self.queues.get_mut(q) {
+                                *slot = None;
+                            }
+                            self.core.set_queue_open(q as u16, false);
+                        }
                     }
-                    Err(_) => break,
+                }
+                if !again {
+                    self.waker.wait(Duration::from_millis(20));
                 }
             }
+        }
+        // The guest closed the NIC: withdraw its subchannels so a reopen starts clean.
+        for relid in self.offered.drain(..) {
+            self.context.rescind_subchannel(relid);
         }
         self.core.endpoint
     }

@@ -14,9 +14,15 @@
 //! Transmit [`offload`]s (checksums, LSOv2, VLAN tag insertion) are offered to the guest
 //! and done in software for every backend.
 //!
-//! Not implemented yet (see the issue tracker): multi-queue (subchannel requests are
-//! answered with none, RSS capabilities with NOT_SUPPORTED), receive offloads, and the
-//! virtio-net header offloads of the TAP backend (the TAP gets finished frames).
+//! Multi-queue: with [`NetvspConfig::max_queues`] above 1 the NIC reports RSS
+//! capabilities, grants the guest's SUBCHANNEL request (offering the subchannels on the
+//! bus), sends the send indirection table, and spreads received frames over the open
+//! queues by the Toeplitz hash of the guest's [`rss`] key and indirection table (the
+//! hash goes with each frame as a per-packet info). One worker thread serves all of a
+//! NIC's queues.
+//!
+//! Not implemented yet (see the issue tracker): receive offloads, and the virtio-net
+//! header offloads of the TAP backend (the TAP gets finished frames).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]
@@ -26,6 +32,7 @@ pub mod device;
 pub mod offload;
 pub mod pcap;
 mod rndis;
+pub mod rss;
 pub mod tap;
 
 pub use backend::{LinkControl, Loopback, NetEndpoint, Switch, SwitchPort};

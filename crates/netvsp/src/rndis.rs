@@ -3,12 +3,15 @@
 
 use crate::device::{NetvspConfig, NicStats};
 use crate::offload::OffloadConfig;
+use crate::rss::Rss;
 use std::sync::atomic::Ordering;
 use vmbus_proto::nvsp::NvspVersion;
 use vmbus_proto::rndis::{
-    DeviceFlags, IndicateStatus, InfoComplete, NdisOffloadParams, Oid, OidRequest,
-    RndisInitializeComplete, RndisKeepaliveComplete, RndisMedium, RndisMessage, RndisResetComplete,
-    RndisSetComplete, RndisStatus,
+    DeviceFlags, ITAB_NUM, IndicateStatus, InfoComplete,
+    NDIS_RECEIVE_SCALE_CAPABILITIES_REVISION_2, NDIS_SIZEOF_RECEIVE_SCALE_CAPABILITIES_REVISION_2,
+    NdisObjectHeader, NdisObjectType, NdisOffloadParams, NdisReceiveScaleCapabilities, Oid,
+    OidRequest, RndisInitializeComplete, RndisKeepaliveComplete, RndisMedium, RndisMessage,
+    RndisResetComplete, RndisSetComplete, RndisStatus, RssCapsFlags, RssParams,
 };
 
 /// Largest transfer the host accepts in one RNDIS message.
@@ -45,6 +48,7 @@ const SUPPORTED: &[Oid] = &[
     Oid::OID_802_3_CURRENT_ADDRESS,
     Oid::OID_802_3_MAXIMUM_LIST_SIZE,
     Oid::OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES,
+    Oid::OID_GEN_RECEIVE_SCALE_CAPABILITIES,
 ];
 
 /// RNDIS control state of one NIC.
@@ -57,6 +61,8 @@ pub(crate) struct RndisControl {
     info: [u8; 256],
     /// Transmit offloads the guest enabled.
     pub(crate) offload: OffloadConfig,
+    /// The guest's RSS configuration.
+    pub(crate) rss: Option<Rss>,
 }
 
 fn u32b(v: u32) -> [u8; 4] {
@@ -73,6 +79,7 @@ impl RndisControl {
             reported_link: None,
             info: [0; 256],
             offload: OffloadConfig::default(),
+            rss: None,
         }
     }
 
@@ -203,6 +210,24 @@ impl RndisControl {
                     .unwrap_or(0);
                 return (RndisStatus::SUCCESS, n);
             }
+            Oid::OID_GEN_RECEIVE_SCALE_CAPABILITIES if c.max_queues > 1 => {
+                // Toeplitz over TCP/IPv4 and TCP/IPv6 (and addresses alone for the
+                // rest); one queue per channel.
+                let caps = NdisReceiveScaleCapabilities {
+                    hdr: NdisObjectHeader::new(
+                        NdisObjectType::RSS_CAPABILITIES,
+                        NDIS_RECEIVE_SCALE_CAPABILITIES_REVISION_2,
+                        NDIS_SIZEOF_RECEIVE_SCALE_CAPABILITIES_REVISION_2 as u16,
+                    ),
+                    cap_flag: (RssCapsFlags::HASH_TYPE_TCP_IPV4 | RssCapsFlags::HASH_TYPE_TCP_IPV6)
+                        .bits(),
+                    num_int_msg: 1,
+                    num_recv_que: u32::from(c.max_queues),
+                    num_indirect_tabent: ITAB_NUM as u16,
+                };
+                let n = caps.emit(&mut self.info).unwrap_or(0);
+                return (RndisStatus::SUCCESS, n);
+            }
             _ => return (RndisStatus::NOT_SUPPORTED, 0),
         };
         let n = value.len().min(self.info.len());
@@ -231,6 +256,22 @@ impl RndisControl {
                 }
                 Err(_) => RndisStatus::INVALID_DATA,
             },
+            Oid::OID_GEN_RECEIVE_SCALE_PARAMETERS if self.config.max_queues > 1 => {
+                match RssParams::parse(s.info)
+                    .ok()
+                    .map(|p| Rss::apply(self.rss.as_ref(), &p, self.config.max_queues))
+                {
+                    Some(Ok(rss)) => {
+                        self.rss = rss;
+                        RndisStatus::SUCCESS
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("netvsp: RSS parameters refused: {e}");
+                        RndisStatus::INVALID_DATA
+                    }
+                    None => RndisStatus::INVALID_DATA,
+                }
+            }
             Oid::OID_GEN_RNDIS_CONFIG_PARAMETER
             | Oid::OID_GEN_NETWORK_LAYER_ADDRESSES
             | Oid::OID_802_3_MULTICAST_LIST
@@ -289,6 +330,7 @@ impl RndisControl {
             RndisMessage::Reset(_) => {
                 self.filter = 0;
                 self.offload = OffloadConfig::default();
+                self.rss = None;
                 RndisMessage::ResetComplete(RndisResetComplete {
                     status: RndisStatus::SUCCESS,
                     addressing_reset: 0,

@@ -344,3 +344,77 @@ fn offloads_negotiated_like_linux_and_done_by_the_host() {
     assert_eq!(s.tx_offload_rejected.load(Ordering::Relaxed), 0);
     assert_eq!(s.bad_packets.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn traffic_spreads_over_several_queues() {
+    let switch = Switch::new(1024);
+    let (pa, _) = switch.port();
+    let (pb, _) = switch.port();
+    let (vm_a, offer_a) = vm(A, Box::new(pa));
+    let (vm_b, offer_b) = vm(B, Box::new(pb));
+    let config = NetvscConfig {
+        queues: 4,
+        ..Default::default()
+    };
+    let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
+    let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
+    assert_eq!((a.queues(), b.queues()), (4, 4));
+    assert_eq!(vm_b.stats.subchannels.load(Ordering::Relaxed), 3);
+
+    // 256 TCP flows from A to B (source port varies), one frame each, then back.
+    let mut buf = [0u8; 1518];
+    for port in 0..256u16 {
+        let mut f = tcp4(64);
+        f[34..36].copy_from_slice(&(10_000 + port).to_be_bytes());
+        a.send(&f).unwrap();
+        let n = b
+            .recv(&mut buf, Duration::from_secs(5))
+            .unwrap()
+            .expect("frame to b");
+        assert_eq!(&buf[..n], &f[..]);
+    }
+    let used = |counters: &[std::sync::atomic::AtomicU64]| {
+        counters
+            .iter()
+            .filter(|c| c.load(Ordering::Relaxed) > 0)
+            .count()
+    };
+    let per_queue = |c: &[std::sync::atomic::AtomicU64]| -> Vec<u64> {
+        c[..4].iter().map(|x| x.load(Ordering::Relaxed)).collect()
+    };
+    // Receive: the host hashed each flow with B's key and table (4 queues in turn).
+    let host_rx = per_queue(&vm_b.stats.rx_queue_frames);
+    let guest_rx = per_queue(&b.stats().rx_queue_frames);
+    assert_eq!(
+        host_rx, guest_rx,
+        "each frame arrives on the queue the host chose"
+    );
+    assert_eq!(host_rx.iter().sum::<u64>(), 256);
+    assert_eq!(used(&vm_b.stats.rx_queue_frames), 4, "{host_rx:?}");
+    assert!(
+        host_rx.iter().all(|&n| n >= 32),
+        "RSS spreads 256 flows: {host_rx:?}"
+    );
+    // Transmit: A followed the host's send indirection table.
+    let guest_tx = per_queue(&a.stats().tx_queue_frames);
+    let host_tx = per_queue(&vm_a.stats.tx_queue_packets);
+    assert_eq!(guest_tx, host_tx);
+    assert_eq!(used(&a.stats().tx_queue_frames), 4, "{guest_tx:?}");
+
+    // Close and reopen: the subchannels are withdrawn and offered again.
+    a.close(&vm_a.bus).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let a = loop {
+        match Netvsc::open(&vm_a.bus, &offer_a, &config) {
+            Ok(a) => break a,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
+    assert_eq!(a.queues(), 4);
+    assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
+}

@@ -26,19 +26,85 @@ use vmbus_ring::WaitPolicy;
 /// The GPADLs the guest created, by id, with the relid they were created for.
 pub type GpadlTable = Arc<RwLock<BTreeMap<u32, (u32, Arc<Gpadl>)>>>;
 
-/// What a device may use besides its channel: guest memory and the guest's GPADLs.
+/// Sends a request to the bus that opened a device, without waiting (see
+/// [`DeviceContext::offer_subchannel`]).
+type RequestFn = dyn Fn(Request) + Send + Sync;
+
+/// The answer to [`DeviceContext::offer_subchannel`], which arrives once the bus
+/// thread has made the offer.
+pub struct PendingOffer(mpsc::Receiver<Result<u32, OfferError>>);
+
+impl PendingOffer {
+    /// The subchannel's relid once the offer is made (`None`: not yet).
+    pub fn try_relid(&self) -> Option<Result<u32, HostError>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r.map_err(HostError::Offer)),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(HostError::Stopped)),
+        }
+    }
+}
+
+/// What a device may use besides its channel: guest memory, the guest's GPADLs, and
+/// (on a bus) a way to offer subchannels of its channel.
 #[derive(Clone)]
 pub struct DeviceContext {
     /// Guest memory.
     pub memory: GuestMemory,
     gpadls: GpadlTable,
+    /// The offer of the channel this context was opened for, and the bus to offer its
+    /// subchannels on.
+    subchannels: Option<(OfferParams, Arc<RequestFn>)>,
 }
 
 impl DeviceContext {
     /// A context over `memory` and a GPADL table (the host bus builds these; tests and
-    /// fuzzers may build their own).
+    /// fuzzers may build their own). Such a context cannot offer subchannels.
     pub fn new(memory: GuestMemory, gpadls: GpadlTable) -> Self {
-        Self { memory, gpadls }
+        Self {
+            memory,
+            gpadls,
+            subchannels: None,
+        }
+    }
+
+    /// Offers subchannel `index` (1 or more) of the channel this context was opened
+    /// for, served by `device`. The guest sees an offer with the same class and
+    /// instance and `sub_channel_index` = `index`. Does not wait for the bus thread
+    /// (which may itself be waiting for the caller): the relid arrives through the
+    /// returned [`PendingOffer`].
+    pub fn offer_subchannel(
+        &self,
+        index: u16,
+        device: Box<dyn VmbusDevice>,
+    ) -> Result<PendingOffer, HostError> {
+        let Some((primary, request)) = &self.subchannels else {
+            return Err(HostError::Subchannel("this context has no bus to offer on"));
+        };
+        if index == 0 || primary.subchannel_index != 0 {
+            return Err(HostError::Subchannel(
+                "subchannel index 0, or a subchannel of a subchannel",
+            ));
+        }
+        let (tx, rx) = mpsc::channel();
+        request(Request::Offer(
+            OfferParams {
+                subchannel_index: index,
+                ..*primary
+            },
+            device,
+            tx,
+        ));
+        Ok(PendingOffer(rx))
+    }
+
+    /// Rescinds a subchannel this context offered (by relid), without waiting; the
+    /// bus closes it first if it is open.
+    pub fn rescind_subchannel(&self, relid: u32) {
+        if let Some((_, request)) = &self.subchannels {
+            let (tx, _rx) = mpsc::channel();
+            request(Request::Rescind(relid, tx));
+        }
     }
 
     /// The GPADL `id` as a byte buffer, if it exists and was created for `relid`
@@ -108,7 +174,8 @@ pub struct HostStats {
 /// Host-to-guest messages held while the guest's SynIC queue is full.
 const OUTBOX_CAP: usize = 4096;
 
-enum Request {
+/// Work for the bus thread.
+pub(crate) enum Request {
     Message([u8; 240], u8),
     Offer(
         OfferParams,
@@ -185,6 +252,7 @@ struct Worker<P> {
     /// answers INSUFFICIENT_BUFFERS) until the guest catches up.
     outbox: VecDeque<(u32, u8, HvMessage)>,
     devices: BTreeMap<u32, Box<dyn VmbusDevice>>,
+    params: BTreeMap<u32, OfferParams>,
     open: BTreeMap<u32, OpenChannelState>,
     subchannel_index: BTreeMap<u32, u16>,
 }
@@ -251,6 +319,7 @@ impl<P: Partition + 'static> Worker<P> {
                     let r = self.server.offer(params);
                     if let Ok(relid) = r {
                         self.devices.insert(relid, device);
+                        self.params.insert(relid, params);
                         self.subchannel_index.insert(relid, params.subchannel_index);
                     }
                     let _ = reply.send(r);
@@ -322,6 +391,7 @@ impl<P: Partition + 'static> Worker<P> {
             }
             Action::Released { relid } => {
                 self.devices.remove(&relid);
+                self.params.remove(&relid);
                 self.subchannel_index.remove(&relid);
             }
             Action::Connected { version } => tracing::info!(?version, "vmbus: guest connected"),
@@ -387,9 +457,19 @@ impl<P: Partition + 'static> Worker<P> {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req.connection_id, shared.clone());
+        let inner = self.inner.clone();
+        let request: Arc<RequestFn> = Arc::new(move |r| {
+            inner
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(r);
+            inner.cv.notify_one();
+        });
         let context = DeviceContext {
             memory: memory.clone(),
             gpadls: self.inner.gpadls.clone(),
+            subchannels: self.params.get(&req.relid).map(|p| (*p, request)),
         };
         if !device.open(channel, req, &context) {
             self.inner
@@ -426,6 +506,9 @@ pub enum HostError {
     /// The bus stopped.
     #[error("host bus stopped")]
     Stopped,
+    /// A subchannel cannot be offered from this context.
+    #[error("cannot offer a subchannel: {0}")]
+    Subchannel(&'static str),
 }
 
 impl<P: Partition + 'static> HostBus<P> {
@@ -448,6 +531,7 @@ impl<P: Partition + 'static> HostBus<P> {
             server: Server::new(inner.config.server.clone()),
             outbox: VecDeque::new(),
             devices: BTreeMap::new(),
+            params: BTreeMap::new(),
             open: BTreeMap::new(),
             subchannel_index: BTreeMap::new(),
         };

@@ -25,5 +25,7 @@ pub mod host;
 pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
 pub use echo::EchoDevice;
 pub use guest::{GuestBus, GuestConfig, GuestError};
-pub use host::{DeviceContext, GpadlTable, HostBus, HostConfig, HostError, VmbusDevice};
+pub use host::{
+    DeviceContext, GpadlTable, HostBus, HostConfig, HostError, PendingOffer, VmbusDevice,
+};
 pub use vmbus_proto::engine::server::{OfferParams, OpenRequest};
