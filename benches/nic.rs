@@ -1,6 +1,7 @@
 //! The synthetic NIC: frames/s guest to host and host to guest through netvsc, VMBus
-//! and netvsp (one queue), beside the raw vmbus-ring moving the same frame sizes one
-//! way in the same run.
+//! and netvsp, with one queue and with two (subchannel + RSS; frames are IPv4/TCP
+//! with a port that changes every frame, so flows spread over the queues), beside the
+//! raw vmbus-ring moving the same frame sizes one way in the same run.
 //!
 //! Run: `cargo bench -p vmbus-benches --bench nic`.
 
@@ -48,7 +49,7 @@ impl NetEndpoint for Bench {
         }
         self.budget.store(b - 1, Ordering::Release);
         let n = (self.size.load(Ordering::Relaxed) as usize).min(buf.len());
-        buf[..6].copy_from_slice(&[0x00, 0x15, 0x5D, 0, 0, 1]);
+        buf[..54].copy_from_slice(&tcp_header(b as u16));
         Some(n)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
@@ -59,17 +60,33 @@ impl NetEndpoint for Bench {
     }
 }
 
+/// Ethernet + IPv4 + TCP headers to the NIC's MAC, source port `port`.
+fn tcp_header(port: u16) -> [u8; 54] {
+    let mut h = [0u8; 54];
+    h[..6].copy_from_slice(&[0x00, 0x15, 0x5D, 0, 0, 1]);
+    h[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+    h[12..14].copy_from_slice(&[0x08, 0x00]);
+    h[14] = 0x45;
+    h[23] = 6;
+    h[26..34].copy_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+    h[34..36].copy_from_slice(&port.to_be_bytes());
+    h[36..38].copy_from_slice(&5001u16.to_be_bytes());
+    h[46] = 0x50;
+    h
+}
+
 struct Nic {
     _host: HostBus<SimPartition>,
     _bus: GuestBus,
     nic: Netvsc,
+    host_stats: Arc<netvsp::NicStats>,
     sent: Arc<AtomicU64>,
     budget: Arc<AtomicU64>,
     size: Arc<AtomicU64>,
     waker: Arc<Mutex<Option<Arc<Doorbell>>>>,
 }
 
-fn nic() -> Nic {
+fn nic(queues: u16) -> Nic {
     let partition = SimPartition::new(256 << 20, 2).unwrap();
     let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
     let sent = Arc::new(AtomicU64::new(0));
@@ -82,10 +99,12 @@ fn nic() -> Nic {
         size: size.clone(),
         waker: waker.clone(),
     };
+    let netvsp = Netvsp::new(NetvspConfig::default(), Box::new(ep));
+    let host_stats = netvsp.stats();
     let relid = host
         .offer(
             OfferParams::new(class::NETWORK, Guid::ZERO),
-            Box::new(Netvsp::new(NetvspConfig::default(), Box::new(ep))),
+            Box::new(netvsp),
         )
         .unwrap();
     let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
@@ -95,13 +114,16 @@ fn nic() -> Nic {
     let config = NetvscConfig {
         recv_buffer_bytes: 16 << 20,
         rx_queue: 4096,
+        queues,
         ..Default::default()
     };
     let nic = Netvsc::open(&bus, &offer, &config).unwrap();
+    assert_eq!(nic.queues(), usize::from(queues));
     Nic {
         _host: host,
         _bus: bus,
         nic,
+        host_stats,
         sent,
         budget,
         size,
@@ -110,11 +132,18 @@ fn nic() -> Nic {
 }
 
 fn guest_to_host(n: &mut Nic, size: usize, iters: u64) -> Duration {
-    let frame = vec![0xA5u8; size];
+    // 64 flows, so two queues both carry traffic.
+    let frames: Vec<Vec<u8>> = (0..64u16)
+        .map(|p| {
+            let mut f = vec![0xA5u8; size];
+            f[..54].copy_from_slice(&tcp_header(p));
+            f
+        })
+        .collect();
     let target = n.sent.load(Ordering::Acquire) + iters;
     let start = Instant::now();
-    for _ in 0..iters {
-        n.nic.send(&frame).unwrap();
+    for i in 0..iters {
+        n.nic.send(&frames[i as usize % frames.len()]).unwrap();
     }
     while n.sent.load(Ordering::Acquire) < target {
         n.nic.poll(Duration::from_micros(50)).unwrap();
@@ -129,7 +158,18 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
     // Offer frames in windows of 1024 so the guest's receive buffer is never exhausted
     // (exhaustion drops frames by design; this measures delivery, not drops).
     let (mut given, mut got) = (0u64, 0u64);
+    let mut last = (Instant::now(), 0u64);
     while got < iters {
+        if got != last.1 {
+            last = (Instant::now(), got);
+        } else if last.0.elapsed() > Duration::from_secs(10) {
+            panic!(
+                "host to guest stalled: {got} of {iters} frames received, {given} offered, \
+                 guest stats {:?}, host stats {:?}",
+                n.nic.stats(),
+                n.host_stats
+            );
+        }
         if n.budget.load(Ordering::Acquire) == 0 && given - got < 1024 && given < iters {
             let add = (iters - given).min(1024);
             given += add;
@@ -150,8 +190,26 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut n = nic();
+    let mut n = nic(1);
+    let mut n2 = nic(2);
     if std::env::var_os("NIC_BENCH_PROBE").is_some() {
+        for (q, n) in [(1, &mut n), (2, &mut n2)] {
+            for size in [64usize, 1514] {
+                let d = guest_to_host(n, size, 200_000);
+                println!(
+                    "probe {q}q guest_to_host {size}: {:.2} Mpps",
+                    0.2 / d.as_secs_f64()
+                );
+                let d = host_to_guest(n, size, 2_000_000);
+                println!(
+                    "probe {q}q host_to_guest {size}: {:.2} Mpps",
+                    2.0 / d.as_secs_f64()
+                );
+            }
+        }
+        return;
+    }
+    if std::env::var_os("NIC_BENCH_PROBE_OLD").is_some() {
         for size in [64usize, 1514] {
             let d = guest_to_host(&mut n, size, 200_000);
             println!(
@@ -178,6 +236,12 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("host_to_guest_1q", size), |b| {
             b.iter_custom(|i| host_to_guest(&mut n, size, i))
+        });
+        g.bench_function(BenchmarkId::new("guest_to_host_2q", size), |b| {
+            b.iter_custom(|i| guest_to_host(&mut n2, size, i))
+        });
+        g.bench_function(BenchmarkId::new("host_to_guest_2q", size), |b| {
+            b.iter_custom(|i| host_to_guest(&mut n2, size, i))
         });
         g.bench_function(BenchmarkId::new("baseline_raw_ring", size), |b| {
             b.iter_custom(|i| vmbus_benches::stream_raw(&mem, size, i))

@@ -924,11 +924,19 @@ impl NicCore {
     /// arriving while the buffer is exhausted or reception is off are dropped and
     /// counted.
     pub fn deliver_frames(&mut self) -> bool {
+        /// One queue's transfer-page packet being filled.
+        #[derive(Copy, Clone)]
+        struct Batch {
+            slots: [u32; FRAMES_PER_TRANSFER],
+            ranges: [(u32, u32); FRAMES_PER_TRANSFER],
+            n: usize,
+        }
+        let mut batches = [Batch {
+            slots: [0; FRAMES_PER_TRANSFER],
+            ranges: [(0, 0); FRAMES_PER_TRANSFER],
+            n: 0,
+        }; MAX_QUEUES as usize];
         let mut any = false;
-        let mut slots = [0u32; FRAMES_PER_TRANSFER];
-        let mut ranges = [(0u32, 0u32); FRAMES_PER_TRANSFER];
-        let mut n = 0;
-        let mut batch_q = 0u16;
         for _ in 0..256 {
             if self.outgoing() >= 512 {
                 break; // the outgoing rings are backed up: let the guest catch up
@@ -948,17 +956,6 @@ impl NicCore {
                     Some((h, _)) => (Some(h), 0),
                     None => (None, 0),
                 };
-                // One transfer-page packet per queue run.
-                if q != batch_q && n > 0 {
-                    self.queue_transfer(
-                        batch_q,
-                        slots.get(..n).unwrap_or(&[]),
-                        ranges.get(..n).unwrap_or(&[]),
-                        false,
-                    );
-                    n = 0;
-                }
-                batch_q = q;
                 let ppi = hash.map(vmbus_proto::rndis::Ppi::HashValue);
                 let mut msg = std::mem::take(&mut self.msg);
                 let m = vmbus_proto::rndis::emit_packet(&mut msg, ppi.as_slice(), f)
@@ -966,32 +963,36 @@ impl NicCore {
                     .and_then(|l| msg.get(..l));
                 if let Some(m) = m
                     && let Some((slot, offset)) = self.write_slot(m)
-                    && let (Some(s), Some(r)) = (slots.get_mut(n), ranges.get_mut(n))
+                    && let Some(b) = batches.get_mut(usize::from(q))
+                    && let (Some(s), Some(r)) = (b.slots.get_mut(b.n), b.ranges.get_mut(b.n))
                 {
                     *s = slot;
                     *r = (offset, m.len() as u32);
-                    n += 1;
+                    b.n += 1;
                     self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
                     if let Some(c) = self.stats.rx_queue_frames.get(usize::from(q)) {
                         c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Several frames share one transfer-page packet and one completion.
+                    if b.n == FRAMES_PER_TRANSFER {
+                        let full = *b;
+                        b.n = 0;
+                        self.queue_transfer(q, &full.slots, &full.ranges, false);
                     }
                 }
                 self.msg = msg;
             }
             self.frame = frame;
-            // Several frames share one transfer-page packet and one completion.
-            if n == FRAMES_PER_TRANSFER {
-                self.queue_transfer(batch_q, &slots, &ranges, false);
-                n = 0;
-            }
         }
-        if n > 0 {
-            self.queue_transfer(
-                batch_q,
-                slots.get(..n).unwrap_or(&[]),
-                ranges.get(..n).unwrap_or(&[]),
-                false,
-            );
+        for (q, b) in batches.iter().enumerate() {
+            if b.n > 0 {
+                self.queue_transfer(
+                    q as u16,
+                    b.slots.get(..b.n).unwrap_or(&[]),
+                    b.ranges.get(..b.n).unwrap_or(&[]),
+                    false,
+                );
+            }
         }
         any
     }
@@ -1121,7 +1122,9 @@ impl Worker {
                 self.staged.clear();
                 self.stage.clear();
                 let (staged, stage) = (&mut self.staged, &mut self.stage);
-                match io.receiver.try_recv_batch(64, |p| {
+                // Up to 256 packets: completions must be read faster than frames are
+                // delivered, or the receive buffer runs dry while they wait in the ring.
+                match io.receiver.try_recv_batch(256, |p| {
                     let start = stage.len();
                     let n = p.len();
                     stage.resize(start + n, 0);
