@@ -292,7 +292,8 @@ impl NicCore {
             granted: 0,
             offer_request: 0,
             max_queues: config.max_queues.clamp(1, MAX_QUEUES),
-            rndis_buf: Vec::with_capacity(MAX_RNDIS),
+            // Filled once: messages are read into a prefix of it, never zero-filled again.
+            rndis_buf: vec![0u8; MAX_RNDIS],
             frame: vec![0u8; MAX_FRAME],
             msg: vec![0u8; RECV_SECTION_SIZE as usize],
         }
@@ -640,12 +641,12 @@ impl NicCore {
         packet: &Packet<'_>,
     ) -> bool {
         let mut buf = std::mem::take(&mut self.rndis_buf);
-        buf.clear();
+        let mut len = 0usize;
         let gathered = if section != NETVSC_INVALID_INDEX {
-            match &self.send {
-                Some(send) if (size as usize) <= SEND_SECTION_SIZE as usize => {
-                    buf.resize(size as usize, 0);
-                    send.read_at(section as usize * SEND_SECTION_SIZE as usize, &mut buf)
+            match (&self.send, buf.get_mut(..size as usize)) {
+                (Some(send), Some(dst)) if (size as usize) <= SEND_SECTION_SIZE as usize => {
+                    len = dst.len();
+                    send.read_at(section as usize * SEND_SECTION_SIZE as usize, dst)
                         .is_ok()
                 }
                 _ => false,
@@ -660,15 +661,15 @@ impl NicCore {
                 let mut remaining = r.byte_count as usize;
                 let mut offset = r.byte_offset as u64;
                 for pfn in r.pfns() {
-                    let n = (4096 - offset as usize).min(remaining);
-                    let start = buf.len();
+                    let n = 4096usize.saturating_sub(offset as usize).min(remaining);
+                    let start = len;
                     if start + n > MAX_RNDIS {
                         ok = false;
                         break;
                     }
-                    buf.resize(start + n, 0);
+                    len = start + n;
                     let gpa = pfn.checked_mul(4096).and_then(|g| g.checked_add(offset));
-                    let read = match (gpa, buf.get_mut(start..)) {
+                    let read = match (gpa, buf.get_mut(start..len)) {
                         (Some(gpa), Some(dst)) => self.context.memory.read(gpa, dst).is_ok(),
                         _ => false,
                     };
@@ -680,12 +681,12 @@ impl NicCore {
                     offset = 0;
                 }
             }
-            ok && !buf.is_empty()
+            ok && len > 0
         };
         let mut ok = gathered;
         let mut refused = false;
         if gathered {
-            for m in RndisMessages::new(&buf) {
+            for m in RndisMessages::new(buf.get(..len).unwrap_or(&[])) {
                 match m {
                     Ok(RndisMessage::Packet(p)) => {
                         // A refused offload is counted in tx_offload_rejected and
