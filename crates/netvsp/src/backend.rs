@@ -11,10 +11,57 @@ use vmbus_ring::Doorbell;
 /// Largest frame a queue slot holds (Ethernet with a VLAN tag, no FCS).
 pub const MAX_FRAME: usize = 1518;
 
+/// What a backend can finish itself on a transmitted frame; netvsp then hands it the
+/// frame with that work left (see [`TxOffload`]) instead of doing it in software.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxOffloadSupport {
+    /// Complete a TCP or UDP checksum ([`TxOffload::csum`]).
+    pub checksum: bool,
+    /// Segment TCP over IPv4 ([`TxOffload::gso`]).
+    pub tso4: bool,
+    /// Segment TCP over IPv6.
+    pub tso6: bool,
+}
+
+/// Segmentation left to the backend (virtio-net header `gso_*` semantics).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Gso {
+    /// TCP over IPv6 (else IPv4).
+    pub ipv6: bool,
+    /// Payload bytes per segment.
+    pub mss: u16,
+    /// Bytes of Ethernet, IP and TCP headers each segment repeats.
+    pub hdr_len: u16,
+}
+
+/// Work left on one frame handed to [`NetEndpoint::transmit_offload`]: the frame's IP
+/// headers are final (lengths and IPv4 checksum set for the whole packet), its L4
+/// checksum field holds the pseudo-header sum.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxOffload {
+    /// (start, offset): fold the one's-complement sum of `frame[start..]` into the 16
+    /// bits at `start + offset`.
+    pub csum: Option<(u16, u16)>,
+    /// Segment the packet (the checksum is then done per segment).
+    pub gso: Option<Gso>,
+}
+
 /// One NIC's attachment to a network.
 pub trait NetEndpoint: Send + 'static {
     /// A frame the guest sent. Returns false if it was dropped.
     fn transmit(&mut self, frame: &[u8]) -> bool;
+    /// What [`NetEndpoint::transmit_offload`] can do (default: nothing, so every
+    /// offload is done in software before [`NetEndpoint::transmit`]).
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        TxOffloadSupport::default()
+    }
+    /// A frame (possibly larger than [`MAX_FRAME`] when `offload.gso` is set) with the
+    /// work in `offload` left to do; only called within
+    /// [`NetEndpoint::tx_offload_support`]. Returns false if it was dropped.
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        let _ = offload;
+        self.transmit(frame)
+    }
     /// Copies the next frame for the guest into `buf`; returns its length.
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
     /// Doorbell to ring when a frame arrives or the link changes.

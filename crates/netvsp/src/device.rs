@@ -85,6 +85,9 @@ pub struct NicStats {
     pub tx_offloaded: AtomicU64,
     /// Frames produced by segmenting LSO packets.
     pub tx_lso_segments: AtomicU64,
+    /// Offloaded packets handed to a backend that finishes them itself (TAP with
+    /// virtio-net headers) instead of being done in software.
+    pub tx_native_offloads: AtomicU64,
     /// Guest packets dropped because their offload request was not negotiated or did
     /// not match the frame (see [`crate::offload::OffloadError`]).
     pub tx_offload_rejected: AtomicU64,
@@ -745,6 +748,26 @@ impl NicCore {
             }
         };
         stats.tx_offloaded.fetch_add(1, Ordering::Relaxed);
+        let support = self.endpoint.tx_offload_support();
+        if support != crate::backend::TxOffloadSupport::default() {
+            match self.tx.prepare_native(frame, &req, support) {
+                Ok(Some((f, offload))) => {
+                    if self.endpoint.transmit_offload(f, &offload) {
+                        stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+                        stats.tx_native_offloads.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(relid = self.relid, "netvsp: offload refused: {e}");
+                    return false;
+                }
+            }
+        }
         let endpoint = &mut self.endpoint;
         match self.tx.process(frame, &req, &mut |f| endpoint.transmit(f)) {
             Ok(out) => {

@@ -12,7 +12,7 @@
 //! [`pcap::Capture`] records any endpoint's frames to a pcap file.
 //!
 //! Transmit [`offload`]s (checksums, LSOv2, VLAN tag insertion) are offered to the guest
-//! and done in software for every backend.
+//! and done in software for backends that cannot do them.
 //!
 //! Multi-queue: with [`NetvspConfig::max_queues`] above 1 the NIC reports RSS
 //! capabilities, grants the guest's SUBCHANNEL request (offering the subchannels on the
@@ -21,8 +21,12 @@
 //! hash goes with each frame as a per-packet info). One worker thread serves all of a
 //! NIC's queues.
 //!
-//! Not implemented yet (see the issue tracker): receive offloads, and the virtio-net
-//! header offloads of the TAP backend (the TAP gets finished frames).
+//! A backend that can finish offloads itself says so ([`NetEndpoint::tx_offload_support`])
+//! and gets the packet with the work left ([`TxOffload`]): the TAP backend passes
+//! checksum and LSO requests to the kernel in virtio-net headers.
+//!
+//! Not implemented yet (see the issue tracker): receive offloads (checksum-verified
+//! and coalesced frames toward the guest).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]
@@ -35,5 +39,7 @@ mod rndis;
 pub mod rss;
 pub mod tap;
 
-pub use backend::{LinkControl, Loopback, NetEndpoint, Switch, SwitchPort};
+pub use backend::{
+    Gso, LinkControl, Loopback, NetEndpoint, Switch, SwitchPort, TxOffload, TxOffloadSupport,
+};
 pub use device::{Netvsp, NetvspConfig, NicCore, NicStats, OidRequestRecord};

@@ -17,7 +17,7 @@
 //! the frame, is an [`OffloadError`] and the packet is dropped and counted. Buffers are
 //! allocated once per NIC; nothing is allocated per packet.
 
-use crate::backend::MAX_FRAME;
+use crate::backend::{Gso, MAX_FRAME, TxOffload, TxOffloadSupport};
 use vmbus_proto::rndis::ppi::{
     NDIS_TCP_LARGE_SEND_OFFLOAD_IPV6, NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, Ppi,
 };
@@ -417,6 +417,95 @@ impl TxEngine {
         let r = result.and_then(|()| self.emit(&work, req.vlan_tci, emit, &mut out));
         self.work = work;
         r.map(|()| out)
+    }
+
+    /// For a backend that finishes offloads itself: whether `support` covers `req`,
+    /// and if so the frame to hand it (VLAN tag inserted, IP lengths and IPv4 header
+    /// checksum final, the L4 checksum field holding the pseudo-header sum) with the
+    /// work left. `Ok(None)`: do it in software with [`TxEngine::process`].
+    pub fn prepare_native(
+        &mut self,
+        frame: &[u8],
+        req: &TxRequest,
+        support: TxOffloadSupport,
+    ) -> Result<Option<(&[u8], TxOffload)>, OffloadError> {
+        let (v6, tcp, l4, mss) = match (req.lso, req.l4_csum) {
+            (Some((v6, mss, l4)), _) if (v6 && support.tso6) || (!v6 && support.tso4) => {
+                (v6, true, usize::from(l4), Some(mss))
+            }
+            (None, Some((v6, tcp, l4))) if support.checksum => (v6, tcp, usize::from(l4), None),
+            _ => return Ok(None),
+        };
+        if frame.len() > LSO_MAX_SIZE as usize + 256 {
+            return Err(OffloadError::LsoRange(
+                "packet above the maximum offload size",
+            ));
+        }
+        // Build the frame, tagged if asked (every offset moves by the tag).
+        let mut work = std::mem::take(&mut self.work);
+        work.clear();
+        let shift = match req.vlan_tci {
+            Some(tci) => {
+                let (head, rest) = frame
+                    .split_at_checked(12)
+                    .ok_or(OffloadError::BadFrame("short Ethernet header"))?;
+                work.extend_from_slice(head);
+                work.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+                work.extend_from_slice(&tci.to_be_bytes());
+                work.extend_from_slice(rest);
+                4
+            }
+            None => {
+                work.extend_from_slice(frame);
+                0
+            }
+        };
+        let result = (|| {
+            let l4 = l4 + shift;
+            let lay = layout(&work, v6, l4, mss.is_some())?;
+            let bad = OffloadError::BadFrame;
+            let (field, min) = if tcp { (16, 20) } else { (6, 8) };
+            let l4_len = lay.l3_end.checked_sub(l4).filter(|n| *n >= min);
+            let l4_len = l4_len.ok_or(bad("L4 header past the packet"))?;
+            let mut gso = None;
+            if let Some(mss) = mss {
+                if mss < LSO_MIN_MSS {
+                    return Err(OffloadError::LsoRange("MSS below the minimum"));
+                }
+                let thlen = usize::from(work.get(l4 + 12).copied().unwrap_or(0) >> 4) * 4;
+                if thlen < 20 || l4 + thlen > work.len() {
+                    return Err(bad("TCP header"));
+                }
+                gso = Some(Gso {
+                    ipv6: v6,
+                    mss: u16::try_from(mss).map_err(|_| OffloadError::LsoRange("MSS"))?,
+                    hdr_len: (l4 + thlen) as u16,
+                });
+                // Whole-packet lengths; the backend fixes them per segment.
+                let ip_len = if v6 {
+                    work.len() - lay.l3 - 40
+                } else {
+                    work.len() - lay.l3
+                };
+                let ip_len = u16::try_from(ip_len).map_err(|_| OffloadError::LsoRange("length"))?;
+                put16(&mut work, lay.l3 + if v6 { 4 } else { 2 }, ip_len).ok_or(bad("IP"))?;
+            }
+            if !v6 && (mss.is_some() || req.ip_header_csum) {
+                ip4_checksum(&mut work, &lay).ok_or(bad("IPv4"))?;
+            }
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let pseudo = pseudo_sum(&work, &lay, proto, l4_len).ok_or(bad("IP addresses"))?;
+            put16(&mut work, l4 + field, fold(pseudo)).ok_or(bad("L4 header"))?;
+            Ok(TxOffload {
+                csum: Some((l4 as u16, field as u16)),
+                gso,
+            })
+        })();
+        self.work = work;
+        match result {
+            Ok(off) => Ok(Some((&self.work, off))),
+            Err(e) => Err(e),
+        }
     }
 
     fn emit(

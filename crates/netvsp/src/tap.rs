@@ -1,12 +1,19 @@
 //! TAP backend (Linux): frames go to and come from a `/dev/net/tun` TAP interface, so a
 //! guest shares a network with the host's own stack (in a namespace, typically).
 //!
+//! The interface is opened with virtio-net headers (`IFF_VNET_HDR`), so the guest's
+//! checksum and LSO requests go to the kernel as they are (`VIRTIO_NET_HDR_F_NEEDS_CSUM`,
+//! `GSO_TCPV4`/`TCPV6`): one write per LSO packet instead of one per segment, and the
+//! kernel checksums or segments only if the packet leaves through a device that cannot.
+//! Offloads toward the guest are not enabled (`TUNSETOFFLOAD` is left at none), so the
+//! kernel hands this side finished frames.
+//!
 //! This module is the crate's only `unsafe`: the TUNSETIFF ioctl and raw `read`/`write`
 //! on the TAP fd, each with a SAFETY comment.
 
 #![allow(unsafe_code)]
 
-use crate::backend::{FrameQueue, MAX_FRAME, NetEndpoint};
+use crate::backend::{FrameQueue, MAX_FRAME, NetEndpoint, TxOffload, TxOffloadSupport};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -19,6 +26,36 @@ use vmbus_ring::Doorbell;
 const TUNSETIFF: libc::c_ulong = 0x4004_54CA;
 const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
+/// `IFF_VNET_HDR`: every read and write starts with a `struct virtio_net_hdr`.
+const IFF_VNET_HDR: i16 = 0x4000;
+/// `sizeof(struct virtio_net_hdr)` (the default header size with `IFF_VNET_HDR`).
+const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
+const VNET_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV4` / `TCPV6`.
+const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_TCPV6: u8 = 4;
+
+/// `struct virtio_net_hdr` (little-endian, the tun default on little-endian hosts).
+fn vnet_header(offload: &TxOffload) -> [u8; VNET_HDR_LEN] {
+    let mut h = [0u8; VNET_HDR_LEN];
+    let (start, offset) = offload.csum.unwrap_or((0, 0));
+    if offload.csum.is_some() {
+        h[0] = VNET_F_NEEDS_CSUM;
+    }
+    if let Some(g) = offload.gso {
+        h[1] = if g.ipv6 {
+            VNET_GSO_TCPV6
+        } else {
+            VNET_GSO_TCPV4
+        };
+        h[2..4].copy_from_slice(&g.hdr_len.to_le_bytes());
+        h[4..6].copy_from_slice(&g.mss.to_le_bytes());
+    }
+    h[6..8].copy_from_slice(&start.to_le_bytes());
+    h[8..10].copy_from_slice(&offset.to_le_bytes());
+    h
+}
 
 /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (40 bytes in all).
 #[repr(C)]
@@ -33,6 +70,9 @@ struct Shared {
     waker: Mutex<Option<Arc<Doorbell>>>,
     stop: AtomicBool,
     dropped: AtomicU64,
+    /// Frames from the kernel with a GSO or partial-checksum header (not enabled, so
+    /// not expected), dropped.
+    offloaded_rx: AtomicU64,
 }
 
 /// A TAP interface as a NIC endpoint. A reader thread moves frames from the interface
@@ -71,7 +111,7 @@ impl Tap {
             .open("/dev/net/tun")?;
         let mut req = IfReq {
             name: [0; 16],
-            flags: IFF_TAP | IFF_NO_PI,
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
             pad: [0; 22],
         };
         if let Some(d) = req.name.get_mut(..name.len()) {
@@ -87,13 +127,14 @@ impl Tap {
             waker: Mutex::new(None),
             stop: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            offloaded_rx: AtomicU64::new(0),
         });
         let fd = file.as_raw_fd();
         let s = shared.clone();
         let reader = std::thread::Builder::new()
             .name(format!("tap-{name}"))
             .spawn(move || {
-                let mut buf = [0u8; 65536];
+                let mut buf = [0u8; 65536 + VNET_HDR_LEN];
                 while !s.stop.load(Ordering::SeqCst) {
                     let mut pfd = libc::pollfd {
                         fd,
@@ -106,8 +147,14 @@ impl Tap {
                         continue;
                     }
                     match read_frame(fd, &mut buf) {
-                        Ok(n) if n > 0 && n <= MAX_FRAME => {
-                            let ok = buf.get(..n).is_some_and(|f| {
+                        Ok(n) if n > VNET_HDR_LEN && n <= MAX_FRAME + VNET_HDR_LEN => {
+                            // flags (NEEDS_CSUM) or gso_type: work this side did not
+                            // ask the kernel to leave undone.
+                            if buf[0] & VNET_F_NEEDS_CSUM != 0 || buf[1] != 0 {
+                                s.offloaded_rx.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            let ok = buf.get(VNET_HDR_LEN..n).is_some_and(|f| {
                                 s.queue.lock().unwrap_or_else(|e| e.into_inner()).push(f)
                             });
                             if !ok {
@@ -143,13 +190,39 @@ impl Tap {
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// Writes a virtio-net header and `frame` in one `writev`.
+    fn write_with_header(&self, header: &[u8; VNET_HDR_LEN], frame: &[u8]) -> bool {
+        let iov = [
+            libc::iovec {
+                iov_base: header.as_ptr() as *mut libc::c_void,
+                iov_len: header.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: two iovecs over live, readable buffers (`writev` only reads them);
+        // the fd is owned by `self.file`.
+        let n = unsafe { libc::writev(self.file.as_raw_fd(), iov.as_ptr(), 2) };
+        n == (header.len() + frame.len()) as isize
+    }
 }
 
 impl NetEndpoint for Tap {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        // SAFETY: `frame` is a valid readable buffer; the fd is owned by `self.file`.
-        let n = unsafe { libc::write(self.file.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-        n == frame.len() as isize
+        self.write_with_header(&[0; VNET_HDR_LEN], frame)
+    }
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        TxOffloadSupport {
+            checksum: true,
+            tso4: true,
+            tso6: true,
+        }
+    }
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        self.write_with_header(&vnet_header(offload), frame)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
         self.shared

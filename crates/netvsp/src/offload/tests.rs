@@ -417,3 +417,80 @@ fn hostile_requests_are_errors() {
         });
     }
 }
+
+/// Finishes a checksum the way a virtio-net device does for NEEDS_CSUM.
+fn finish_csum(frame: &mut [u8], start: usize, offset: usize) {
+    let mut s: u64 = 0;
+    let data = &frame[start..];
+    for w in data.chunks(2) {
+        let hi = u64::from(w[0]) << 8;
+        s += hi | u64::from(*w.get(1).unwrap_or(&0));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    let c = !(s as u16);
+    frame[start + offset..start + offset + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn native_offload_leaves_a_frame_a_virtio_device_can_finish() {
+    let all = TxOffloadSupport {
+        checksum: true,
+        tso4: true,
+        tso6: true,
+    };
+    let mut e = TxEngine::new();
+    // TSO over IPv4 with a VLAN tag: lengths and IPv4 checksum final, offsets shifted.
+    let (f, l4) = frame(false, true, &payload(20_000), true);
+    let mut req = parse(&[lso_ppi(false, 1448, l4)], &all_on()).unwrap();
+    req.vlan_tci = Some(5);
+    let (g, off) = e.prepare_native(&f, &req, all).unwrap().unwrap();
+    let mut g = g.to_vec();
+    assert_eq!(&g[12..16], &[0x81, 0x00, 0x00, 0x05]);
+    assert_eq!(
+        off,
+        TxOffload {
+            csum: Some(((l4 + 4) as u16, 16)),
+            gso: Some(Gso {
+                ipv6: false,
+                mss: 1448,
+                hdr_len: (l4 + 4 + 32) as u16
+            })
+        }
+    );
+    assert_eq!(
+        usize::from(u16::from_be_bytes([g[20], g[21]])),
+        g.len() - 18
+    );
+    assert!(verify(&[], &g[18..38]), "IPv4 header checksum");
+    finish_csum(&mut g, l4 + 4, 16);
+    assert!(verify(&pseudo4(PROTO_TCP, g.len() - l4 - 4), &g[l4 + 4..]));
+
+    // UDP checksum over IPv6.
+    let (f, l4) = frame(true, false, &payload(999), false);
+    let req = parse(&[csum_ppi(true, false, false, l4)], &all_on()).unwrap();
+    let (g, off) = e.prepare_native(&f, &req, all).unwrap().unwrap();
+    let mut g = g.to_vec();
+    assert_eq!(off.csum, Some((l4 as u16, 6)));
+    assert_eq!(off.gso, None);
+    finish_csum(&mut g, l4, 6);
+    assert!(verify(&pseudo6(PROTO_UDP, g.len() - l4), &g[l4..]));
+
+    // What the backend cannot do stays in software; bad requests are still refused.
+    let none = TxOffloadSupport::default();
+    assert!(e.prepare_native(&f, &req, none).unwrap().is_none());
+    let (f, l4) = frame(true, true, &payload(5000), true);
+    let req = parse(&[lso_ppi(true, 1448, l4)], &all_on()).unwrap();
+    let v4_only = TxOffloadSupport {
+        checksum: true,
+        tso4: true,
+        tso6: false,
+    };
+    assert!(e.prepare_native(&f, &req, v4_only).unwrap().is_none());
+    let tiny = parse(&[lso_ppi(true, 10, l4)], &all_on()).unwrap();
+    assert!(matches!(
+        e.prepare_native(&f, &tiny, all),
+        Err(OffloadError::LsoRange(_))
+    ));
+}
