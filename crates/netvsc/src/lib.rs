@@ -836,6 +836,9 @@ impl Netvsc {
     }
 
     fn take_section(&mut self) -> Result<u32, NetvscError> {
+        if let Some(s) = self.free_sections.pop() {
+            return Ok(s);
+        }
         let deadline = Instant::now() + self.timeout;
         loop {
             if let Some(s) = self.free_sections.pop() {
@@ -1043,6 +1046,10 @@ impl Netvsc {
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<Option<usize>, NetvscError> {
+        // The common case reads no clock.
+        if let Some(n) = self.rx.pop(buf) {
+            return Ok(Some(n));
+        }
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(n) = self.rx.pop(buf) {

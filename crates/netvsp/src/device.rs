@@ -235,6 +235,14 @@ struct RecvBuffer {
     generation: u32,
 }
 
+/// One queue's transfer-page packet being filled by [`NicCore::deliver_frames`].
+#[derive(Copy, Clone)]
+struct Batch {
+    slots: [u32; FRAMES_PER_TRANSFER],
+    ranges: [(u32, u32); FRAMES_PER_TRANSFER],
+    n: usize,
+}
+
 /// Frames per transfer-page packet (Linux accepts up to 375 ranges).
 pub const FRAMES_PER_TRANSFER: usize = 32;
 const NO_SLOT: u32 = u32::MAX;
@@ -263,6 +271,7 @@ pub struct NicCore {
     /// Subchannels the worker still has to offer.
     offer_request: u16,
     max_queues: u16,
+    batches: Vec<Batch>,
     rndis_buf: Vec<u8>,
     frame: Vec<u8>,
     msg: Vec<u8>,
@@ -294,7 +303,15 @@ impl NicCore {
             open_queues: 1,
             granted: 0,
             offer_request: 0,
-            max_queues: config.max_queues.clamp(1, MAX_QUEUES),
+            max_queues: config.max_queues,
+            batches: vec![
+                Batch {
+                    slots: [0; FRAMES_PER_TRANSFER],
+                    ranges: [(0, 0); FRAMES_PER_TRANSFER],
+                    n: 0,
+                };
+                usize::from(config.max_queues)
+            ],
             // Filled once: messages are read into a prefix of it, never zero-filled again.
             rndis_buf: vec![0u8; MAX_RNDIS],
             frame: vec![0u8; MAX_FRAME],
@@ -948,18 +965,11 @@ impl NicCore {
     /// arriving while the buffer is exhausted or reception is off are dropped and
     /// counted.
     pub fn deliver_frames(&mut self) -> bool {
-        /// One queue's transfer-page packet being filled.
-        #[derive(Copy, Clone)]
-        struct Batch {
-            slots: [u32; FRAMES_PER_TRANSFER],
-            ranges: [(u32, u32); FRAMES_PER_TRANSFER],
-            n: usize,
+        // Allocated once per NIC; only the counts are reset.
+        let mut batches = std::mem::take(&mut self.batches);
+        for b in &mut batches {
+            b.n = 0;
         }
-        let mut batches = [Batch {
-            slots: [0; FRAMES_PER_TRANSFER],
-            ranges: [(0, 0); FRAMES_PER_TRANSFER],
-            n: 0,
-        }; MAX_QUEUES as usize];
         let mut any = false;
         for _ in 0..256 {
             if self.outgoing() >= 512 {
@@ -1018,6 +1028,7 @@ impl NicCore {
                 );
             }
         }
+        self.batches = batches;
         any
     }
 }

@@ -28,11 +28,61 @@ pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
     result
 }
 
+/// Longest hash input (IPv6 addresses and TCP ports).
+const MAX_INPUT: usize = 36;
+
+/// [`toeplitz`] for one key as lookups: entry `[i][v]` is the hash of input byte `i`
+/// having value `v` (the hash is linear in the input, so a frame's hash is the XOR
+/// of its bytes' entries). 36 KiB, built when the guest sets the key.
+#[derive(Clone, PartialEq, Eq)]
+struct ToeplitzTable(Vec<[u32; 256]>);
+
+impl ToeplitzTable {
+    fn new(key: &[u8]) -> Self {
+        let mut t = vec![[0u32; 256]; MAX_INPUT];
+        let mut one = [0u8; MAX_INPUT];
+        for (i, row) in t.iter_mut().enumerate() {
+            // The contribution of each single bit, then every byte value as their XOR.
+            let mut bits = [0u32; 8];
+            for (b, h) in bits.iter_mut().enumerate() {
+                if let Some(x) = one.get_mut(i) {
+                    *x = 0x80 >> b;
+                }
+                *h = toeplitz(key, one.get(..=i).unwrap_or(&[]));
+                if let Some(x) = one.get_mut(i) {
+                    *x = 0;
+                }
+            }
+            for (v, h) in row.iter_mut().enumerate() {
+                *h = bits
+                    .iter()
+                    .enumerate()
+                    .filter(|(b, _)| v & (0x80 >> b) != 0)
+                    .fold(0, |acc, (_, x)| acc ^ x);
+            }
+        }
+        Self(t)
+    }
+
+    fn hash(&self, input: &[u8]) -> u32 {
+        input.iter().zip(&self.0).fold(0, |h, (&v, row)| {
+            h ^ row.get(usize::from(v)).copied().unwrap_or(0)
+        })
+    }
+}
+
+impl std::fmt::Debug for ToeplitzTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToeplitzTable")
+    }
+}
+
 /// The guest's RSS configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rss {
     key: [u8; 40],
     key_len: usize,
+    lookup: ToeplitzTable,
     /// Queue per entry; the entry is `hash % table.len()`.
     table: Vec<u16>,
     hash: RssHashInfo,
@@ -71,6 +121,7 @@ impl Rss {
         let mut rss = current.cloned().unwrap_or(Rss {
             key: [0; 40],
             key_len: 0,
+            lookup: ToeplitzTable(Vec::new()),
             table: Vec::new(),
             hash: RssHashInfo::empty(),
         });
@@ -88,6 +139,7 @@ impl Rss {
                 d.copy_from_slice(s);
             }
             rss.key_len = n;
+            rss.lookup = ToeplitzTable::new(rss.key.get(..n).unwrap_or(&[]));
         }
         if !flags.contains(RssParamFlags::ITABLE_UNCHANGED) {
             let mut table = Vec::with_capacity(p.indirection_table.len() / 4);
@@ -112,9 +164,9 @@ impl Rss {
     /// The hash of `frame` (untagged Ethernet) and the queue its table entry names, or
     /// `None` when no enabled hash type applies (the frame goes to queue 0 unhashed).
     pub fn classify(&self, frame: &[u8]) -> Option<(u32, u16)> {
-        let mut input = [0u8; 36];
+        let mut input = [0u8; MAX_INPUT];
         let n = hash_input(frame, self.hash, &mut input)?;
-        let hash = toeplitz(self.key.get(..self.key_len)?, input.get(..n)?);
+        let hash = self.lookup.hash(input.get(..n)?);
         let queue = *self.table.get(hash as usize % self.table.len().max(1))?;
         Some((hash, queue))
     }
@@ -240,10 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn lookup_table_equals_the_bitwise_hash() {
+        let t = ToeplitzTable::new(&MS_KEY);
+        let mut x = 0x1234_5678u32;
+        for len in 0..=MAX_INPUT {
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            assert_eq!(t.hash(&input), toeplitz(&MS_KEY, &input), "{input:?}");
+        }
+    }
+
+    #[test]
     fn classify_uses_the_enabled_hash_types() {
         let rss = Rss {
             key: MS_KEY,
             key_len: 40,
+            lookup: ToeplitzTable::new(&MS_KEY),
             table: (0..128).map(|i| (i % 4) as u16).collect(),
             hash: RssHashInfo::FUNC_TOEPLITZ | RssHashInfo::IPV4 | RssHashInfo::TCP_IPV4,
         };
