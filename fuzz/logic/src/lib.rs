@@ -383,7 +383,9 @@ pub fn netvsp_offload(data: &[u8]) {
 /// Input: `u16` length of a prefix copied into the send buffer (GPADL 2), then
 /// length-prefixed (`u16`) ring packets. Guest memory is 1 MiB; GPADL 1 (pages 16..48)
 /// is a receive buffer, GPADL 2 (pages 64..80) a send buffer, both of relid 1. Every
-/// other transfer the core sends is completed, so sub-allocations recycle.
+/// other transfer the core sends is completed, so sub-allocations recycle. Three
+/// queues are open: packets go to queue `step % 3` (subchannel and RSS requests
+/// included), so the multi-queue paths see hostile input too.
 pub fn netvsp_guest(data: &[u8]) {
     use hv_partition::GuestMemory;
     use netvsp::{Loopback, NetvspConfig, NicCore, NicStats};
@@ -414,6 +416,10 @@ pub fn netvsp_guest(data: &[u8]) {
         Box::new(endpoint),
         stats.clone(),
     );
+    const QUEUES: u16 = 3;
+    for q in 1..QUEUES {
+        core.set_queue_open(q, true);
+    }
 
     let (prefix_len, rest) = match data.split_first_chunk::<2>() {
         Some((l, r)) => (usize::from(u16::from_le_bytes(*l)), r),
@@ -431,7 +437,13 @@ pub fn netvsp_guest(data: &[u8]) {
         let n = usize::from(u16::from_le_bytes(*len)).min(tail.len());
         let (packet, tail) = tail.split_at(n);
         rest = tail;
-        core.handle_packet(packet);
+        core.handle_packet_on(steps as u16 % QUEUES, packet);
+        // What a worker would offer on the bus: nothing here, but taking it must
+        // leave no request behind.
+        if let Some((from, to)) = core.take_offer_request() {
+            assert!(from >= 1 && to < 16, "subchannels {from}..={to}");
+            assert!(core.take_offer_request().is_none());
+        }
         if steps.is_multiple_of(7) {
             link.set(!steps.is_multiple_of(14));
         }
@@ -439,16 +451,18 @@ pub fn netvsp_guest(data: &[u8]) {
         core.deliver_frames();
         // Drain what the core owes the guest; check each packet is well formed.
         let mut drained = 0;
-        while core.pop_outgoing(|p, payload| {
-            assert_eq!(p.header.len() % 8, 0);
-            if p.packet_type == vmbus_proto::packet::PacketType::DATA_USING_TRANSFER_PAGES {
-                to_complete.push(p.transaction_id);
+        for q in 0..QUEUES {
+            while core.pop_outgoing_on(q, |p, payload| {
+                assert_eq!(p.header.len() % 8, 0);
+                if p.packet_type == vmbus_proto::packet::PacketType::DATA_USING_TRANSFER_PAGES {
+                    to_complete.push(p.transaction_id);
+                }
+                let _ = payload;
+                true
+            }) {
+                drained += 1;
+                assert!(drained <= 100_000, "outgoing queue must be bounded");
             }
-            let _ = payload;
-            true
-        }) {
-            drained += 1;
-            assert!(drained <= 100_000, "outgoing queue must be bounded");
         }
         // Complete every other transfer (the rest stay in flight: exhaustion).
         for (i, tid) in std::mem::take(&mut to_complete).into_iter().enumerate() {
@@ -461,7 +475,7 @@ pub fn netvsp_guest(data: &[u8]) {
                     tid,
                     &[],
                 ) {
-                    core.handle_packet(&buf[..n]);
+                    core.handle_packet_on(i as u16 % QUEUES, &buf[..n]);
                 }
             }
         }
