@@ -77,10 +77,16 @@ fn guest(
         .iter()
         .find(|o| o.child_relid == relid)
         .ok_or("no NIC offer")?;
-    let nic = Netvsc::open(&bus, offer, &NetvscConfig::default())?;
+    // Two queues: the driver asks for a subchannel and sets RSS, as Linux does.
+    let config = NetvscConfig {
+        queues: 2,
+        ..Default::default()
+    };
+    let nic = Netvsc::open(&bus, offer, &config)?;
     let nvsp = nic.nvsp_version();
+    let o = nic.offloads();
     println!(
-        "{name}: VMBus {}.{}, NVSP {}.{}, MAC {}, MTU {}, link {}",
+        "{name}: VMBus {}.{}, NVSP {}.{}, MAC {}, MTU {}, link {}, {} queues, offloads: checksum {}, LSO {} bytes",
         v.major(),
         v.minor(),
         nvsp.major(),
@@ -91,7 +97,14 @@ fn guest(
             .collect::<Vec<_>>()
             .join(":"),
         nic.mtu(),
-        if nic.link_up() { "up" } else { "down" }
+        if nic.link_up() { "up" } else { "down" },
+        nic.queues(),
+        if o.tcp4 && o.udp4 && o.tcp6 && o.udp6 {
+            "TCP/UDP over IPv4/IPv6"
+        } else {
+            "partial"
+        },
+        o.lso4_max
     );
     let mut dev = NetvscPhy::new(nic);
     let mut iface = Interface::new(
@@ -251,8 +264,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (name, g) in [("A", &mut a), ("B", &mut b)] {
         let h = &g.host_stats;
         let gs = g.dev.nic().stats().clone();
+        let queues = g.dev.nic().queues();
+        let per_queue = |c: &[std::sync::atomic::AtomicU64]| {
+            c[..queues]
+                .iter()
+                .map(|x| x.load(Ordering::Relaxed).to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let (tx_q, rx_q) = (
+            per_queue(&gs.tx_queue_frames),
+            per_queue(&gs.rx_queue_frames),
+        );
         println!(
-            "  NIC {name}: guest tx {} rx {} (rx queue drops {}), host tx {} rx {}, drops: no receive buffer {}, backend {}, bad packets {}, link {}",
+            "  NIC {name}: guest tx {} ({tx_q} per queue) rx {} ({rx_q} per queue; rx queue drops {}), host tx {} rx {}, drops: no receive buffer {}, backend {}, bad packets {}, link {}",
             gs.tx_frames.load(Ordering::Relaxed),
             gs.rx_frames.load(Ordering::Relaxed),
             gs.rx_dropped.load(Ordering::Relaxed),
