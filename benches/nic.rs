@@ -193,10 +193,14 @@ fn bench(c: &mut Criterion) {
     let mut n = nic(1);
     let mut n2 = nic(2);
     if std::env::var("NIC_BENCH_PROBE").as_deref() == Ok("g2h") {
+        let before = n.nic.signals();
         let d = guest_to_host(&mut n, 1514, 2_000_000);
+        let after = n.nic.signals();
         println!(
-            "probe 1q guest_to_host 1514: {:.2} Mpps",
-            2.0 / d.as_secs_f64()
+            "probe 1q guest_to_host 1514: {:.2} Mpps; signals to host {}, from host {}",
+            2.0 / d.as_secs_f64(),
+            after.0 - before.0,
+            after.1 - before.1
         );
         return;
     }

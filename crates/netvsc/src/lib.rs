@@ -512,6 +512,16 @@ impl Netvsc {
         Ok(())
     }
 
+    /// Signals (sent to the host, received from it) on the primary channel: with
+    /// frames counted, how often each side had to interrupt the other.
+    pub fn signals(&self) -> (u64, u64) {
+        let s = &self.sender.shared().stats;
+        (
+            s.signals_sent.load(Ordering::Relaxed),
+            s.signals_received.load(Ordering::Relaxed),
+        )
+    }
+
     /// Queues open (1 plus the subchannels).
     pub fn queues(&self) -> usize {
         1 + self.subqueues.len()
