@@ -26,7 +26,9 @@
 //! inputs gets an error status, a #GP or a stopped VM with the reason in
 //! [`VmOutcome`].
 
+mod emulate;
 pub use crate::pc::{boot, layout};
+use emulate::Fallback;
 
 use crate::backend::{HypercallHandler, Partition, PartitionError, dispatch_hypercall};
 use crate::hyperv::{HYPERCALL_PORT, HvVp, HvVpStats};
@@ -159,6 +161,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 use crate::pc::kick_signal;
+
+/// General-purpose register `n` (0 = RAX ... 15 = R15, the x86 encoding).
+fn gpr(regs: &kvm_regs, n: u8) -> u64 {
+    match n {
+        0 => regs.rax,
+        1 => regs.rcx,
+        2 => regs.rdx,
+        3 => regs.rbx,
+        4 => regs.rsp,
+        5 => regs.rbp,
+        6 => regs.rsi,
+        7 => regs.rdi,
+        8 => regs.r8,
+        9 => regs.r9,
+        10 => regs.r10,
+        11 => regs.r11,
+        12 => regs.r12,
+        13 => regs.r13,
+        14 => regs.r14,
+        _ => regs.r15,
+    }
+}
 
 fn segment(index: u16, entry: u64) -> kvm_segment {
     let s = boot::gdt_segment(index, entry);
@@ -748,9 +772,8 @@ impl KvmPartition {
     }
 
     /// KVM could not emulate an instruction (kvm_pvm runs guest kernel code through
-    /// KVM's emulator, which has gaps). Two Linux executes are completed here: INT3 in
-    /// long mode (the alternatives self-test; #BP delivered with RIP past it) and
-    /// FWAIT. Returns false for anything else.
+    /// KVM's emulator, which has gaps): complete it here if [`emulate::decode`] knows
+    /// it (INT3, FWAIT, LDMXCSR/STMXCSR). Returns false for anything else.
     fn emulation_fallback(&self, vcpu: &VcpuFd) -> bool {
         let Ok(mut regs) = vcpu.get_regs() else {
             return false;
@@ -758,27 +781,20 @@ impl KvmPartition {
         let Ok(t) = vcpu.translate_gva(regs.rip) else {
             return false;
         };
-        let mut op = [0u8; 1];
-        if t.valid == 0 || self.memory.read(t.physical_address, &mut op).is_err() {
+        if t.valid == 0 {
             return false;
         }
-        let mut insn = [0u8; 15];
         // The instruction may cross into the next page; read what is contiguous.
+        let mut insn = [0u8; 15];
         let avail = (4096 - (t.physical_address & 0xfff)).min(15) as usize;
-        if let Some(buf) = insn.get_mut(..avail)
-            && self.memory.read(t.physical_address, buf).is_err()
-        {
+        let Some(bytes) = insn.get_mut(..avail) else {
+            return false;
+        };
+        if self.memory.read(t.physical_address, bytes).is_err() {
             return false;
         }
-        if let Some(done) = self.emulate_mxcsr(vcpu, &mut regs, &insn) {
-            if done {
-                self.stats.emulated.fetch_add(1, Ordering::Relaxed);
-            }
-            return done;
-        }
-        match op {
-            // INT3: the #BP trap, with RIP after the instruction.
-            [0xcc] => {
+        let done = match emulate::decode(bytes) {
+            Some(Fallback::Int3) => {
                 let Ok(mut events) = vcpu.get_vcpu_events() else {
                     return false;
                 };
@@ -787,105 +803,58 @@ impl KvmPartition {
                 events.exception.nr = 3;
                 events.exception.has_error_code = 0;
                 events.exception.pending = 0;
-                self.stats.emulated.fetch_add(1, Ordering::Relaxed);
                 vcpu.set_regs(&regs).is_ok() && vcpu.set_vcpu_events(&events).is_ok()
             }
-            // FWAIT (Linux's FPU code after FNCLEX): no x87 exception can be pending
-            // there, so it completes as a no-op.
-            [0x9b] => {
+            Some(Fallback::Fwait) => {
                 regs.rip += 1;
-                self.stats.emulated.fetch_add(1, Ordering::Relaxed);
                 vcpu.set_regs(&regs).is_ok()
             }
-            _ => false,
+            Some(Fallback::Mxcsr {
+                load,
+                base,
+                disp,
+                len,
+            }) => {
+                let addr = gpr(&regs, base).wrapping_add(disp as u64);
+                self.mxcsr(vcpu, &mut regs, load, addr, len)
+            }
+            None => false,
+        };
+        if done {
+            self.stats.emulated.fetch_add(1, Ordering::Relaxed);
         }
+        done
     }
 
-    /// LDMXCSR / STMXCSR (`[REX] 0F AE /2` and `/3`) with a base-register (optionally
-    /// SIB without index) plus displacement operand: Linux's kernel_fpu_begin() loads
-    /// MXCSR this way. `None`: not this instruction; `Some(ok)`: handled.
-    fn emulate_mxcsr(&self, vcpu: &VcpuFd, regs: &mut kvm_regs, insn: &[u8; 15]) -> Option<bool> {
-        let (rex, rest): (u8, &[u8]) = match insn {
-            [r @ 0x40..=0x4f, rest @ ..] => (*r, rest),
-            rest => (0, rest),
-        };
-        let [0x0f, 0xae, modrm, tail @ ..] = rest else {
-            return None;
-        };
-        let (md, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
-        if md == 3 || !(reg == 2 || reg == 3) {
-            return None;
-        }
-        let gpr = |n: u8| -> u64 {
-            match n {
-                0 => regs.rax,
-                1 => regs.rcx,
-                2 => regs.rdx,
-                3 => regs.rbx,
-                4 => regs.rsp,
-                5 => regs.rbp,
-                6 => regs.rsi,
-                7 => regs.rdi,
-                8 => regs.r8,
-                9 => regs.r9,
-                10 => regs.r10,
-                11 => regs.r11,
-                12 => regs.r12,
-                13 => regs.r13,
-                14 => regs.r14,
-                _ => regs.r15,
-            }
-        };
-        let b = (rex & 1) << 3;
-        let (base, after) = if rm == 4 {
-            let [sib, after @ ..] = tail else {
-                return Some(false);
-            };
-            // Index 100 (no index) only; base 101 with mod 00 is disp32-only: refuse.
-            if (sib >> 3) & 7 != 4 || (sib & 7 == 5 && md == 0) {
-                return Some(false);
-            }
-            (gpr((sib & 7) | b), after)
-        } else if rm == 5 && md == 0 {
-            return Some(false);
-        } else {
-            (gpr(rm | b), tail)
-        };
-        let (disp, dlen) = match (md, after) {
-            (0, _) => (0i64, 0usize),
-            (1, [d, ..]) => (i64::from(*d as i8), 1),
-            (2, [a, b2, c, d, ..]) => (i64::from(i32::from_le_bytes([*a, *b2, *c, *d])), 4),
-            _ => return Some(false),
-        };
-        let len = (insn.len() - rest.len()) + 3 + usize::from(rm == 4) + dlen;
-        let addr = base.wrapping_add(disp as u64);
+    /// Completes LDMXCSR (`load`) / STMXCSR of the 4 bytes at guest-virtual `addr`.
+    fn mxcsr(&self, vcpu: &VcpuFd, regs: &mut kvm_regs, load: bool, addr: u64, len: u8) -> bool {
         let Ok(t) = vcpu.translate_gva(addr) else {
-            return Some(false);
+            return false;
         };
         if t.valid == 0 || (t.physical_address & 0xfff) > 0xffc {
-            return Some(false);
+            return false;
         }
         let Ok(mut fpu) = vcpu.get_fpu() else {
-            return Some(false);
+            return false;
         };
-        if reg == 2 {
+        if load {
             let mut v = [0u8; 4];
             if self.memory.read(t.physical_address, &mut v).is_err() {
-                return Some(false);
+                return false;
             }
             fpu.mxcsr = u32::from_le_bytes(v);
             if vcpu.set_fpu(&fpu).is_err() {
-                return Some(false);
+                return false;
             }
         } else if self
             .memory
             .write(t.physical_address, &fpu.mxcsr.to_le_bytes())
             .is_err()
         {
-            return Some(false);
+            return false;
         }
-        regs.rip += len as u64;
-        Some(vcpu.set_regs(regs).is_ok())
+        regs.rip += u64::from(len);
+        vcpu.set_regs(regs).is_ok()
     }
 
     /// The guest executed the hypercall stub: run the call and write RAX. RIP is written
