@@ -3,7 +3,10 @@
 //! with a port that changes every frame, so flows spread over the queues), beside the
 //! raw vmbus-ring moving the same frame sizes one way in the same run.
 //!
-//! Run: `cargo bench -p vmbus-benches --bench nic`.
+//! Run: `cargo bench -p vmbus-benches --bench nic`. For profiling,
+//! `NIC_BENCH_PROBE=1` runs each direction once outside criterion, and
+//! `NIC_BENCH_PROBE=g2h NIC_BENCH_FRAMES=N` only guest to host at 1514 B (with the
+//! signal counts), e.g. under `valgrind --tool=callgrind`.
 
 // Benchmark harness code: criterion's macros generate undocumented items, and every
 // input is built here.
@@ -193,12 +196,16 @@ fn bench(c: &mut Criterion) {
     let mut n = nic(1);
     let mut n2 = nic(2);
     if std::env::var("NIC_BENCH_PROBE").as_deref() == Ok("g2h") {
+        let frames = std::env::var("NIC_BENCH_FRAMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000_000u64);
         let before = n.nic.signals();
-        let d = guest_to_host(&mut n, 1514, 2_000_000);
+        let d = guest_to_host(&mut n, 1514, frames);
         let after = n.nic.signals();
         println!(
             "probe 1q guest_to_host 1514: {:.2} Mpps; signals to host {}, from host {}",
-            2.0 / d.as_secs_f64(),
+            frames as f64 / 1e6 / d.as_secs_f64(),
             after.0 - before.0,
             after.1 - before.1
         );
