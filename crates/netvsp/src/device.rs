@@ -1069,7 +1069,8 @@ struct Worker {
     new_queues: mpsc::Receiver<(u16, Channel)>,
     to_worker: mpsc::Sender<(u16, Channel)>,
     pending: Vec<vmbus::PendingOffer>,
-    offered: Vec<u32>,
+    /// Subchannel indices offered (1..=offered), withdrawn when the NIC closes.
+    offered: u16,
     waker: Arc<Doorbell>,
     staged: Vec<(usize, usize)>,
     stage: Vec<u8>,
@@ -1095,7 +1096,7 @@ impl Worker {
             new_queues,
             to_worker,
             pending: Vec::new(),
-            offered: Vec::new(),
+            offered: 0,
             waker,
             staged: Vec::with_capacity(64),
             stage: Vec::with_capacity(64 * 1024),
@@ -1113,19 +1114,18 @@ impl Worker {
                     waker: self.waker.clone(),
                 };
                 match self.context.offer_subchannel(index, Box::new(device)) {
-                    Ok(p) => self.pending.push(p),
+                    Ok(p) => {
+                        self.pending.push(p);
+                        self.offered = self.offered.max(index);
+                    }
                     Err(e) => tracing::warn!(index, error = %e, "netvsp: subchannel not offered"),
                 }
             }
             progress = true;
         }
-        let offered = &mut self.offered;
         self.pending.retain(|p| match p.try_relid() {
             None => true,
-            Some(Ok(relid)) => {
-                offered.push(relid);
-                false
-            }
+            Some(Ok(_)) => false,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "netvsp: subchannel offer failed");
                 false
@@ -1228,9 +1228,10 @@ impl Worker {
                 }
             }
         }
-        // The guest closed the NIC: withdraw its subchannels so a reopen starts clean.
-        for relid in self.offered.drain(..) {
-            self.context.rescind_subchannel(relid);
+        // The guest closed the NIC: withdraw its subchannels so a reopen starts clean
+        // (by index, so offers the bus has not made yet go too).
+        for index in 1..=self.offered {
+            self.context.rescind_subchannel(index);
         }
         self.core.endpoint
     }

@@ -98,12 +98,13 @@ impl DeviceContext {
         Ok(PendingOffer(rx))
     }
 
-    /// Rescinds a subchannel this context offered (by relid), without waiting; the
-    /// bus closes it first if it is open.
-    pub fn rescind_subchannel(&self, relid: u32) {
-        if let Some((_, request)) = &self.subchannels {
-            let (tx, _rx) = mpsc::channel();
-            request(Request::Rescind(relid, tx));
+    /// Rescinds subchannel `index` of this context's channel, without waiting; the
+    /// bus closes it first if it is open. Requests are handled in order, so this also
+    /// withdraws an offer made just before whose answer has not arrived yet. Nothing
+    /// happens if there is no such subchannel.
+    pub fn rescind_subchannel(&self, index: u16) {
+        if let Some((primary, request)) = &self.subchannels {
+            request(Request::RescindSubchannel(*primary, index));
         }
     }
 
@@ -183,6 +184,8 @@ pub(crate) enum Request {
         mpsc::Sender<Result<u32, OfferError>>,
     ),
     Rescind(u32, mpsc::Sender<Result<(), OfferError>>),
+    /// Rescind subchannel `index` of the primary channel offered with these params.
+    RescindSubchannel(OfferParams, u16),
     Stop,
 }
 
@@ -326,6 +329,17 @@ impl<P: Partition + 'static> Worker<P> {
                 }
                 Request::Rescind(relid, reply) => {
                     let _ = reply.send(self.server.rescind(relid));
+                }
+                Request::RescindSubchannel(primary, index) => {
+                    let relid = self.params.iter().find_map(|(relid, p)| {
+                        (p.interface_type == primary.interface_type
+                            && p.interface_instance == primary.interface_instance
+                            && p.subchannel_index == index)
+                            .then_some(*relid)
+                    });
+                    if let Some(relid) = relid {
+                        let _ = self.server.rescind(relid);
+                    }
                 }
                 Request::Stop => {
                     for (relid, st) in std::mem::take(&mut self.open) {
