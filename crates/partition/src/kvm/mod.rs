@@ -50,12 +50,10 @@ use kvm_ioctls::{
 };
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::Killable;
 
 /// What to boot.
 #[derive(Clone, Debug)]
@@ -146,12 +144,10 @@ pub struct KvmPartition {
     handler: RwLock<Option<Arc<dyn HypercallHandler>>>,
     ports: Mutex<Ports>,
     vcpu_fds: Mutex<Vec<VcpuFd>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    stop: AtomicBool,
+    run: VcpuThreads,
     /// Bit per vCPU: report its registers at the next exit.
     dump: AtomicU64,
     dumps: Mutex<Vec<String>>,
-    outcome: Mutex<Option<VmOutcome>>,
     stats: KvmStats,
     _kvm: Kvm,
 }
@@ -160,7 +156,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-use crate::pc::kick_signal;
+use crate::pc::VcpuThreads;
 
 /// General-purpose register `n` (0 = RAX ... 15 = R15, the x86 encoding).
 fn gpr(regs: &kvm_regs, n: u8) -> u64 {
@@ -526,11 +522,9 @@ impl KvmPartition {
             handler: RwLock::new(None),
             ports: Mutex::new(Ports::new(com1_irq, console)),
             vcpu_fds: Mutex::new(vcpu_fds),
-            threads: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            run: VcpuThreads::new("kvm"),
             dump: AtomicU64::new(0),
             dumps: Mutex::new(Vec::new()),
-            outcome: Mutex::new(None),
             stats: KvmStats::default(),
             _kvm: kvm,
         }))
@@ -542,15 +536,9 @@ impl KvmPartition {
         if fds.is_empty() {
             return Err(KvmError::AlreadyStarted);
         }
-        let mut threads = lock(&self.threads);
-        for (i, fd) in fds.into_iter().enumerate() {
-            let me = self.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("kvm-vcpu{i}"))
-                    .spawn(move || me.vcpu_loop(i as u32, fd))?,
-            );
-        }
+        let me = self.clone();
+        self.run
+            .spawn(fds, move |i, fd| me.clone().vcpu_loop(i as u32, fd))?;
         Ok(())
     }
 
@@ -564,30 +552,7 @@ impl KvmPartition {
     /// Waits until the VM ends (all vCPU threads returned) or `timeout` passes; returns
     /// the outcome, or [`VmOutcome::Stopped`] if it was not decided yet.
     pub fn wait(&self, timeout: Option<Duration>) -> VmOutcome {
-        let start = Instant::now();
-        loop {
-            let done = {
-                let threads = lock(&self.threads);
-                if self.stop.load(Ordering::SeqCst) {
-                    for t in threads.iter().filter(|t| !t.is_finished()) {
-                        let _ = t.kill(kick_signal());
-                    }
-                }
-                threads.iter().all(|t| t.is_finished())
-            };
-            if done || timeout.is_some_and(|t| start.elapsed() >= t) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for t in std::mem::take(&mut *lock(&self.threads)) {
-            if t.is_finished() {
-                let _ = t.join();
-            } else {
-                lock(&self.threads).push(t);
-            }
-        }
-        lock(&self.outcome).clone().unwrap_or(VmOutcome::Stopped)
+        self.run.wait(timeout)
     }
 
     /// Logs every vCPU's RIP and control registers (at `warn`) and returns them, one
@@ -600,9 +565,7 @@ impl KvmPartition {
         lock(&self.dumps).clear();
         let start = Instant::now();
         while self.dump.load(Ordering::SeqCst) != 0 && start.elapsed() < Duration::from_secs(1) {
-            for t in lock(&self.threads).iter().filter(|t| !t.is_finished()) {
-                let _ = t.kill(kick_signal());
-            }
+            self.run.kick();
             std::thread::sleep(Duration::from_millis(2));
         }
         let mut v = lock(&self.dumps).clone();
@@ -612,7 +575,7 @@ impl KvmPartition {
 
     /// The outcome, once decided.
     pub fn outcome(&self) -> Option<VmOutcome> {
-        lock(&self.outcome).clone()
+        self.run.outcome()
     }
 
     /// Exit counters.
@@ -631,15 +594,7 @@ impl KvmPartition {
     }
 
     fn finish(&self, outcome: VmOutcome) {
-        let mut o = lock(&self.outcome);
-        if o.is_none() {
-            match &outcome {
-                VmOutcome::Failed(why) => tracing::error!("kvm: VM failed: {why}"),
-                other => tracing::info!("kvm: VM ended: {other:?}"),
-            }
-            *o = Some(outcome);
-        }
-        self.stop.store(true, Ordering::SeqCst);
+        self.run.finish(outcome);
     }
 
     /// Injects the interrupts of `mask` on `vp` (vectors read from its SINT registers).
@@ -677,7 +632,7 @@ impl KvmPartition {
         let Some(vp) = self.vps.get(index as usize) else {
             return;
         };
-        while !self.stop.load(Ordering::SeqCst) {
+        while !self.run.stopping() {
             let mut hypercall = false;
             let result = vcpu.run();
             self.stats.exits.fetch_add(1, Ordering::Relaxed);
@@ -928,7 +883,7 @@ impl Partition for KvmPartition {
 
 impl Drop for KvmPartition {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.run.stop_quietly();
     }
 }
 

@@ -40,7 +40,7 @@ pub mod ops;
 use crate::backend::{HypercallHandler, Partition, PartitionError, dispatch_hypercall};
 use crate::memory::GuestMemory;
 use crate::pc::devices::{PortAction, Ports, StopReason};
-use crate::pc::{VmOutcome, boot, kick_signal, layout};
+use crate::pc::{VcpuThreads, VmOutcome, boot, layout};
 use crate::synic::{DEFAULT_QUEUE_DEPTH, SynicError};
 use hv_hypercall::HvMessage;
 use hv_hypercall::message::HV_SYNIC_SINT_COUNT;
@@ -49,12 +49,10 @@ use ops::{MshvPartitionOps, MshvVcpuOps, OpError, PartitionOps, Reg, VcpuOps};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::Killable;
 
 /// Event flags per SINT in the SIEFP (TLFS: 2048 bits per 256-byte SINT slot).
 const EVENT_FLAGS_PER_SINT: u16 = 2048;
@@ -191,9 +189,7 @@ pub struct MshvPartition {
     handler: RwLock<Option<Arc<dyn HypercallHandler>>>,
     ports: Mutex<Ports>,
     vcpus: Mutex<Vec<Box<dyn VcpuOps>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    stop: AtomicBool,
-    outcome: Mutex<Option<VmOutcome>>,
+    run: VcpuThreads,
     stats: MshvStats,
 }
 
@@ -313,9 +309,7 @@ impl MshvPartition {
             handler: RwLock::new(None),
             ports: Mutex::new(Ports::new(irq, console)),
             vcpus: Mutex::new(vcpus),
-            threads: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-            outcome: Mutex::new(None),
+            run: VcpuThreads::new("mshv"),
             stats: MshvStats::default(),
         }))
     }
@@ -326,15 +320,9 @@ impl MshvPartition {
         if vcpus.is_empty() {
             return Err(MshvError::AlreadyStarted);
         }
-        let mut threads = lock(&self.threads);
-        for (i, vcpu) in vcpus.into_iter().enumerate() {
-            let me = self.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("mshv-vcpu{i}"))
-                    .spawn(move || me.run_vcpu(i as u32, vcpu))?,
-            );
-        }
+        let me = self.clone();
+        self.run
+            .spawn(vcpus, move |i, vcpu| me.run_vcpu(i as u32, vcpu))?;
         Ok(())
     }
 
@@ -347,35 +335,12 @@ impl MshvPartition {
     /// Waits until the VM ends or `timeout` passes; returns the outcome, or
     /// [`VmOutcome::Stopped`] if it was not decided yet.
     pub fn wait(&self, timeout: Option<Duration>) -> VmOutcome {
-        let start = Instant::now();
-        loop {
-            let done = {
-                let threads = lock(&self.threads);
-                if self.stop.load(Ordering::SeqCst) {
-                    for t in threads.iter().filter(|t| !t.is_finished()) {
-                        let _ = t.kill(kick_signal());
-                    }
-                }
-                threads.iter().all(|t| t.is_finished())
-            };
-            if done || timeout.is_some_and(|t| start.elapsed() >= t) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for t in std::mem::take(&mut *lock(&self.threads)) {
-            if t.is_finished() {
-                let _ = t.join();
-            } else {
-                lock(&self.threads).push(t);
-            }
-        }
-        self.outcome().unwrap_or(VmOutcome::Stopped)
+        self.run.wait(timeout)
     }
 
     /// The outcome, once decided.
     pub fn outcome(&self) -> Option<VmOutcome> {
-        lock(&self.outcome).clone()
+        self.run.outcome()
     }
 
     /// Counters.
@@ -392,21 +357,13 @@ impl MshvPartition {
     }
 
     fn finish(&self, outcome: VmOutcome) {
-        let mut o = lock(&self.outcome);
-        if o.is_none() {
-            match &outcome {
-                VmOutcome::Failed(why) => tracing::error!("mshv: VM failed: {why}"),
-                other => tracing::info!("mshv: VM ended: {other:?}"),
-            }
-            *o = Some(outcome);
-        }
-        self.stop.store(true, Ordering::SeqCst);
+        self.run.finish(outcome);
     }
 
     /// Runs VP `vp` on the calling thread until the VM ends (what each thread of
     /// [`MshvPartition::start`] does).
     pub fn run_vcpu(&self, vp: u32, mut vcpu: Box<dyn VcpuOps>) {
-        while !self.stop.load(Ordering::SeqCst) {
+        while !self.run.stopping() {
             let msg = match vcpu.run() {
                 Ok(m) => m,
                 Err(OpError::Interrupted) => continue,
@@ -723,7 +680,7 @@ impl Partition for MshvPartition {
 
 impl Drop for MshvPartition {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.run.stop_quietly();
     }
 }
 
