@@ -875,14 +875,16 @@ impl NicCore {
         }
     }
 
-    /// Copies an RNDIS message into a free receive-buffer sub-allocation; returns its
-    /// (slot, offset), or `None` (counted) when no sub-allocation is free.
-    fn write_slot(&mut self, message: &[u8]) -> Option<(u32, u32)> {
+    /// Copies an RNDIS message, given as consecutive `parts` (a header and a frame,
+    /// written in place without joining them first), into a free receive-buffer
+    /// sub-allocation; returns its (slot, offset), or `None` (counted) when no
+    /// sub-allocation is free.
+    fn write_slot(&mut self, parts: &[&[u8]]) -> Option<(u32, u32)> {
         let Some(recv) = self.recv.as_mut() else {
             self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if message.len() > RECV_SECTION_SIZE as usize {
+        if parts.iter().map(|p| p.len()).sum::<usize>() > RECV_SECTION_SIZE as usize {
             return None;
         }
         let Some(slot) = recv.free.pop() else {
@@ -890,10 +892,14 @@ impl NicCore {
             return None;
         };
         let offset = slot * RECV_SECTION_SIZE;
-        if recv.buf.write_at(offset as usize, message).is_err() {
-            recv.free.push(slot);
-            self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
-            return None;
+        let mut at = offset as usize;
+        for part in parts {
+            if recv.buf.write_at(at, part).is_err() {
+                recv.free.push(slot);
+                self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            at += part.len();
         }
         Some((slot, offset))
     }
@@ -940,7 +946,7 @@ impl NicCore {
 
     /// Copies one RNDIS message into a sub-allocation and queues it alone.
     fn send_to_guest(&mut self, message: &[u8], control: bool) -> bool {
-        match self.write_slot(message) {
+        match self.write_slot(&[message]) {
             Some((slot, offset)) => {
                 self.queue_transfer(0, &[slot], &[(offset, message.len() as u32)], control);
                 true
@@ -991,17 +997,19 @@ impl NicCore {
                     None => (None, 0),
                 };
                 let ppi = hash.map(vmbus_proto::rndis::Ppi::HashValue);
-                let mut msg = std::mem::take(&mut self.msg);
-                let m = vmbus_proto::rndis::emit_packet(&mut msg, ppi.as_slice(), f)
+                // RNDIS header (and hash PPI) here, the frame straight from the
+                // backend's buffer: one copy of the frame into guest memory.
+                let mut header = [0u8; 64];
+                let h = vmbus_proto::rndis::emit_packet_header(&mut header, ppi.as_slice(), len)
                     .ok()
-                    .and_then(|l| msg.get(..l));
-                if let Some(m) = m
-                    && let Some((slot, offset)) = self.write_slot(m)
+                    .and_then(|l| header.get(..l));
+                if let Some(h) = h
+                    && let Some((slot, offset)) = self.write_slot(&[h, f])
                     && let Some(b) = batches.get_mut(usize::from(q))
                     && let (Some(s), Some(r)) = (b.slots.get_mut(b.n), b.ranges.get_mut(b.n))
                 {
                     *s = slot;
-                    *r = (offset, m.len() as u32);
+                    *r = (offset, (h.len() + f.len()) as u32);
                     b.n += 1;
                     self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
                     if let Some(c) = self.stats.rx_queue_frames.get(usize::from(q)) {
@@ -1014,7 +1022,6 @@ impl NicCore {
                         self.queue_transfer(q, &full.slots, &full.ranges, false);
                     }
                 }
-                self.msg = msg;
             }
             self.frame = frame;
         }
