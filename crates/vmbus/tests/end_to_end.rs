@@ -406,3 +406,108 @@ fn modify_channel_moves_interrupts() {
         assert!(Instant::now() < deadline, "events never moved to VP 1");
     }
 }
+
+/// A device that, once opened, offers two subchannels of its own channel from its
+/// thread (as a NIC does when the guest asks), then rescinds the second on request.
+struct SubchannelMaker {
+    rescind: Arc<std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
+    relids: std::sync::mpsc::Sender<Result<Vec<u32>, String>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl VmbusDevice for SubchannelMaker {
+    fn open(&mut self, channel: Channel, req: &OpenRequest, context: &DeviceContext) -> bool {
+        let context = context.clone();
+        let relids = self.relids.clone();
+        let rescind = self.rescind.lock().unwrap().take();
+        let _primary = channel;
+        let _ = req;
+        self.threads.push(std::thread::spawn(move || {
+            // Index 0 is the primary itself: refused.
+            let zero = context.offer_subchannel(0, Box::new(Echo::default()));
+            if !matches!(zero, Err(HostError::Subchannel(_))) {
+                let _ = relids.send(Err("index 0 accepted".into()));
+                return;
+            }
+            let pending: Vec<PendingOffer> = (1..=2)
+                .map(|i| {
+                    context
+                        .offer_subchannel(i, Box::new(Echo::default()))
+                        .unwrap()
+                })
+                .collect();
+            let mut got = Vec::new();
+            for p in &pending {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    match p.try_relid() {
+                        Some(Ok(r)) => break got.push(r),
+                        Some(Err(e)) => return drop(relids.send(Err(e.to_string()))),
+                        None if Instant::now() > deadline => {
+                            return drop(relids.send(Err("no answer".into())));
+                        }
+                        None => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            }
+            let _ = relids.send(Ok(got));
+            if let Some(r) = rescind
+                && r.recv().is_ok()
+            {
+                context.rescind_subchannel(2);
+            }
+        }));
+        true
+    }
+
+    fn close(&mut self, _relid: u32) {}
+}
+
+#[test]
+fn a_device_offers_and_rescinds_its_subchannels() {
+    // Without a bus there is nothing to offer on.
+    let lone = DeviceContext::new(
+        hv_partition::GuestMemory::new(1 << 20).unwrap(),
+        Arc::default(),
+    );
+    assert!(matches!(
+        lone.offer_subchannel(1, Box::new(Echo::default())),
+        Err(HostError::Subchannel(_))
+    ));
+
+    let s = setup(2, ServerConfig::default(), ClientConfig::default());
+    let (relid_tx, relid_rx) = std::sync::mpsc::channel();
+    let (rescind_tx, rescind_rx) = std::sync::mpsc::channel();
+    let primary = s
+        .host
+        .offer(
+            nic(77),
+            Box::new(SubchannelMaker {
+                rescind: Arc::new(std::sync::Mutex::new(Some(rescind_rx))),
+                relids: relid_tx,
+                threads: Vec::new(),
+            }),
+        )
+        .unwrap();
+    s.guest.connect().unwrap();
+    let offers = s.guest.request_offers().unwrap();
+    let _p = s.guest.open(&find(&offers, primary), 2, 0).unwrap();
+    let subs = relid_rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    assert_eq!(subs.len(), 2);
+    for (i, relid) in subs.iter().enumerate() {
+        let offer = s.guest.wait_offer(|o| o.child_relid == *relid).unwrap();
+        assert_eq!(
+            ({ offer.interface_instance }, offer.subchannel_index),
+            (nic(77).interface_instance, i as u16 + 1)
+        );
+        let c = s.guest.open(&offer, 2, 1).unwrap();
+        assert_eq!(c.subchannel_index, i as u16 + 1);
+        let c = stream(c, 50);
+        drop(c);
+    }
+    rescind_tx.send(()).unwrap();
+    s.guest.wait_rescind(subs[1]).unwrap();
+}
