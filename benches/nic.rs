@@ -5,8 +5,8 @@
 //!
 //! Run: `cargo bench -p vmbus-benches --bench nic`. For profiling,
 //! `NIC_BENCH_PROBE=1` runs each direction once outside criterion, and
-//! `NIC_BENCH_PROBE=g2h NIC_BENCH_FRAMES=N` only guest to host at 1514 B (with the
-//! signal counts), e.g. under `valgrind --tool=callgrind`.
+//! `NIC_BENCH_PROBE=g2h` (or `h2g`) `NIC_BENCH_FRAMES=N` only one direction at 1514
+//! B, e.g. under `valgrind --tool=callgrind`.
 
 // Benchmark harness code: criterion's macros generate undocumented items, and every
 // input is built here.
@@ -208,6 +208,18 @@ fn bench(c: &mut Criterion) {
             frames as f64 / 1e6 / d.as_secs_f64(),
             after.0 - before.0,
             after.1 - before.1
+        );
+        return;
+    }
+    if std::env::var("NIC_BENCH_PROBE").as_deref() == Ok("h2g") {
+        let frames = std::env::var("NIC_BENCH_FRAMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000_000u64);
+        let d = host_to_guest(&mut n, 1514, frames);
+        println!(
+            "probe 1q host_to_guest 1514: {:.2} Mpps",
+            frames as f64 / 1e6 / d.as_secs_f64()
         );
         return;
     }
