@@ -332,8 +332,19 @@ impl NicCore {
                 self.open_queues |= 1 << q;
             } else {
                 self.open_queues &= !(1 << q);
-                if let Some(o) = self.out.get_mut(usize::from(q)) {
-                    o.clear();
+                // Nothing will be written to that channel any more: give back the
+                // receive-buffer slots of the transfers still queued for it. (Ones
+                // already in its ring stay in flight: the guest closed the channel
+                // without completing them.)
+                let dropped = self
+                    .out
+                    .get_mut(usize::from(q))
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                for o in dropped {
+                    if let Out::Transfer { tid, .. } = o {
+                        self.completion(tid, &[]);
+                    }
                 }
             }
         }

@@ -447,6 +447,10 @@ pub fn netvsp_guest(data: &[u8]) {
         if steps.is_multiple_of(7) {
             link.set(!steps.is_multiple_of(14));
         }
+        // Queue 2's channel closes and reopens now and then.
+        if steps.is_multiple_of(11) {
+            core.set_queue_open(2, !steps.is_multiple_of(22));
+        }
         core.poll_link();
         core.deliver_frames();
         // Drain what the core owes the guest; check each packet is well formed.
