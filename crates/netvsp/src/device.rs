@@ -722,7 +722,11 @@ impl NicCore {
                     Ok(RndisMessage::Packet(p)) => {
                         // A refused offload is counted in tx_offload_rejected and
                         // reported in the completion status, not as malformed.
-                        refused |= !self.transmit(p.data, p.ppis());
+                        if p.ppi.is_empty() {
+                            self.transmit_plain(p.data);
+                        } else {
+                            refused |= !self.transmit(p.data, p.ppis());
+                        }
                     }
                     Ok(m) => {
                         self.stats.control_requests.fetch_add(1, Ordering::Relaxed);
@@ -753,28 +757,35 @@ impl NicCore {
 
     /// Sends one guest packet to the backend, doing the offload work its PPIs ask for;
     /// false if the request was refused (the packet is dropped and counted).
+    /// Sends a frame that needs no offload work.
+    fn transmit_plain(&mut self, frame: &[u8]) {
+        if self.endpoint.transmit(frame) {
+            self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn transmit<'a>(
         &mut self,
         frame: &[u8],
         ppis: impl Iterator<Item = Result<vmbus_proto::rndis::Ppi<'a>, vmbus_proto::Error>>,
     ) -> bool {
-        let stats = &self.stats;
         let req = match parse_request(ppis, &self.rndis.offload) {
             Ok(r) if r.is_empty() => {
-                if self.endpoint.transmit(frame) {
-                    stats.tx_frames.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                self.transmit_plain(frame);
                 return true;
             }
             Ok(r) => r,
             Err(e) => {
-                stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .tx_offload_rejected
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(relid = self.relid, "netvsp: offload refused: {e}");
                 return false;
             }
         };
+        let stats = &self.stats;
         stats.tx_offloaded.fetch_add(1, Ordering::Relaxed);
         let support = self.endpoint.tx_offload_support();
         if support != crate::backend::TxOffloadSupport::default() {
