@@ -78,6 +78,16 @@ fn frame(dst: [u8; 6], src: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
 const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0A];
 const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0B];
 
+type Guest = (Vm, vmbus_proto::channel::OfferChannel);
+
+/// Guests A and B on one switch whose ports queue `depth` frames.
+fn pair_on_a_switch(depth: usize) -> (Guest, Guest) {
+    let switch = Switch::new(depth);
+    let (pa, _) = switch.port();
+    let (pb, _) = switch.port();
+    (vm(A, Box::new(pa)), vm(B, Box::new(pb)))
+}
+
 #[test]
 fn bring_up_like_linux_and_loopback() {
     let (endpoint, _link) = Loopback::new(256);
@@ -130,11 +140,7 @@ fn older_nvsp_versions() {
 
 #[test]
 fn two_guests_on_a_switch() {
-    let switch = Switch::new(256);
-    let (pa, _) = switch.port();
-    let (pb, _) = switch.port();
-    let (vm_a, offer_a) = vm(A, Box::new(pa));
-    let (vm_b, offer_b) = vm(B, Box::new(pb));
+    let ((vm_a, offer_a), (vm_b, offer_b)) = pair_on_a_switch(256);
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &NetvscConfig::default()).unwrap();
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &NetvscConfig::default()).unwrap();
     let mut buf = [0u8; 1518];
@@ -347,11 +353,7 @@ fn offloads_negotiated_like_linux_and_done_by_the_host() {
 
 #[test]
 fn traffic_spreads_over_several_queues() {
-    let switch = Switch::new(1024);
-    let (pa, _) = switch.port();
-    let (pb, _) = switch.port();
-    let (vm_a, offer_a) = vm(A, Box::new(pa));
-    let (vm_b, offer_b) = vm(B, Box::new(pb));
+    let ((vm_a, offer_a), (vm_b, offer_b)) = pair_on_a_switch(1024);
     let config = NetvscConfig {
         queues: 4,
         ..Default::default()

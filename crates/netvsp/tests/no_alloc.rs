@@ -18,8 +18,8 @@ use vmbus_proto::guid::{Guid, class};
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-#[test]
-fn steady_state_frames_allocate_nothing() {
+/// A guest NIC whose host side loops every frame back to it.
+fn nic_on_loopback(config: &NetvscConfig) -> (HostBus<SimPartition>, GuestBus, Netvsc) {
     let partition = SimPartition::new(128 << 20, 2).unwrap();
     let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
     let (endpoint, _link) = Loopback::new(1024);
@@ -33,7 +33,13 @@ fn steady_state_frames_allocate_nothing() {
     bus.connect().unwrap();
     let offers = bus.request_offers().unwrap();
     let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    let mut nic = Netvsc::open(&bus, &offer, &NetvscConfig::default()).unwrap();
+    let nic = Netvsc::open(&bus, &offer, config).unwrap();
+    (host, bus, nic)
+}
+
+#[test]
+fn steady_state_frames_allocate_nothing() {
+    let (_host, _bus, mut nic) = nic_on_loopback(&NetvscConfig::default());
     let frame = [0x5Au8; 1514];
     let mut buf = [0u8; 1518];
     let mut round = |n: usize| {
@@ -72,24 +78,10 @@ fn tcp4(port: u16, payload: usize) -> Vec<u8> {
 }
 
 fn offloads_over_two_queues_allocate_nothing() {
-    let partition = SimPartition::new(128 << 20, 2).unwrap();
-    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
-    let (endpoint, _link) = Loopback::new(1024);
-    let relid = host
-        .offer(
-            OfferParams::new(class::NETWORK, Guid::ZERO),
-            Box::new(Netvsp::new(NetvspConfig::default(), Box::new(endpoint))),
-        )
-        .unwrap();
-    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
-    bus.connect().unwrap();
-    let offers = bus.request_offers().unwrap();
-    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    let config = NetvscConfig {
+    let (_host, _bus, mut nic) = nic_on_loopback(&NetvscConfig {
         queues: 2,
         ..Default::default()
-    };
-    let mut nic = Netvsc::open(&bus, &offer, &config).unwrap();
+    });
     assert_eq!(nic.queues(), 2);
     // Four flows: an LSO packet of 8000 bytes (6 segments) and a checksum request each.
     let lso: Vec<Vec<u8>> = (0..4).map(|p| tcp4(1000 + p, 8000)).collect();
