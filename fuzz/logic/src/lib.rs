@@ -40,6 +40,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("netvsp_guest", netvsp_guest),
     ("netvsc_host", netvsc_host),
     ("netvsp_offload", netvsp_offload),
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    ("mshv_exits", mshv_exits),
 ];
 
 /// Channel-management messages: parse (plain and at every version), emit, re-parse;
@@ -320,6 +322,130 @@ pub fn vmbus_server(data: &[u8]) {
         }
         s.check_invariants().expect("server invariants");
         assert!(s.gpadl_count() <= 8 && s.channel_count() <= 8);
+    }
+}
+
+/// The mshv backend's vCPU loop on hostile intercept messages (what the guest controls:
+/// hypercall registers and input blocks, ports, access sizes, values) over a scripted
+/// hypervisor whose SIMP slot is busy every other post, with host messages posted
+/// between exits so the busy-slot queue and deliverability flushes run too.
+///
+/// Input: `u16` length of a prefix written at GPA 0 (hypercall inputs point there),
+/// then 128-byte chunks: byte 0 picks the message type (known types mostly), the rest
+/// is the payload's start (VP index forced to 0 unless byte 1 is odd). Checks: the
+/// loop ends with an outcome, queues stay bounded, nothing panics.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub fn mshv_exits(data: &[u8]) {
+    use hv_hypercall::message::HvMessageType;
+    use hv_hypercall::{HvMessage, HvStatus};
+    use hv_partition::mshv::MshvPartition;
+    use hv_partition::mshv::ops::{OpError, PartitionOps, Reg, VcpuOps};
+    use hv_partition::{GuestMemory, HypercallHandler, Partition};
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Hv(AtomicU64);
+    impl PartitionOps for Hv {
+        fn post_message_direct(&self, _: u32, _: u8, _: &HvMessage) -> Result<(), OpError> {
+            if self.0.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+                Ok(())
+            } else {
+                Err(OpError::Hv(HvStatus::OBJECT_IN_USE))
+            }
+        }
+        fn signal_event_direct(&self, _: u32, _: u8, _: u16) -> Result<bool, OpError> {
+            Ok(true)
+        }
+        fn register_deliverability(&self, _: u32, _: u16) -> Result<(), OpError> {
+            Ok(())
+        }
+    }
+    struct Vcpu(VecDeque<HvMessage>, Arc<AtomicU64>);
+    impl VcpuOps for Vcpu {
+        fn run(&mut self) -> Result<HvMessage, OpError> {
+            self.0.pop_front().ok_or(OpError::Os(libc_eio()))
+        }
+        fn set_registers(&mut self, regs: &[(Reg, u64)]) -> Result<(), OpError> {
+            self.1.fetch_add(regs.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+    struct Handler;
+    impl HypercallHandler for Handler {
+        fn post_message(&self, _: u32, m: &hv_hypercall::input::PostMessage) -> HvStatus {
+            if m.payload_size.is_multiple_of(2) {
+                HvStatus::SUCCESS
+            } else {
+                HvStatus::INSUFFICIENT_BUFFERS
+            }
+        }
+        fn signal_event(&self, _: u32, _: &hv_hypercall::input::SignalEvent) -> HvStatus {
+            HvStatus::SUCCESS
+        }
+    }
+    fn libc_eio() -> i32 {
+        5
+    }
+    const KNOWN: [u32; 7] = [
+        0x8000_0050, // hypercall
+        0x8001_0000, // port I/O
+        0x8000_0062, // SINT deliverable
+        0x8000_0050,
+        0x8001_0000,
+        0x8001_0007, // halt
+        0x8000_0000, // unmapped GPA
+    ];
+
+    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let Ok(memory) = GuestMemory::new(1 << 20) else {
+        return;
+    };
+    let n = usize::from(u16::from_le_bytes(*len)).min(rest.len());
+    let (prefix, rest) = rest.split_at(n);
+    let _ = memory.write(0, prefix);
+    let mut script = VecDeque::new();
+    for chunk in rest.chunks(128).take(512) {
+        let mut m = HvMessage::EMPTY;
+        let (pick, body) = chunk.split_first().map_or((0, &[][..]), |(p, b)| (*p, b));
+        m.header.message_type = HvMessageType(if pick & 0x80 == 0 {
+            KNOWN
+                .get(usize::from(pick) % KNOWN.len())
+                .copied()
+                .unwrap_or(0)
+        } else {
+            u32::from_le_bytes([pick, pick, 0, 0x80])
+        });
+        for (d, s) in m.payload.iter_mut().zip(body) {
+            *d = *s;
+        }
+        if body.first().is_none_or(|b| b % 2 == 0) {
+            for d in m.payload.iter_mut().take(4) {
+                *d = 0;
+            }
+        }
+        script.push_back(m);
+    }
+    let completions = Arc::new(AtomicU64::new(0));
+    let Ok(vm) = MshvPartition::with_ops(
+        Box::new(Hv(AtomicU64::new(0))),
+        Vec::new(),
+        memory,
+        Box::new(std::io::sink()),
+    ) else {
+        return;
+    };
+    vm.set_hypercall_handler(Arc::new(Handler));
+    // Host messages before and during the run: every other one finds the slot busy.
+    for i in 0..8u8 {
+        let _ = vm.post_message(0, i % 4, &HvMessage::EMPTY);
+    }
+    vm.run_vcpu(0, Box::new(Vcpu(script, completions.clone())));
+    assert!(vm.outcome().is_some(), "the loop ended without an outcome");
+    for sint in 0..16 {
+        assert!(vm.queued(0, sint) <= 64, "unbounded queue");
     }
 }
 

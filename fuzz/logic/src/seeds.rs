@@ -35,6 +35,7 @@ pub fn builtin(target: &str) -> Vec<Vec<u8>> {
         "netvsp_guest" => netvsp_guest(),
         "netvsc_host" => netvsc_host(),
         "netvsp_offload" => netvsp_offload(),
+        "mshv_exits" => mshv_exits(),
         _ => Vec::new(),
     }
 }
@@ -529,5 +530,74 @@ fn netvsp_offload() -> Vec<Vec<u8>> {
         seed(0x34, 1448, 34, 7, frame(false, true, 9000)),
         seed(0x14, 10, 34, 0, frame(false, true, 500)),
         seed(0x05, 0, 200, 0, frame(false, true, 50)),
+    ]
+}
+
+/// Intercept sequences: a slow HvPostMessage whose input block is in the prefix, a
+/// fast HvSignalEvent, COM1 output, a SINT-deliverable notification, a poweroff write,
+/// an MMIO access and garbage types.
+fn mshv_exits() -> Vec<Vec<u8>> {
+    // One 128-byte chunk: type pick, then the payload's first 127 bytes.
+    let chunk = |pick: u8, fill: &dyn Fn(&mut [u8; 127])| {
+        let mut c = [0u8; 128];
+        c[0] = pick;
+        let mut body = [0u8; 127];
+        fill(&mut body);
+        c[1..].copy_from_slice(&body);
+        c
+    };
+    // Header: vp 0 (bytes 0..4), instruction length at 4, RIP at 24.
+    let hypercall = |rcx: u64, rdx: u64| {
+        chunk(0, &move |b| {
+            b[4] = 3;
+            b[24..32].copy_from_slice(&0x1000u64.to_le_bytes());
+            b[56..64].copy_from_slice(&rcx.to_le_bytes());
+            b[64..72].copy_from_slice(&rdx.to_le_bytes());
+        })
+    };
+    let io = |port: u16, size: u8, write: bool| {
+        chunk(1, &move |b| {
+            b[4] = 1;
+            b[5] = u8::from(write);
+            b[40..42].copy_from_slice(&port.to_le_bytes());
+            b[42] = size;
+            b[48] = b'A';
+        })
+    };
+    let deliverable = chunk(2, &|b| b[40] = 0x0f);
+    let mut post_input = vec![0u8; 256];
+    post_input[0] = 4; // connection 4
+    post_input[8] = 1; // message type 1
+    post_input[12] = 4; // payload size
+    let seed = |prefix: &[u8], chunks: &[[u8; 128]]| {
+        let mut s = (prefix.len() as u16).to_le_bytes().to_vec();
+        s.extend_from_slice(prefix);
+        for c in chunks {
+            s.extend_from_slice(c);
+        }
+        s
+    };
+    vec![
+        seed(
+            &post_input,
+            &[hypercall(0x5c, 0), deliverable, io(0x3f8, 1, true)],
+        ),
+        seed(
+            &[],
+            &[hypercall(0x1005d, 0x0000_0002_0000_0001), deliverable],
+        ),
+        seed(
+            &[],
+            &[io(0x3f8, 1, true), io(0x3fd, 1, false), io(0x604, 2, true)],
+        ),
+        seed(
+            &[],
+            &[deliverable, deliverable, chunk(6, &|b| b[56] = 0xfe)],
+        ),
+        seed(&[], &[chunk(0x81, &|_| {}), io(0x64, 4, false)]),
+        seed(
+            &post_input,
+            &[hypercall(0x5c, 0), hypercall(0x99, 0), chunk(5, &|_| {})],
+        ),
     ]
 }
