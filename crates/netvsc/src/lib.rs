@@ -260,10 +260,16 @@ pub struct NetvscStats {
     pub tx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
 }
 
-/// Bounded queue of received frames in preallocated slots.
+/// Bytes per receive slot: a whole RNDIS message carrying a full frame (header, PPIs,
+/// frame) fits, so a message is read from guest memory straight into its slot.
+const RX_SLOT: usize = 2048;
+
+/// Bounded queue of received frames in preallocated slots; each slot remembers where
+/// in it the frame is.
+#[derive(Default)]
 struct RxQueue {
-    slots: Vec<[u8; MAX_FRAME]>,
-    lens: Vec<u16>,
+    slots: Vec<[u8; RX_SLOT]>,
+    spans: Vec<(u16, u16)>,
     head: usize,
     len: usize,
 }
@@ -271,31 +277,48 @@ struct RxQueue {
 impl RxQueue {
     fn new(n: usize) -> Self {
         Self {
-            slots: vec![[0; MAX_FRAME]; n.max(1)],
-            lens: vec![0; n.max(1)],
+            slots: vec![[0; RX_SLOT]; n.max(1)],
+            spans: vec![(0, 0); n.max(1)],
             head: 0,
             len: 0,
         }
     }
-    fn push(&mut self, f: &[u8]) -> bool {
+
+    /// The slot the next frame goes into, or `None` when the queue is full.
+    fn next_slot(&mut self) -> Option<&mut [u8; RX_SLOT]> {
         let cap = self.slots.len();
-        if self.len == cap || f.len() > MAX_FRAME {
+        if self.len == cap {
+            return None;
+        }
+        self.slots.get_mut((self.head + self.len) % cap)
+    }
+
+    /// Queues the frame at `off..off + len` of the slot [`RxQueue::next_slot`] gave.
+    fn commit(&mut self, off: usize, len: usize) -> bool {
+        let cap = self.slots.len();
+        if self.len == cap || len > MAX_FRAME || off + len > RX_SLOT {
             return false;
         }
-        let i = (self.head + self.len) % cap;
-        match (
-            self.slots.get_mut(i).and_then(|s| s.get_mut(..f.len())),
-            self.lens.get_mut(i),
-        ) {
-            (Some(d), Some(l)) => {
-                d.copy_from_slice(f);
-                *l = f.len() as u16;
+        match self.spans.get_mut((self.head + self.len) % cap) {
+            Some(span) => {
+                *span = (off as u16, len as u16);
                 self.len += 1;
                 true
+            }
+            None => false,
+        }
+    }
+
+    fn push(&mut self, f: &[u8]) -> bool {
+        match self.next_slot().and_then(|s| s.get_mut(..f.len())) {
+            Some(d) if f.len() <= MAX_FRAME => {
+                d.copy_from_slice(f);
+                self.commit(0, f.len())
             }
             _ => false,
         }
     }
+
     fn pop(&mut self, buf: &mut [u8]) -> Option<usize> {
         if self.len == 0 {
             return None;
@@ -303,9 +326,10 @@ impl RxQueue {
         let i = self.head;
         self.head = (i + 1) % self.slots.len();
         self.len -= 1;
-        let n = usize::from(*self.lens.get(i)?).min(buf.len());
+        let (off, len) = *self.spans.get(i)?;
+        let (off, n) = (usize::from(off), usize::from(len).min(buf.len()));
         buf.get_mut(..n)?
-            .copy_from_slice(self.slots.get(i)?.get(..n)?);
+            .copy_from_slice(self.slots.get(i)?.get(off..off + n)?);
         Some(n)
     }
 }
@@ -1288,6 +1312,9 @@ impl Netvsc {
             self.bad();
             return false;
         }
+        if let Some(got) = self.receive_in_place(base + offset, len as usize) {
+            return got;
+        }
         let mut got = false;
         let mut scratch = std::mem::take(&mut self.scratch);
         let ok = scratch
@@ -1331,6 +1358,36 @@ impl Netvsc {
         }
         self.scratch = scratch;
         got
+    }
+
+    /// The common case of [`Netvsc::receive_range`]: a range holding exactly one RNDIS
+    /// PACKET is read straight into the next receive slot and queued where its frame
+    /// sits, without a copy through `scratch`. `None`: anything else (several or other
+    /// messages, a full queue, a long range); the caller takes the general path.
+    fn receive_in_place(&mut self, gpa: u64, len: usize) -> Option<bool> {
+        let mut rx = std::mem::take(&mut self.rx);
+        let result = (|| {
+            let slot = rx.next_slot()?;
+            let dst = slot.get_mut(..len)?;
+            self.memory.read(gpa, dst).ok()?;
+            let start = slot.as_ptr() as usize;
+            let mut messages = RndisMessages::new(slot.get(..len)?);
+            let Some(Ok(RndisMessage::Packet(pkt))) = messages.next() else {
+                return None;
+            };
+            if messages.next().is_some() || pkt.data.len() > MAX_FRAME {
+                return None;
+            }
+            // Where the frame sits in the slot (a subslice of it).
+            let off = (pkt.data.as_ptr() as usize).checked_sub(start)?;
+            let n = pkt.data.len();
+            Some(rx.commit(off, n))
+        })();
+        self.rx = rx;
+        if result == Some(true) {
+            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Closes the NIC: revokes the buffers, closes the channel, frees guest memory.
