@@ -408,13 +408,28 @@ impl<V: GuestVm> LinuxGuest<V> {
     pub fn counters(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let n = &self.nic;
+        let queues = 1 + n.subchannels.load(Relaxed) as usize;
+        let per_queue = |c: &[std::sync::atomic::AtomicU64]| {
+            c.iter()
+                .take(queues)
+                .map(|x| x.load(Relaxed).to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
         format!(
-            "{}; NIC tx {} rx {} rx_no_buffer {} bad {}",
+            "{}; NIC {} queue(s), tx {} ({} per queue) rx {} ({} per queue) rx_no_buffer {} bad {}, offloaded tx {} (LSO segments {}, native {}, refused {})",
             self.vm.exit_counters(),
+            queues,
             n.tx_frames.load(Relaxed),
+            per_queue(&n.tx_queue_packets),
             n.rx_frames.load(Relaxed),
+            per_queue(&n.rx_queue_frames),
             n.rx_no_buffer.load(Relaxed),
             n.bad_packets.load(Relaxed),
+            n.tx_offloaded.load(Relaxed),
+            n.tx_lso_segments.load(Relaxed),
+            n.tx_native_offloads.load(Relaxed),
+            n.tx_offload_rejected.load(Relaxed),
         )
     }
 }
