@@ -327,19 +327,26 @@ pub trait GuestVm: Partition + 'static {
     fn dump_state(&self) -> Vec<String>;
 }
 
+/// The lifecycle methods both backends have under the same names.
+macro_rules! lifecycle {
+    ($ty:ty) => {
+        fn start(self: &Arc<Self>) -> Result<(), String> {
+            <$ty>::start(self).map_err(|e| e.to_string())
+        }
+        fn outcome(&self) -> Option<VmOutcome> {
+            <$ty>::outcome(self)
+        }
+        fn wait(&self, timeout: Duration) -> VmOutcome {
+            <$ty>::wait(self, Some(timeout))
+        }
+        fn stop(&self, timeout: Duration) -> VmOutcome {
+            <$ty>::stop(self, timeout)
+        }
+    };
+}
+
 impl GuestVm for KvmPartition {
-    fn start(self: &Arc<Self>) -> Result<(), String> {
-        KvmPartition::start(self).map_err(|e| e.to_string())
-    }
-    fn outcome(&self) -> Option<VmOutcome> {
-        KvmPartition::outcome(self)
-    }
-    fn wait(&self, timeout: Duration) -> VmOutcome {
-        KvmPartition::wait(self, Some(timeout))
-    }
-    fn stop(&self, timeout: Duration) -> VmOutcome {
-        KvmPartition::stop(self, timeout)
-    }
+    lifecycle!(KvmPartition);
     fn exit_counters(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.stats();
@@ -360,18 +367,7 @@ impl GuestVm for KvmPartition {
 }
 
 impl GuestVm for MshvPartition {
-    fn start(self: &Arc<Self>) -> Result<(), String> {
-        MshvPartition::start(self).map_err(|e| e.to_string())
-    }
-    fn outcome(&self) -> Option<VmOutcome> {
-        MshvPartition::outcome(self)
-    }
-    fn wait(&self, timeout: Duration) -> VmOutcome {
-        MshvPartition::wait(self, Some(timeout))
-    }
-    fn stop(&self, timeout: Duration) -> VmOutcome {
-        MshvPartition::stop(self, timeout)
-    }
+    lifecycle!(MshvPartition);
     fn exit_counters(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.stats();

@@ -78,6 +78,17 @@ fn frame(dst: [u8; 6], src: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
 const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0A];
 const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0B];
 
+/// Sends `f` from `from` and checks `to` receives exactly it within 5 s.
+fn deliver(from: &mut Netvsc, to: &mut Netvsc, f: &[u8]) {
+    let mut buf = [0u8; 1518];
+    from.send(f).unwrap();
+    let n = to
+        .recv(&mut buf, Duration::from_secs(5))
+        .unwrap()
+        .expect("frame delivered");
+    assert_eq!(&buf[..n], f);
+}
+
 type Guest = (Vm, vmbus_proto::channel::OfferChannel);
 
 /// Guests A and B on one switch whose ports queue `depth` frames.
@@ -145,20 +156,8 @@ fn two_guests_on_a_switch() {
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &NetvscConfig::default()).unwrap();
     let mut buf = [0u8; 1518];
     for seq in 0..500u32 {
-        let f = frame(B, A, seq, 1514);
-        a.send(&f).unwrap();
-        let n = b
-            .recv(&mut buf, Duration::from_secs(5))
-            .unwrap()
-            .expect("frame to b");
-        assert_eq!(&buf[..n], &f[..]);
-        let g = frame(A, B, seq, 64);
-        b.send(&g).unwrap();
-        let n = a
-            .recv(&mut buf, Duration::from_secs(5))
-            .unwrap()
-            .expect("frame to a");
-        assert_eq!(&buf[..n], &g[..]);
+        deliver(&mut a, &mut b, &frame(B, A, seq, 1514));
+        deliver(&mut b, &mut a, &frame(A, B, seq, 64));
     }
     // Broadcast reaches the other guest.
     a.send(&frame([0xFF; 6], A, 9999, 60)).unwrap();
@@ -364,16 +363,10 @@ fn traffic_spreads_over_several_queues() {
     assert_eq!(vm_b.stats.subchannels.load(Ordering::Relaxed), 3);
 
     // 256 TCP flows from A to B (source port varies), one frame each, then back.
-    let mut buf = [0u8; 1518];
     for port in 0..256u16 {
         let mut f = tcp4(64);
         f[34..36].copy_from_slice(&(10_000 + port).to_be_bytes());
-        a.send(&f).unwrap();
-        let n = b
-            .recv(&mut buf, Duration::from_secs(5))
-            .unwrap()
-            .expect("frame to b");
-        assert_eq!(&buf[..n], &f[..]);
+        deliver(&mut a, &mut b, &f);
     }
     let used = |counters: &[std::sync::atomic::AtomicU64]| {
         counters

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
-use common::{CODE, Console, Recorder, elf};
+use common::{CODE, Console, Recorder, check_smoke_run, write_kernel};
 
 fn kvm_usable() -> bool {
     let ok = std::fs::OpenOptions::new()
@@ -28,10 +28,7 @@ fn kvm_usable() -> bool {
 }
 
 fn boot(code: &[u8], tag: &str) -> (Arc<KvmPartition>, Console) {
-    let dir = std::env::temp_dir().join(format!("hv-kvm-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kernel = dir.join("guest.elf");
-    std::fs::write(&kernel, elf(code)).unwrap();
+    let (dir, kernel) = write_kernel(code, &format!("kvm-{tag}"));
     let console = Console::default();
     let vm = KvmPartition::new(
         &KvmConfig {
@@ -59,10 +56,7 @@ fn msr_hypercall_console_and_poweroff_on_real_kvm() {
     vm.set_hypercall_handler(recorder.clone());
     vm.start().unwrap();
     let outcome = vm.wait(Some(Duration::from_secs(60)));
-    let out = console.0.lock().unwrap().clone();
-    assert_eq!(outcome, VmOutcome::PowerOff, "console: {out:?}");
-    assert_eq!(out, b"0C", "VP index 0, then status 0x13 from the handler");
-    assert_eq!(*recorder.0.lock().unwrap(), vec![(0, 0x1234, 0)]);
+    check_smoke_run(outcome, VmOutcome::PowerOff, &console, &recorder);
     let hv = vm.hv_stats(0).unwrap();
     assert_eq!(hv.hypercall_page_writes, 1);
     assert_eq!(hv.msr_faults, 0);

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
-use common::{CODE, Console, Recorder, elf};
+use common::{CODE, Console, Recorder, check_smoke_run, write_kernel};
 use hv_partition::Partition;
 use hv_partition::mshv::{MshvConfig, MshvPartition, is_available};
 use hv_partition::pc::VmOutcome;
@@ -25,10 +25,7 @@ fn hypercall_intercept_console_and_poweroff_on_real_mshv() {
         );
         return;
     }
-    let dir = std::env::temp_dir().join(format!("hv-mshv-smoke-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kernel = dir.join("guest.elf");
-    std::fs::write(&kernel, elf(CODE)).unwrap();
+    let (dir, kernel) = write_kernel(CODE, "mshv-smoke");
     let console = Console::default();
     let vm = MshvPartition::new(
         &MshvConfig {
@@ -46,10 +43,7 @@ fn hypercall_intercept_console_and_poweroff_on_real_mshv() {
     vm.set_hypercall_handler(recorder.clone());
     vm.start().unwrap();
     let outcome = vm.wait(Some(Duration::from_secs(60)));
-    let out = console.0.lock().unwrap().clone();
-    assert_eq!(outcome, VmOutcome::PowerOff, "console: {out:?}");
-    assert_eq!(out, b"0C", "VP index 0, then status 0x13 from the handler");
-    assert_eq!(*recorder.0.lock().unwrap(), vec![(0, 0x1234, 0)]);
+    check_smoke_run(outcome, VmOutcome::PowerOff, &console, &recorder);
     let s = vm.stats();
     assert_eq!(s.hypercalls.load(Ordering::Relaxed), 1);
     assert_eq!(s.bad_messages.load(Ordering::Relaxed), 0);

@@ -545,8 +545,7 @@ impl KvmPartition {
     /// Asks every vCPU to stop (the outcome is [`VmOutcome::Stopped`] unless the VM
     /// already ended) and waits up to `timeout` for the vCPU threads.
     pub fn stop(&self, timeout: Duration) -> VmOutcome {
-        self.finish(VmOutcome::Stopped);
-        self.wait(Some(timeout))
+        self.run.stop(timeout)
     }
 
     /// Waits until the VM ends (all vCPU threads returned) or `timeout` passes; returns

@@ -328,8 +328,7 @@ impl MshvPartition {
 
     /// Asks every vCPU to stop and waits up to `timeout` for the threads.
     pub fn stop(&self, timeout: Duration) -> VmOutcome {
-        self.finish(VmOutcome::Stopped);
-        self.wait(Some(timeout))
+        self.run.stop(timeout)
     }
 
     /// Waits until the VM ends or `timeout` passes; returns the outcome, or

@@ -101,6 +101,13 @@ impl VcpuThreads {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Asks the VM to stop (the outcome is [`VmOutcome::Stopped`] unless it already
+    /// ended) and waits up to `timeout` for the vCPU threads.
+    pub(crate) fn stop(&self, timeout: std::time::Duration) -> VmOutcome {
+        self.finish(VmOutcome::Stopped);
+        self.wait(Some(timeout))
+    }
+
     /// Marks the VM stopping without an outcome (the owner is going away).
     pub(crate) fn stop_quietly(&self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);

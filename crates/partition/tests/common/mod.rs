@@ -98,3 +98,28 @@ impl Write for Console {
         Ok(())
     }
 }
+
+/// Writes `code` as an ELF kernel into a fresh temporary directory; returns the
+/// directory (remove it once the VM is created) and the kernel's path.
+pub fn write_kernel(code: &[u8], tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("hv-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kernel = dir.join("guest.elf");
+    std::fs::write(&kernel, elf(code)).unwrap();
+    (dir, kernel)
+}
+
+/// What the smoke guest ([`CODE`]) must leave behind on any backend: it powered off,
+/// printed its VP index 0 and the handler's status 0x13, and the handler saw one fast
+/// HvSignalEvent from VP 0 to connection 0x1234.
+pub fn check_smoke_run<O: std::fmt::Debug + PartialEq>(
+    outcome: O,
+    poweroff: O,
+    console: &Console,
+    recorder: &Recorder,
+) {
+    let out = console.0.lock().unwrap().clone();
+    assert_eq!(outcome, poweroff, "console: {out:?}");
+    assert_eq!(out, b"0C", "VP index 0, then status 0x13 from the handler");
+    assert_eq!(*recorder.0.lock().unwrap(), vec![(0, 0x1234, 0)]);
+}
