@@ -103,6 +103,9 @@ pub struct GpadlBuffer {
     pfns: Arc<[u64]>,
     first_offset: usize,
     size: usize,
+    /// The GPA of byte 0 when the pages are consecutive guest pages: an access is then
+    /// one copy instead of one per page.
+    contiguous: Option<u64>,
 }
 
 impl GpadlBuffer {
@@ -116,11 +119,27 @@ impl GpadlBuffer {
         let [range] = gpadl.ranges.as_slice() else {
             return Err(err);
         };
+        let consecutive = range.pfns.windows(2).all(|w| match w {
+            [a, b] => a.checked_add(1) == Some(*b),
+            _ => true,
+        });
+        // Only when the pages cover every byte the GPADL claims (otherwise the
+        // page-by-page path refuses the uncovered part).
+        let covered = (range.pfns.len() as u64)
+            .checked_mul(4096)
+            .is_some_and(|b| u64::from(range.byte_offset) + u64::from(range.byte_count) <= b);
+        let contiguous = range
+            .pfns
+            .first()
+            .filter(|_| consecutive && covered)
+            .and_then(|p| p.checked_mul(4096))
+            .and_then(|gpa| gpa.checked_add(u64::from(range.byte_offset)));
         Ok(Self {
             memory: memory.clone(),
             pfns: range.pfns.clone().into(),
             first_offset: range.byte_offset as usize,
             size: range.byte_count as usize,
+            contiguous,
         })
     }
 
@@ -147,6 +166,15 @@ impl GpadlBuffer {
         };
         if offset.checked_add(len).is_none_or(|end| end > self.size) {
             return Err(err);
+        }
+        if let Some(base) = self.contiguous {
+            // Guest memory bounds are checked by the access itself.
+            let gpa = base.checked_add(offset as u64).ok_or(err)?;
+            return if len == 0 || f(gpa, len, 0) {
+                Ok(())
+            } else {
+                Err(err)
+            };
         }
         let mut done = 0;
         let mut pos = self.first_offset + offset;
@@ -181,5 +209,94 @@ impl GpadlBuffer {
             buf.get(at..at + n)
                 .is_some_and(|b| memory.write(gpa, b).is_ok())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmbus_proto::channel::gpadl::GpaRange;
+
+    fn buffer(
+        memory: &GuestMemory,
+        pfns: Vec<u64>,
+        byte_offset: u32,
+        byte_count: u32,
+    ) -> GpadlBuffer {
+        let gpadl = Gpadl {
+            child_relid: 1,
+            gpadl: 1,
+            ranges: vec![GpaRange {
+                byte_count,
+                byte_offset,
+                pfns,
+            }],
+        };
+        GpadlBuffer::new(memory, &gpadl).unwrap()
+    }
+
+    /// Consecutive and scattered pages give the same bytes, and both refuse what lies
+    /// outside the buffer or outside guest memory.
+    #[test]
+    fn contiguous_and_scattered_buffers_agree() {
+        let memory = GuestMemory::new(64 * 4096).unwrap();
+        let pattern: Vec<u8> = (0..64 * 4096).map(|i| (i * 7 % 251) as u8).collect();
+        memory.write(0, &pattern).unwrap();
+        let contiguous = buffer(&memory, vec![4, 5, 6, 7], 100, 3 * 4096);
+        assert!(contiguous.contiguous.is_some());
+        let scattered = buffer(&memory, vec![4, 9, 6, 20], 100, 3 * 4096);
+        assert!(scattered.contiguous.is_none());
+        let gpa_of = |pfns: &[u64], off: usize| {
+            pfns[(100 + off) / 4096] as usize * 4096 + (100 + off) % 4096
+        };
+        for (buf, pfns) in [(&contiguous, [4u64, 5, 6, 7]), (&scattered, [4, 9, 6, 20])] {
+            for (off, len) in [
+                (0usize, 10usize),
+                (3990, 200),
+                (4096 * 2 + 5, 4000),
+                (0, 3 * 4096),
+            ] {
+                let mut got = vec![0u8; len];
+                buf.read_at(off, &mut got).unwrap();
+                let want: Vec<u8> = (0..len).map(|i| pattern[gpa_of(&pfns, off + i)]).collect();
+                assert_eq!(got, want, "read {off}+{len}");
+            }
+            assert!(
+                buf.read_at(3 * 4096 - 4, &mut [0u8; 8]).is_err(),
+                "past the end"
+            );
+            assert!(
+                buf.write_at(usize::MAX, &[0u8; 2]).is_err(),
+                "overflowing offset"
+            );
+            assert!(
+                buf.read_at(3 * 4096, &mut []).is_ok(),
+                "empty read at the end"
+            );
+        }
+        // Writes land on the same guest bytes either way.
+        contiguous.write_at(4000, &[0xAA; 200]).unwrap();
+        let mut back = [0u8; 200];
+        memory.read(4 * 4096 + 4100, &mut back).unwrap();
+        assert_eq!(back, [0xAA; 200]);
+        scattered.write_at(4000, &[0xBB; 200]).unwrap();
+        memory.read(9 * 4096 + 4, &mut back).unwrap();
+        assert_eq!(back, [0xBB; 200]);
+
+        // Pages outside guest memory: refused on both paths.
+        let outside = buffer(&memory, vec![1000, 1001], 0, 8192);
+        assert!(outside.contiguous.is_some());
+        assert!(outside.read_at(0, &mut [0u8; 16]).is_err());
+        assert!(
+            buffer(&memory, vec![1000, 3], 0, 8192)
+                .read_at(0, &mut [0u8; 16])
+                .is_err()
+        );
+        // A byte count beyond its pages: never the one-copy path, and the uncovered
+        // part is refused.
+        let short = buffer(&memory, vec![4, 5], 0, 3 * 4096);
+        assert!(short.contiguous.is_none());
+        assert!(short.read_at(2 * 4096, &mut [0u8; 16]).is_err());
+        assert!(short.read_at(4096, &mut [0u8; 16]).is_ok());
     }
 }
