@@ -44,6 +44,11 @@ pub struct NetvspConfig {
     /// capabilities are reported and the guest may ask for `max_queues - 1`
     /// subchannels.
     pub max_queues: u16,
+    /// RNDIS packets a guest may put in one message (INITIALIZE_COMPLETE
+    /// `max_pkt_per_msg`): above 1, Linux packs the frames its stack hands over in a
+    /// burst into one send section with one completion. Any count is accepted on
+    /// receipt (a message is bounded by its section); this only invites batching.
+    pub max_packets_per_message: u32,
 }
 
 /// Most queues (primary channel plus subchannels) a NIC supports.
@@ -56,6 +61,7 @@ impl Default for NetvspConfig {
             mtu: 1500,
             link_speed_bps: 10_000_000_000,
             max_queues: 8,
+            max_packets_per_message: 16,
         }
     }
 }
@@ -673,20 +679,24 @@ impl NicCore {
     ) -> bool {
         let mut buf = std::mem::take(&mut self.rndis_buf);
         let mut len = 0usize;
-        let gathered = if section != NETVSC_INVALID_INDEX {
-            match (&self.send, buf.get_mut(..size as usize)) {
+        // The section part (several packets, Linux's batching), then any GPA ranges:
+        // Linux sends the last packet's RNDIS header in the section and its data as
+        // page buffers when only the header still fits ("cp_partial").
+        let mut gathered = true;
+        if section != NETVSC_INVALID_INDEX {
+            gathered = match (&self.send, buf.get_mut(..size as usize)) {
                 (Some(send), Some(dst)) if (size as usize) <= SEND_SECTION_SIZE as usize => {
                     len = dst.len();
                     send.read_at(section as usize * SEND_SECTION_SIZE as usize, dst)
                         .is_ok()
                 }
                 _ => false,
-            }
-        } else {
-            let mut ok = true;
+            };
+        }
+        if gathered {
             for r in packet.gpa_ranges() {
                 let Ok(r) = r else {
-                    ok = false;
+                    gathered = false;
                     break;
                 };
                 let mut remaining = r.byte_count as usize;
@@ -695,7 +705,7 @@ impl NicCore {
                     let n = 4096usize.saturating_sub(offset as usize).min(remaining);
                     let start = len;
                     if start + n > MAX_RNDIS {
-                        ok = false;
+                        gathered = false;
                         break;
                     }
                     len = start + n;
@@ -705,15 +715,18 @@ impl NicCore {
                         _ => false,
                     };
                     if !read {
-                        ok = false;
+                        gathered = false;
                         break;
                     }
                     remaining -= n;
                     offset = 0;
                 }
+                if !gathered {
+                    break;
+                }
             }
-            ok && len > 0
-        };
+        }
+        let gathered = gathered && len > 0;
         let mut ok = gathered;
         let mut refused = false;
         if gathered {

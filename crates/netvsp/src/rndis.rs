@@ -16,6 +16,8 @@ use vmbus_proto::rndis::{
 
 /// Largest transfer the host accepts in one RNDIS message.
 const MAX_XFER_SIZE: u32 = 0x4000;
+/// Alignment (a shift) of RNDIS packets sharing one guest message: 8 bytes.
+const PKT_ALIGNMENT_FACTOR: u32 = 3;
 
 /// The OIDs answered by QUERY (reported by OID_GEN_SUPPORTED_LIST).
 const SUPPORTED: &[Oid] = &[
@@ -301,9 +303,10 @@ impl RndisControl {
                     minor_ver: 0,
                     dev_flags: DeviceFlags::CONNECTIONLESS.bits(),
                     medium: RndisMedium::MEDIUM_802_3,
-                    max_pkt_per_msg: 1,
+                    max_pkt_per_msg: self.config.max_packets_per_message.max(1),
                     max_xfer_size: MAX_XFER_SIZE,
-                    pkt_alignment_factor: 0,
+                    // Packets sharing a message start 8-byte aligned (the guest pads).
+                    pkt_alignment_factor: PKT_ALIGNMENT_FACTOR,
                     af_list_offset: 0,
                     af_list_size: 0,
                 })

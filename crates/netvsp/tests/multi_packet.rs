@@ -1,0 +1,359 @@
+//! Guest messages carrying several RNDIS packets, driven straight into a `NicCore`:
+//! a send section packed the way Linux batches (`xmit_more`, packets padded to the
+//! alignment the host reported), Linux's "cp_partial" form (the last packet's header in
+//! the section, its data in GPA-direct page buffers), and the hostile variants.
+
+// Test code: a failed unwrap or index is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use hv_partition::GuestMemory;
+use netvsp::device::SEND_SECTION_SIZE;
+use netvsp::{NetEndpoint, NetvspConfig, NicCore, NicStats};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use vmbus::DeviceContext;
+use vmbus_proto::channel::gpadl::{GpaRange, Gpadl};
+use vmbus_proto::nvsp::{NvspChannelType, NvspMessage, NvspStatus, NvspVersion};
+use vmbus_proto::packet::{FLAG_COMPLETION_REQUESTED, PacketType, descriptor_for, emit_inband};
+use vmbus_proto::rndis::{
+    RndisMessage, RndisMessages, emit_packet_header, packet_to_vec, pad_message,
+};
+use vmbus_ring::Doorbell;
+use zerocopy::IntoBytes;
+
+/// Records what the guest transmits.
+struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl NetEndpoint for Recorder {
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.0.lock().unwrap().push(frame.to_vec());
+        true
+    }
+    fn receive(&mut self, _buf: &mut [u8]) -> Option<usize> {
+        None
+    }
+    fn set_waker(&mut self, _waker: Arc<Doorbell>) {}
+    fn link_up(&self) -> bool {
+        true
+    }
+}
+
+/// Send buffer: GPADL 2 over guest pages 64.. (32 pages, 5 sections).
+const SEND_PAGE: u64 = 64;
+/// Free guest pages for GPA-direct data.
+const DATA_PAGE: u64 = 128;
+
+struct Host {
+    core: NicCore,
+    memory: GuestMemory,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    stats: Arc<NicStats>,
+}
+
+fn host() -> Host {
+    let memory = GuestMemory::new(1 << 20).unwrap();
+    let gpadl = |first: u64, pages: u64| Gpadl {
+        child_relid: 1,
+        gpadl: 0,
+        ranges: vec![GpaRange::whole_pages((first..first + pages).collect())],
+    };
+    let mut table = BTreeMap::new();
+    table.insert(1u32, (1u32, Arc::new(gpadl(16, 32))));
+    table.insert(2u32, (1u32, Arc::new(gpadl(SEND_PAGE, 32))));
+    let context = DeviceContext::new(memory.clone(), Arc::new(RwLock::new(table)));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let stats = Arc::new(NicStats::default());
+    let core = NicCore::new(
+        NetvspConfig::default(),
+        1,
+        context,
+        Box::new(Recorder(sent.clone())),
+        stats.clone(),
+    );
+    let mut h = Host {
+        core,
+        memory,
+        sent,
+        stats,
+    };
+    for (tid, m) in [
+        (1, NvspMessage::init(NvspVersion::V6_1)),
+        (
+            2,
+            NvspMessage::SendReceiveBuffer {
+                gpadl_handle: 1,
+                id: 0xCAFE,
+            },
+        ),
+        (
+            3,
+            NvspMessage::SendSendBuffer {
+                gpadl_handle: 2,
+                id: 0,
+            },
+        ),
+    ] {
+        h.core.handle_packet(&inband(&m, tid));
+    }
+    assert_eq!(h.completions().len(), 3, "the bring-up answers");
+    h
+}
+
+fn inband(m: &NvspMessage, tid: u64) -> Vec<u8> {
+    let mut payload = [0u8; 64];
+    let n = m.emit(&mut payload).unwrap();
+    let mut buf = [0u8; 128];
+    let n = emit_inband(
+        &mut buf,
+        PacketType::DATA_INBAND,
+        FLAG_COMPLETION_REQUESTED,
+        tid,
+        &payload[..n],
+    )
+    .unwrap();
+    buf[..n].to_vec()
+}
+
+/// SEND_RNDIS_PKT (data) naming `section` with `size` bytes, as a GPA-direct packet
+/// with one range over `pages` (first byte `offset`, `len` bytes) when given.
+fn send_rndis(tid: u64, section: u32, size: u32, range: Option<(&[u64], u32, u32)>) -> Vec<u8> {
+    let m = NvspMessage::SendRndisPacket {
+        channel_type: NvspChannelType::RMC_DATA,
+        send_buf_section_index: section,
+        send_buf_section_size: size,
+    };
+    let Some((pages, offset, len)) = range else {
+        return inband(&m, tid);
+    };
+    let mut payload = [0u8; 64];
+    let n = m.emit(&mut payload).unwrap();
+    // GPA-direct header: reserved, range count; then byte count, byte offset, pfns.
+    let mut header = Vec::new();
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&1u32.to_le_bytes());
+    header.extend_from_slice(&len.to_le_bytes());
+    header.extend_from_slice(&offset.to_le_bytes());
+    for p in pages {
+        header.extend_from_slice(&p.to_le_bytes());
+    }
+    let d = descriptor_for(
+        PacketType::DATA_USING_GPA_DIRECT,
+        FLAG_COMPLETION_REQUESTED,
+        tid,
+        header.len(),
+        n,
+    )
+    .unwrap();
+    let mut p = vec![0u8; usize::from(d.length8) * 8];
+    p[..16].copy_from_slice(d.as_bytes());
+    p[16..16 + header.len()].copy_from_slice(&header);
+    let at = usize::from(d.data_offset8) * 8;
+    p[at..at + n].copy_from_slice(&payload[..n]);
+    p
+}
+
+impl Host {
+    /// The SEND_RNDIS_PKT completions (and others) owed to the guest: (tid, status).
+    fn completions(&mut self) -> Vec<(u64, Option<NvspStatus>)> {
+        let mut out = Vec::new();
+        while self.core.pop_outgoing(|p, payload| {
+            assert_eq!(p.packet_type, PacketType::COMPLETION);
+            let status = match NvspMessage::parse(payload) {
+                Ok(NvspMessage::SendRndisPacketComplete { status }) => Some(status),
+                _ => None,
+            };
+            out.push((p.transaction_id, status));
+            true
+        }) {}
+        out
+    }
+
+    fn section_gpa(section: u32) -> u64 {
+        SEND_PAGE * 4096 + u64::from(section) * u64::from(SEND_SECTION_SIZE)
+    }
+
+    fn take_sent(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+fn frame(seq: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seq).collect()
+}
+
+/// Packs `frames` into one section the way Linux does with `xmit_more`: each RNDIS
+/// packet padded to 8 bytes (the alignment netvsp reports) except the last.
+fn packed(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut section = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let mut m = packet_to_vec(&[], f).unwrap();
+        if i + 1 < frames.len() {
+            let len = m.len();
+            m.resize(len.next_multiple_of(8), 0xEE);
+            let padded = pad_message(&mut m, len, 8).unwrap();
+            assert_eq!(padded, m.len());
+        }
+        section.extend_from_slice(&m);
+    }
+    section
+}
+
+#[test]
+fn initialize_complete_invites_batching() {
+    let mut h = host();
+    let init = RndisMessage::Initialize(vmbus_proto::rndis::RndisInitializeRequest::new(7, 0x4000))
+        .to_vec()
+        .unwrap();
+    h.memory.write(Host::section_gpa(0), &init).unwrap();
+    h.core.handle_packet(&inband(
+        &NvspMessage::SendRndisPacket {
+            channel_type: NvspChannelType::RMC_CONTROL,
+            send_buf_section_index: 0,
+            send_buf_section_size: init.len() as u32,
+        },
+        9,
+    ));
+    // The answer goes through the receive buffer (GPADL 1, guest pages 16..).
+    let mut answer = None;
+    while h.core.pop_outgoing(|p, _| {
+        if p.packet_type == PacketType::DATA_USING_TRANSFER_PAGES {
+            // One range: (byte_count, byte_offset) after the 8-byte header.
+            let count = u32::from_le_bytes(p.header[8..12].try_into().unwrap());
+            let offset = u32::from_le_bytes(p.header[12..16].try_into().unwrap());
+            answer = Some((offset, count));
+        }
+        true
+    }) {}
+    let (offset, count) = answer.expect("INITIALIZE_COMPLETE delivered");
+    let mut bytes = vec![0u8; count as usize];
+    h.memory
+        .read(16 * 4096 + u64::from(offset), &mut bytes)
+        .unwrap();
+    match RndisMessage::parse(&bytes).unwrap() {
+        RndisMessage::InitializeComplete(c) => {
+            assert_eq!(
+                c.max_pkt_per_msg,
+                NetvspConfig::default().max_packets_per_message
+            );
+            assert!(c.max_pkt_per_msg > 1);
+            assert_eq!(c.pkt_alignment_factor, 3);
+        }
+        other => panic!("expected INITIALIZE_COMPLETE, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_packed_section_sends_every_frame_with_one_completion() {
+    let mut h = host();
+    let frames: Vec<Vec<u8>> = [60usize, 1514, 61, 1000, 63]
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| frame(i as u8, l))
+        .collect();
+    let section = packed(&frames);
+    assert!(section.len() <= SEND_SECTION_SIZE as usize);
+    // Messages parse back with their padding.
+    assert_eq!(RndisMessages::new(&section).count(), frames.len());
+    h.memory.write(Host::section_gpa(1), &section).unwrap();
+    h.core
+        .handle_packet(&send_rndis(40, 1, section.len() as u32, None));
+    assert_eq!(h.take_sent(), frames);
+    assert_eq!(h.completions(), vec![(40, Some(NvspStatus::SUCCESS))]);
+    assert_eq!(h.stats.tx_frames.load(Ordering::Relaxed), 5);
+    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn cp_partial_joins_the_section_and_the_page_buffers() {
+    let mut h = host();
+    // Two whole packets in the section (both padded: neither is the last), then the
+    // third one's RNDIS header; its 1400-byte frame lies in guest pages, starting
+    // 100 bytes before a page end.
+    let first = [frame(1, 200), frame(2, 1514)];
+    let third = frame(3, 1400);
+    let filler = packet_to_vec(&[], &[0u8; 60]).unwrap().len();
+    let mut s = packed(&[first[0].clone(), first[1].clone(), vec![0u8; 60]]);
+    s.truncate(s.len() - filler);
+    let mut hdr = [0u8; 64];
+    let hl = emit_packet_header(&mut hdr, &[], third.len()).unwrap();
+    s.extend_from_slice(&hdr[..hl]);
+    h.memory.write(Host::section_gpa(2), &s).unwrap();
+    let offset = 4096 - 100;
+    h.memory
+        .write(DATA_PAGE * 4096 + offset as u64, &third)
+        .unwrap();
+    h.core.handle_packet(&send_rndis(
+        41,
+        2,
+        s.len() as u32,
+        Some((&[DATA_PAGE, DATA_PAGE + 1], offset, third.len() as u32)),
+    ));
+    assert_eq!(
+        h.take_sent(),
+        vec![first[0].clone(), first[1].clone(), third]
+    );
+    assert_eq!(h.completions(), vec![(41, Some(NvspStatus::SUCCESS))]);
+    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn hostile_multi_packet_messages_are_refused_and_counted() {
+    let mut h = host();
+    let frames = vec![frame(1, 100), frame(2, 100)];
+    let section = packed(&frames);
+    h.memory.write(Host::section_gpa(0), &section).unwrap();
+
+    // Page buffers outside guest memory after a valid section: refused, counted.
+    h.core.handle_packet(&send_rndis(
+        50,
+        0,
+        section.len() as u32,
+        Some((&[1 << 40], 0, 100)),
+    ));
+    assert_eq!(
+        h.completions(),
+        vec![(50, Some(NvspStatus::INVALID_RNDIS_PKT))]
+    );
+    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 1);
+    h.take_sent();
+
+    // A size beyond the section: refused.
+    h.core
+        .handle_packet(&send_rndis(51, 0, SEND_SECTION_SIZE + 8, None));
+    assert_eq!(
+        h.completions(),
+        vec![(51, Some(NvspStatus::INVALID_RNDIS_PKT))]
+    );
+    assert!(h.take_sent().is_empty());
+
+    // A section cut inside the second packet: the first goes, the rest is refused.
+    h.core
+        .handle_packet(&send_rndis(52, 0, section.len() as u32 - 10, None));
+    assert_eq!(
+        h.completions(),
+        vec![(52, Some(NvspStatus::INVALID_RNDIS_PKT))]
+    );
+    assert_eq!(h.take_sent(), vec![frames[0].clone()]);
+
+    // Page buffers adding more than the largest RNDIS message: refused, nothing read
+    // past the limit.
+    let many: Vec<u64> = (0..17).map(|i| DATA_PAGE + i).collect();
+    h.core.handle_packet(&send_rndis(
+        53,
+        0,
+        section.len() as u32,
+        Some((&many, 0, 17 * 4096)),
+    ));
+    assert_eq!(
+        h.completions(),
+        vec![(53, Some(NvspStatus::INVALID_RNDIS_PKT))]
+    );
+    assert!(h.take_sent().is_empty());
+    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 4);
+}
