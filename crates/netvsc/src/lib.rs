@@ -258,7 +258,28 @@ pub struct NetvscStats {
     pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
     /// Frames sent, per queue.
     pub tx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
+    /// Data messages (SEND_RNDIS_PKT) sent to the host: with batching
+    /// ([`Netvsc::send_deferred`]) several frames share one, so `tx_frames /
+    /// tx_messages` is the batching factor.
+    pub tx_messages: AtomicU64,
 }
+
+/// A send section being filled with several RNDIS packets (Linux's "multi-send data"):
+/// sent as one SEND_RNDIS_PKT when full or flushed.
+#[derive(Copy, Clone, Debug)]
+struct OpenSection {
+    section: u32,
+    /// Bytes written so far (each message padded to the host's alignment).
+    used: u32,
+    /// RNDIS packets in it.
+    count: u32,
+}
+
+/// Most RNDIS packets the driver puts in one send section, whatever the host allows.
+const MAX_PACKETS_PER_MESSAGE: u32 = 64;
+/// Largest packet alignment (as a shift) the driver pads to; a host asking for more
+/// gets one packet per message, which never needs padding.
+const MAX_ALIGNMENT_SHIFT: u32 = 6;
 
 /// Bytes per receive slot: a whole RNDIS message carrying a full frame (header, PPIs,
 /// frame) fits, so a message is read from guest memory straight into its slot.
@@ -319,7 +340,8 @@ impl RxQueue {
         }
     }
 
-    fn pop(&mut self, buf: &mut [u8]) -> Option<usize> {
+    /// Hands the oldest frame to `f` in its slot and frees the slot.
+    fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         if self.len == 0 {
             return None;
         }
@@ -327,10 +349,8 @@ impl RxQueue {
         self.head = (i + 1) % self.slots.len();
         self.len -= 1;
         let (off, len) = *self.spans.get(i)?;
-        let (off, n) = (usize::from(off), usize::from(len).min(buf.len()));
-        buf.get_mut(..n)?
-            .copy_from_slice(self.slots.get(i)?.get(off..off + n)?);
-        Some(n)
+        let (off, len) = (usize::from(off), usize::from(len));
+        Some(f(self.slots.get(i)?.get(off..off + len)?))
     }
 }
 
@@ -353,6 +373,15 @@ pub struct Netvsc {
     /// Per large slot: the generation of the send in flight.
     large_in_flight: Vec<Option<u32>>,
     offloads: HostOffloads,
+    /// RNDIS packets the host accepts per message (INITIALIZE_COMPLETE
+    /// `max_pkt_per_msg`, clamped to 1..=[`MAX_PACKETS_PER_MESSAGE`]).
+    max_pkt: u32,
+    /// Alignment of packets sharing a message (`1 << pkt_alignment_factor`).
+    pkt_align: u32,
+    /// Per queue: the send section being filled by deferred sends.
+    open: [Option<OpenSection>; MAX_QUEUES as usize],
+    /// Whether any of `open` may be set.
+    any_open: bool,
     /// Queues 1..: the subchannels (relid, halves).
     subqueues: Vec<(u32, Sender, Receiver)>,
     /// The host's send indirection table (queue per transmit hash bucket).
@@ -422,6 +451,10 @@ impl Netvsc {
             free_large: Vec::new(),
             large_in_flight: Vec::new(),
             offloads: HostOffloads::default(),
+            max_pkt: 1,
+            pkt_align: 1,
+            open: [None; MAX_QUEUES as usize],
+            any_open: false,
             subqueues: Vec::new(),
             send_table: [0; 16],
             generation: 0,
@@ -797,7 +830,15 @@ impl Netvsc {
             req_id,
         )?;
         match RndisMessage::parse(&bytes) {
-            Ok(RndisMessage::InitializeComplete(c)) if c.status == RndisStatus::SUCCESS => {}
+            Ok(RndisMessage::InitializeComplete(c)) if c.status == RndisStatus::SUCCESS => {
+                // Linux takes both as given (rndis_filter_init_device); a host value
+                // out of range here means one packet per message, never an error.
+                let (max_pkt, factor) = (c.max_pkt_per_msg, c.pkt_alignment_factor);
+                if factor <= MAX_ALIGNMENT_SHIFT {
+                    self.max_pkt = max_pkt.clamp(1, MAX_PACKETS_PER_MESSAGE);
+                    self.pkt_align = 1 << factor;
+                }
+            }
             _ => return Err(NetvscError::Refused("RNDIS initialize")),
         }
         if let (RndisStatus::SUCCESS, v) = self.query(Oid::OID_GEN_MAXIMUM_FRAME_SIZE, &[])?
@@ -926,7 +967,107 @@ impl Netvsc {
     /// Sends one Ethernet frame with offload work for the host: checksum, LSO (the
     /// frame may then be up to the host's LSO maximum) and VLAN tag. A packet that
     /// does not fit a send section goes GPA-direct from the driver's large-send pages.
+    /// Frames deferred before it on the same queue go in the same message.
     pub fn send_with(&mut self, frame: &[u8], offload: &TxOffload) -> Result<(), NetvscError> {
+        let q = self.enqueue(frame, offload)?;
+        self.flush_queue(q)
+    }
+
+    /// Queues one frame for the host without sending it yet: frames deferred on the
+    /// same queue share a send section, one SEND_RNDIS_PKT and one completion, up to
+    /// the host's packets-per-message limit (Linux's `xmit_more` batching; a host
+    /// that reports one packet per message gets each frame at once). Deferred frames
+    /// go when their section fills, at [`Netvsc::flush`], and at the next
+    /// [`Netvsc::send_with`], [`Netvsc::poll`] or [`Netvsc::recv`].
+    pub fn send_deferred(&mut self, frame: &[u8]) -> Result<(), NetvscError> {
+        self.send_deferred_with(frame, &TxOffload::default())
+    }
+
+    /// [`Netvsc::send_deferred`] with offload work, as in [`Netvsc::send_with`].
+    pub fn send_deferred_with(
+        &mut self,
+        frame: &[u8],
+        offload: &TxOffload,
+    ) -> Result<(), NetvscError> {
+        self.enqueue(frame, offload).map(drop)
+    }
+
+    /// Sends every deferred frame now.
+    pub fn flush(&mut self) -> Result<(), NetvscError> {
+        if std::mem::take(&mut self.any_open) {
+            for q in 0..self.open.len() {
+                if let Err(e) = self.flush_queue(q) {
+                    self.any_open = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends queue `q`'s open section, if any.
+    fn flush_queue(&mut self, q: usize) -> Result<(), NetvscError> {
+        if let Some(o) = self.open.get_mut(q).and_then(Option::take) {
+            self.submit(q, o.section, o.used, NvspChannelType::RMC_DATA)?;
+            self.stats.tx_messages.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Writes one RNDIS packet (`hdr` then `frame`, `hdr` being the RNDIS header whose
+    /// `msg_len` may be raised to cover the padding) into queue `q`'s open send
+    /// section, opening one (and sending the full one) as needed.
+    fn append(&mut self, q: usize, hdr: &mut [u8], frame: &[u8]) -> Result<(), NetvscError> {
+        let total = (hdr.len() + frame.len()) as u32;
+        // Padded so the next packet starts aligned; a packet that only fits unpadded
+        // goes alone.
+        let padded = Some(total.next_multiple_of(self.pkt_align))
+            .filter(|&p| p <= self.section_size)
+            .unwrap_or(total);
+        let fits = matches!(self.open.get(q), Some(Some(o))
+            if o.count < self.max_pkt && o.used + padded <= self.section_size);
+        if !fits {
+            self.flush_queue(q)?;
+            let section = self.take_section()?;
+            let slot = self.open.get_mut(q).ok_or(NetvscError::Refused("queue"))?;
+            *slot = Some(OpenSection {
+                section,
+                used: 0,
+                count: 0,
+            });
+        }
+        let Some(Some(mut o)) = self.open.get(q).copied() else {
+            return Err(NetvscError::Refused("queue"));
+        };
+        if padded != total
+            && let Some(len) = hdr.get_mut(4..8)
+        {
+            len.copy_from_slice(&padded.to_le_bytes());
+        }
+        let gpa =
+            self.send.0 + u64::from(o.section) * u64::from(self.section_size) + u64::from(o.used);
+        let zeros = [0u8; 1 << MAX_ALIGNMENT_SHIFT];
+        let pad = zeros.get(..(padded - total) as usize).unwrap_or(&[]);
+        self.memory
+            .write(gpa, hdr)
+            .and_then(|()| self.memory.write(gpa + hdr.len() as u64, frame))
+            .and_then(|()| self.memory.write(gpa + u64::from(total), pad))
+            .map_err(|_| NetvscError::Refused("send buffer write"))?;
+        o.used += padded;
+        o.count += 1;
+        if let Some(slot) = self.open.get_mut(q) {
+            *slot = Some(o);
+        }
+        self.any_open = true;
+        if o.count >= self.max_pkt {
+            self.flush_queue(q)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the RNDIS packet for `frame` and puts it in its queue's open section (or
+    /// sends it GPA-direct when it is larger than a section); returns the queue.
+    fn enqueue(&mut self, frame: &[u8], offload: &TxOffload) -> Result<usize, NetvscError> {
         use vmbus_proto::rndis::ppi::{
             NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, NdisPkt8021qInfo, NdisTcpIpChecksumInfo,
             NdisTcpLsoInfo, Ppi,
@@ -993,21 +1134,17 @@ impl Netvsc {
             .map_err(|_| NetvscError::Refused("RNDIS encode"))?;
         let q = self.tx_queue(frame);
         if total <= self.section_size as usize {
-            let section = self.take_section()?;
-            let gpa = self.send.0 + u64::from(section) * u64::from(self.section_size);
-            self.memory
-                .write(gpa, hdr)
-                .and_then(|()| self.memory.write(gpa + header_len as u64, frame))
-                .map_err(|_| NetvscError::Refused("send buffer write"))?;
-            self.submit(q, section, total as u32, NvspChannelType::RMC_DATA)?;
+            self.append(q, hdr, frame)?;
         } else {
+            // Whatever was deferred on this queue goes first: frames stay in order.
+            self.flush_queue(q)?;
             self.send_large(q, hdr, frame)?;
         }
         self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.stats.tx_queue_frames.get(q) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(q)
     }
 
     /// Sends an RNDIS packet (`hdr` then `frame`) from a large-send slot as a
@@ -1074,33 +1211,51 @@ impl Netvsc {
         Ok(())
     }
 
-    /// Receives one frame into `buf`, waiting up to `timeout`; `Ok(None)` on timeout.
+    /// Receives one frame into `buf` (a frame longer than `buf` is cut), waiting up
+    /// to `timeout`; the bytes written, or `Ok(None)` on timeout.
     pub fn recv(
         &mut self,
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<Option<usize>, NetvscError> {
+        self.recv_with(timeout, |frame| {
+            let n = frame.len().min(buf.len());
+            if let (Some(d), Some(s)) = (buf.get_mut(..n), frame.get(..n)) {
+                d.copy_from_slice(s);
+            }
+            n
+        })
+    }
+
+    /// Receives one frame and hands it to `f` where it lies in the driver's receive
+    /// queue (no copy), waiting up to `timeout`; `f`'s result, or `Ok(None)` on
+    /// timeout. The frame was copied out of the host-shared buffer before it was
+    /// parsed, so the host cannot change it under `f`.
+    pub fn recv_with<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, NetvscError> {
+        self.flush()?;
         // The common case reads no clock.
-        if let Some(n) = self.rx.pop(buf) {
-            return Ok(Some(n));
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(n) = self.rx.pop(buf) {
-                return Ok(Some(n));
+        if self.rx.len == 0 {
+            let deadline = Instant::now() + timeout;
+            while self.rx.len == 0 {
+                let now = Instant::now();
+                if now >= deadline {
+                    // Look once even with a zero timeout.
+                    self.poll_once()?;
+                    break;
+                }
+                self.poll(deadline - now)?;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                // Look once even with a zero timeout.
-                self.poll_once()?;
-                return Ok(self.rx.pop(buf));
-            }
-            self.poll(deadline - now)?;
         }
+        Ok(self.rx.pop_with(f))
     }
 
     /// Processes what the host sent, waiting up to `timeout` for something to arrive.
     pub fn poll(&mut self, timeout: Duration) -> Result<usize, NetvscError> {
+        self.flush()?;
         let n = self.poll_once()?;
         if n > 0 {
             return Ok(n);
@@ -1392,6 +1547,7 @@ impl Netvsc {
 
     /// Closes the NIC: revokes the buffers, closes the channel, frees guest memory.
     pub fn close(mut self, bus: &GuestBus) -> Result<(), NetvscError> {
+        let _ = self.flush();
         let _ = self.nvsp_request(
             &NvspMessage::RevokeReceiveBuffer {
                 id: RECEIVE_BUFFER_ID,
