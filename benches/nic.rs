@@ -1,12 +1,17 @@
 //! The synthetic NIC: frames/s guest to host and host to guest through netvsc, VMBus
 //! and netvsp, with one queue and with two (subchannel + RSS; frames are IPv4/TCP
 //! with a port that changes every frame, so flows spread over the queues), beside the
-//! raw vmbus-ring moving the same frame sizes one way in the same run.
+//! raw vmbus-ring moving the same frame sizes one way in the same run (one ring, and
+//! two rings at once as the per-queue baseline for the 2-queue rows). Guest to host
+//! sends in bursts (`Netvsc::send_deferred`, so frames share send sections as Linux
+//! packs them under `xmit_more`); `guest_to_host_1q_unbatched` sends one message per
+//! frame.
 //!
 //! Run: `cargo bench -p vmbus-benches --bench nic`. For profiling,
 //! `NIC_BENCH_PROBE=1` runs each direction once outside criterion, and
 //! `NIC_BENCH_PROBE=g2h` (or `h2g`) `NIC_BENCH_FRAMES=N` only one direction at 1514
-//! B, e.g. under `valgrind --tool=callgrind`.
+//! B, e.g. under `valgrind --tool=callgrind` (`NIC_BENCH_UNBATCHED=1`: g2h one frame
+//! per message).
 
 // Benchmark harness code: criterion's macros generate undocumented items, and every
 // input is built here.
@@ -134,7 +139,13 @@ fn nic(queues: u16) -> Nic {
     }
 }
 
+/// Guest to host in bursts: frames deferred (Linux's `xmit_more`) so several share a
+/// send section and a completion, flushed at the end.
 fn guest_to_host(n: &mut Nic, size: usize, iters: u64) -> Duration {
+    guest_to_host_with(n, size, iters, true)
+}
+
+fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Duration {
     // 64 flows, so two queues both carry traffic.
     let frames: Vec<Vec<u8>> = (0..64u16)
         .map(|p| {
@@ -146,8 +157,14 @@ fn guest_to_host(n: &mut Nic, size: usize, iters: u64) -> Duration {
     let target = n.sent.load(Ordering::Acquire) + iters;
     let start = Instant::now();
     for i in 0..iters {
-        n.nic.send(&frames[i as usize % frames.len()]).unwrap();
+        let f = &frames[i as usize % frames.len()];
+        if batched {
+            n.nic.send_deferred(f).unwrap();
+        } else {
+            n.nic.send(f).unwrap();
+        }
     }
+    n.nic.flush().unwrap();
     while n.sent.load(Ordering::Acquire) < target {
         n.nic.poll(Duration::from_micros(50)).unwrap();
     }
@@ -156,7 +173,6 @@ fn guest_to_host(n: &mut Nic, size: usize, iters: u64) -> Duration {
 
 fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
     n.size.store(size as u64, Ordering::Relaxed);
-    let mut buf = [0u8; 1518];
     let start = Instant::now();
     // Offer frames in windows of 1024 so the guest's receive buffer is never exhausted
     // (exhaustion drops frames by design; this measures delivery, not drops).
@@ -181,8 +197,12 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
                 w.ring();
             }
         }
+        // The frame is read where it lies (`recv_with`), as a stack processing it in
+        // place would; `recv` would add a copy into `buf`.
         if n.nic
-            .recv(&mut buf, Duration::from_millis(1))
+            .recv_with(Duration::from_millis(1), |f| {
+                black_box(f.first());
+            })
             .unwrap()
             .is_some()
         {
@@ -201,7 +221,8 @@ fn bench(c: &mut Criterion) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(2_000_000u64);
         let before = n.nic.signals();
-        let d = guest_to_host(&mut n, 1514, frames);
+        let batched = std::env::var_os("NIC_BENCH_UNBATCHED").is_none();
+        let d = guest_to_host_with(&mut n, 1514, frames, batched);
         let after = n.nic.signals();
         println!(
             "probe 1q guest_to_host 1514: {:.2} Mpps; signals to host {}, from host {}",
@@ -240,22 +261,10 @@ fn bench(c: &mut Criterion) {
         }
         return;
     }
-    if std::env::var_os("NIC_BENCH_PROBE_OLD").is_some() {
-        for size in [64usize, 1514] {
-            let d = guest_to_host(&mut n, size, 200_000);
-            println!(
-                "probe guest_to_host {size}: {:.2} Mpps",
-                0.2 / d.as_secs_f64()
-            );
-            let d = host_to_guest(&mut n, size, 2_000_000);
-            println!(
-                "probe host_to_guest {size}: {:.2} Mpps",
-                2.0 / d.as_secs_f64()
-            );
-        }
-        return;
-    }
     let mem = Arc::new(DoubleMappedRingMem::new(128 * 4096).unwrap());
+    let mems: Vec<_> = (0..2)
+        .map(|_| Arc::new(DoubleMappedRingMem::new(128 * 4096).unwrap()))
+        .collect();
     for size in [64usize, 1514] {
         let mut g = c.benchmark_group(format!("nic_{size}B"));
         g.throughput(Throughput::Elements(1));
@@ -264,6 +273,9 @@ fn bench(c: &mut Criterion) {
         g.measurement_time(Duration::from_secs(3));
         g.bench_function(BenchmarkId::new("guest_to_host_1q", size), |b| {
             b.iter_custom(|i| guest_to_host(&mut n, size, i))
+        });
+        g.bench_function(BenchmarkId::new("guest_to_host_1q_unbatched", size), |b| {
+            b.iter_custom(|i| guest_to_host_with(&mut n, size, i, false))
         });
         g.bench_function(BenchmarkId::new("host_to_guest_1q", size), |b| {
             b.iter_custom(|i| host_to_guest(&mut n, size, i))
@@ -276,6 +288,11 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("baseline_raw_ring", size), |b| {
             b.iter_custom(|i| vmbus_benches::stream_raw(&mem, size, i))
+        });
+        // Two rings streaming at once on the same cores: per ring, the baseline for a
+        // queue of the 2-queue rows.
+        g.bench_function(BenchmarkId::new("baseline_raw_ring_x2", size), |b| {
+            b.iter_custom(|i| vmbus_benches::stream_raw_parallel(&mems, size, i))
         });
         g.finish();
     }

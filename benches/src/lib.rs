@@ -67,3 +67,25 @@ pub fn stream_raw(mem: &Arc<DoubleMappedRingMem>, size: usize, iters: u64) -> Du
     reader.join().unwrap();
     start.elapsed()
 }
+
+/// [`stream_raw`] on every ring in `mems` at once (a writer and a reader thread per
+/// ring), `iters` packets in total: the baseline for a device with that many queues
+/// on the same cores. Returns the time until every reader is done.
+pub fn stream_raw_parallel(mems: &[Arc<DoubleMappedRingMem>], size: usize, iters: u64) -> Duration {
+    let n = mems.len().max(1) as u64;
+    let start = Instant::now();
+    let writers: Vec<_> = mems
+        .iter()
+        .enumerate()
+        .map(|(i, mem)| {
+            let mem = mem.clone();
+            // The first ring takes the remainder.
+            let share = iters / n + if i == 0 { iters % n } else { 0 };
+            std::thread::spawn(move || stream_raw(&mem, size, share))
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    start.elapsed()
+}
