@@ -401,12 +401,67 @@ fn netvsp_guest() -> Vec<Vec<u8>> {
     for i in 0..40 {
         data_flood.push(rndis(2, frame.len(), false, 100 + i));
     }
+    // Linux's batching: section 3 holds a padded packet and the RNDIS header of a
+    // second whose 1,000-byte frame is in page buffers (guest page 70, right after
+    // the sections), sent as one GPA-direct SEND_RNDIS_PKT naming the section.
+    let mut batched = prefix2.clone();
+    batched.resize(4 * 6144 + 1000, 0);
+    let mut first = packet_to_vec(&[], &[0xCD; 90]).unwrap_or_default();
+    let len = first.len();
+    first.resize(len.next_multiple_of(8), 0);
+    let _ = vmbus_proto::rndis::pad_message(&mut first, len, 8);
+    let mut second = [0u8; 64];
+    let hl = vmbus_proto::rndis::emit_packet_header(&mut second, &[], 1000).unwrap_or(0);
+    let section_len = first.len() + hl;
+    batched[3 * 6144..3 * 6144 + first.len()].copy_from_slice(&first);
+    batched[3 * 6144 + first.len()..3 * 6144 + section_len].copy_from_slice(&second[..hl]);
+    batched[4 * 6144..].fill(0xEF);
+    let partial = {
+        let m = NvspMessage::SendRndisPacket {
+            channel_type: NvspChannelType::RMC_DATA,
+            send_buf_section_index: 3,
+            send_buf_section_size: section_len as u32,
+        };
+        let mut payload = [0u8; 40];
+        let n = m.emit(&mut payload).unwrap_or(0);
+        // reserved, range count 1; byte count, byte offset, one page number.
+        let mut header = Vec::new();
+        for w in [0u32, 1, 1000, 0] {
+            header.extend_from_slice(&w.to_le_bytes());
+        }
+        header.extend_from_slice(&70u64.to_le_bytes());
+        let mut p = vec![0u8; 16 + header.len() + 40];
+        if let Ok(d) = vmbus_proto::packet::descriptor_for(
+            PacketType::DATA_USING_GPA_DIRECT,
+            FLAG_COMPLETION_REQUESTED,
+            200,
+            header.len(),
+            n,
+        ) {
+            p.truncate(usize::from(d.length8) * 8);
+            // The descriptor: type, data offset, length (both in 8-byte units),
+            // flags, transaction id.
+            p[0..2].copy_from_slice(&9u16.to_le_bytes());
+            p[2..4].copy_from_slice(&d.data_offset8.to_le_bytes());
+            p[4..6].copy_from_slice(&d.length8.to_le_bytes());
+            p[6..8].copy_from_slice(&FLAG_COMPLETION_REQUESTED.to_le_bytes());
+            p[8..16].copy_from_slice(&200u64.to_le_bytes());
+            p[16..16 + header.len()].copy_from_slice(&header);
+            let at = usize::from(d.data_offset8) * 8;
+            p[at..at + n].copy_from_slice(&payload[..n]);
+        }
+        p
+    };
+    let mut with_batch = bring_up.clone();
+    with_batch[3] = rndis(0, filter.len(), true, 4);
+    with_batch.push(partial);
     vec![
         framed(&bring_up, &prefix),
         framed(&with_filter, &prefix2),
         framed(&data_flood, &prefix2),
         framed(&bring_up[..1], &[]),
         framed(&[vec![9, 0, 4, 0, 4, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]], &[]),
+        framed(&with_batch, &batched),
     ]
 }
 
