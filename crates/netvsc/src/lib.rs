@@ -11,6 +11,12 @@
 //! (checksums, LSOv2, VLAN tag insertion) are enabled as Linux enables them and used
 //! per frame through [`Netvsc::send_with`].
 //!
+//! Bursts: [`Netvsc::send_deferred`] packs frames into one send section (one
+//! SEND_RNDIS_PKT, one completion) as Linux does under `xmit_more`, up to the host's
+//! `max_pkt_per_msg` and padded to its alignment; [`Netvsc::flush`] (or the next
+//! send, poll or receive) sends them. [`Netvsc::recv_with`] hands a received frame to a
+//! closure where it lies, without the copy [`Netvsc::recv`] makes.
+//!
 //! Everything the host sends is untrusted: transfer-page ranges are checked against the
 //! receive buffer, RNDIS messages parsed totally, completions for unknown transaction
 //! ids counted and ignored.

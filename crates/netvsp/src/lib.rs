@@ -5,7 +5,10 @@
 //! and RNDIS the way Linux's hv_netvsc expects (reference/linux-guest.md section C):
 //! receive buffer in sub-allocations delivered as transfer-page packets and recycled on
 //! completion, send buffer in sections and GPA-direct packets for guest transmit,
-//! RNDIS bring-up with the OIDs netvsc queries, link-status indications.
+//! RNDIS bring-up with the OIDs netvsc queries, link-status indications. Guests may
+//! pack several RNDIS packets into one message
+//! ([`NetvspConfig::max_packets_per_message`]), including Linux's form with the last
+//! packet's data in page buffers after the section.
 //!
 //! Network [`backend`]s: loopback, an in-process L2 switch with MAC learning, and
 //! [`tap::Tap`] (Linux `/dev/net/tun`);
