@@ -53,8 +53,11 @@ use vmbus_ring::{Doorbell, OutgoingPacket};
 
 /// Receive-buffer id netvsc uses (`NETVSC_RECEIVE_BUFFER_ID`).
 pub const RECEIVE_BUFFER_ID: u16 = 0xCAFE;
-/// Largest frame handed to or taken from the driver.
+/// Largest frame handed to or taken from the driver at the standard 1500-byte MTU
+/// (with a VLAN tag); [`Netvsc::max_frame`] gives the NIC's own.
 pub const MAX_FRAME: usize = 1518;
+/// Largest MTU the driver supports (jumbo frames).
+pub const MAX_MTU: u32 = 9000;
 
 /// Driver configuration.
 #[derive(Clone, Debug)]
@@ -67,7 +70,9 @@ pub struct NetvscConfig {
     pub send_buffer_bytes: u64,
     /// Data pages per ring (Linux uses 128 pages per ring).
     pub ring_pages: u32,
-    /// MTU.
+    /// The driver's MTU (68 to [`MAX_MTU`]; default 1500): sent to the host in the
+    /// NDIS config and lowered to the host's maximum frame size if that is smaller.
+    /// Receive slots are sized from it; frames above it are refused both ways.
     pub mtu: u32,
     /// Frames held between receive calls before new ones are dropped.
     pub rx_queue: usize,
@@ -287,43 +292,69 @@ const MAX_PACKETS_PER_MESSAGE: u32 = 64;
 /// gets one packet per message, which never needs padding.
 const MAX_ALIGNMENT_SHIFT: u32 = 6;
 
-/// Bytes per receive slot: a whole RNDIS message carrying a full frame (header, PPIs,
-/// frame) fits, so a message is read from guest memory straight into its slot.
+/// Bytes per receive slot at the 1500-byte MTU: a whole RNDIS message carrying a full
+/// frame (header, PPIs, frame) fits, so a message is read from guest memory straight
+/// into its slot. Larger MTUs get [`rx_slot_size`].
 const RX_SLOT: usize = 2048;
+/// Room in a slot for the RNDIS header and per-packet infos before the frame.
+const RX_HEADER_ROOM: usize = 256;
+
+/// Receive slot size for frames of up to `max_frame` bytes.
+fn rx_slot_size(max_frame: usize) -> usize {
+    (max_frame + RX_HEADER_ROOM)
+        .next_multiple_of(64)
+        .max(RX_SLOT)
+}
+
+/// The largest frame at `mtu` (Ethernet header and a VLAN tag added).
+fn frame_size(mtu: u32) -> usize {
+    mtu as usize + 18
+}
 
 /// Bounded queue of received frames in preallocated slots; each slot remembers where
 /// in it the frame is.
 #[derive(Default)]
 struct RxQueue {
-    slots: Vec<[u8; RX_SLOT]>,
+    slots: Vec<u8>,
+    slot_size: usize,
+    /// Longest frame accepted (frames above the MTU are refused).
+    max_frame: usize,
     spans: Vec<(u16, u16)>,
     head: usize,
     len: usize,
 }
 
 impl RxQueue {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, max_frame: usize) -> Self {
+        let slot_size = rx_slot_size(max_frame);
         Self {
-            slots: vec![[0; RX_SLOT]; n.max(1)],
+            slots: vec![0; n.max(1) * slot_size],
+            slot_size,
+            max_frame,
             spans: vec![(0, 0); n.max(1)],
             head: 0,
             len: 0,
         }
     }
 
+    fn capacity(&self) -> usize {
+        self.spans.len()
+    }
+
     /// The slot the next frame goes into, or `None` when the queue is full.
-    fn next_slot(&mut self) -> Option<&mut [u8; RX_SLOT]> {
-        let cap = self.slots.len();
+    fn next_slot(&mut self) -> Option<&mut [u8]> {
+        let cap = self.capacity();
         if self.len == cap {
             return None;
         }
-        self.slots.get_mut((self.head + self.len) % cap)
+        let at = (self.head + self.len) % cap * self.slot_size;
+        self.slots.get_mut(at..at + self.slot_size)
     }
 
     /// Queues the frame at `off..off + len` of the slot [`RxQueue::next_slot`] gave.
     fn commit(&mut self, off: usize, len: usize) -> bool {
-        let cap = self.slots.len();
-        if self.len == cap || len > MAX_FRAME || off + len > RX_SLOT {
+        let cap = self.capacity();
+        if self.len == cap || len > self.max_frame || off + len > self.slot_size {
             return false;
         }
         match self.spans.get_mut((self.head + self.len) % cap) {
@@ -337,8 +368,9 @@ impl RxQueue {
     }
 
     fn push(&mut self, f: &[u8]) -> bool {
+        let max = self.max_frame;
         match self.next_slot().and_then(|s| s.get_mut(..f.len())) {
-            Some(d) if f.len() <= MAX_FRAME => {
+            Some(d) if f.len() <= max => {
                 d.copy_from_slice(f);
                 self.commit(0, f.len())
             }
@@ -352,11 +384,11 @@ impl RxQueue {
             return None;
         }
         let i = self.head;
-        self.head = (i + 1) % self.slots.len();
+        self.head = (i + 1) % self.capacity();
         self.len -= 1;
         let (off, len) = *self.spans.get(i)?;
-        let (off, len) = (usize::from(off), usize::from(len));
-        Some(f(self.slots.get(i)?.get(off..off + len)?))
+        let at = i * self.slot_size + usize::from(off);
+        Some(f(self.slots.get(at..at + usize::from(len))?))
     }
 }
 
@@ -431,6 +463,7 @@ impl Netvsc {
         offer: &OfferChannel,
         config: &NetvscConfig,
     ) -> Result<Self, NetvscError> {
+        let mtu = config.mtu.clamp(68, MAX_MTU);
         let channel = bus.open(offer, config.ring_pages, 0)?;
         let Channel {
             relid,
@@ -469,13 +502,13 @@ impl Netvsc {
             next_tid: 1,
             next_req: 1,
             mac: [0; 6],
-            mtu: config.mtu,
+            mtu,
             link_up: false,
-            rx: RxQueue::new(config.rx_queue),
+            rx: RxQueue::new(config.rx_queue, frame_size(mtu)),
             stats: Arc::new(NetvscStats::default()),
             staged: Vec::with_capacity(64),
             stage: Vec::with_capacity(64 * 1024),
-            scratch: vec![0u8; 8192],
+            scratch: vec![0u8; rx_slot_size(frame_size(mtu)).max(8192)],
             timeout: config.timeout,
         };
         nic.negotiate(&config.versions)?;
@@ -639,6 +672,11 @@ impl Netvsc {
     /// The MTU.
     pub fn mtu(&self) -> u32 {
         self.mtu
+    }
+    /// The largest frame the NIC sends or receives: the MTU plus the Ethernet header
+    /// and a VLAN tag.
+    pub fn max_frame(&self) -> usize {
+        frame_size(self.mtu)
     }
     /// Whether the link is up (as last indicated by the host).
     pub fn link_up(&self) -> bool {
@@ -850,7 +888,8 @@ impl Netvsc {
         if let (RndisStatus::SUCCESS, v) = self.query(Oid::OID_GEN_MAXIMUM_FRAME_SIZE, &[])?
             && let Some(b) = v.first_chunk::<4>()
         {
-            self.mtu = u32::from_le_bytes(*b).clamp(68, 9000);
+            // The host's largest; the driver keeps its own MTU when that is smaller.
+            self.mtu = u32::from_le_bytes(*b).clamp(68, MAX_MTU).min(self.mtu);
         }
         match self.query(Oid::OID_802_3_PERMANENT_ADDRESS, &[])? {
             (RndisStatus::SUCCESS, v) if v.len() >= 6 => {
@@ -1080,7 +1119,7 @@ impl Netvsc {
         };
         let mut ppis = [Ppi::HashValue(0); 2];
         let mut n_ppis = 0;
-        let mut max = MAX_FRAME;
+        let mut max = frame_size(self.mtu);
         if offload.checksum || offload.lso_mss.is_some() {
             let (v6, proto, l4) = l4_of(frame).ok_or(NetvscError::Offload("not IPv4 or IPv6"))?;
             let tcp = proto == 6;
@@ -1458,7 +1497,7 @@ impl Netvsc {
         }
         assert!(self.responses.len() <= MAX_PENDING_RESPONSES);
         assert!(self.control.len() <= 64);
-        assert!(self.rx.len <= self.rx.slots.len());
+        assert!(self.rx.len <= self.rx.capacity());
     }
 
     /// Reads the RNDIS messages of one transfer-page range; returns whether it held
@@ -1528,6 +1567,7 @@ impl Netvsc {
     fn receive_in_place(&mut self, gpa: u64, len: usize) -> Option<bool> {
         let mut rx = std::mem::take(&mut self.rx);
         let result = (|| {
+            let max_frame = rx.max_frame;
             let slot = rx.next_slot()?;
             let dst = slot.get_mut(..len)?;
             self.memory.read(gpa, dst).ok()?;
@@ -1536,7 +1576,7 @@ impl Netvsc {
             let Some(Ok(RndisMessage::Packet(pkt))) = messages.next() else {
                 return None;
             };
-            if messages.next().is_some() || pkt.data.len() > MAX_FRAME {
+            if messages.next().is_some() || pkt.data.len() > max_frame {
                 return None;
             }
             // Where the frame sits in the slot (a subslice of it).

@@ -3,7 +3,7 @@
 //! Frames are copied once between smoltcp's buffers and the NIC's buffers; no
 //! allocation per frame.
 
-use crate::{MAX_FRAME, Netvsc};
+use crate::Netvsc;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use std::time::Duration;
@@ -11,17 +11,18 @@ use std::time::Duration;
 /// A [`Netvsc`] as a smoltcp device.
 pub struct NetvscPhy {
     nic: Netvsc,
-    rx: [u8; MAX_FRAME],
-    tx: [u8; MAX_FRAME],
+    rx: Vec<u8>,
+    tx: Vec<u8>,
 }
 
 impl NetvscPhy {
     /// Wraps a brought-up NIC.
     pub fn new(nic: Netvsc) -> Self {
+        let max = nic.max_frame();
         Self {
             nic,
-            rx: [0; MAX_FRAME],
-            tx: [0; MAX_FRAME],
+            rx: vec![0; max],
+            tx: vec![0; max],
         }
     }
 
@@ -42,7 +43,7 @@ pub struct RxToken<'a>(&'a [u8]);
 /// Transmit token: builds the frame in place, then sends it.
 pub struct TxToken<'a> {
     nic: &'a mut Netvsc,
-    buf: &'a mut [u8; MAX_FRAME],
+    buf: &'a mut [u8],
 }
 
 impl phy::RxToken for RxToken<'_> {
@@ -53,7 +54,7 @@ impl phy::RxToken for RxToken<'_> {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let len = len.min(MAX_FRAME);
+        let len = len.min(self.buf.len());
         let frame = self.buf.get_mut(..len).unwrap_or(&mut []);
         let r = f(frame);
         if let Err(e) = self.nic.send(frame) {

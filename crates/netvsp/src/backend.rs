@@ -8,8 +8,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vmbus_ring::Doorbell;
 
-/// Largest frame a queue slot holds (Ethernet with a VLAN tag, no FCS).
+/// Largest frame at the standard 1500-byte MTU (Ethernet with a VLAN tag, no FCS): the
+/// default slot size of [`FrameQueue`] and the backends.
 pub const MAX_FRAME: usize = 1518;
+/// Largest MTU a NIC supports (jumbo frames, as Hyper-V's 9000).
+pub const MAX_MTU: u32 = 9000;
+/// Largest frame at [`MAX_MTU`] (with a VLAN tag, no FCS).
+pub const MAX_JUMBO_FRAME: usize = MAX_MTU as usize + 18;
+
+/// The largest frame at `mtu` (Ethernet header and a VLAN tag added).
+pub const fn frame_size(mtu: u32) -> usize {
+    mtu as usize + 18
+}
 
 /// What a backend can finish itself on a transmitted frame; netvsp then hands it the
 /// frame with that work left (see [`TxOffload`]) instead of doing it in software.
@@ -68,37 +78,58 @@ pub trait NetEndpoint: Send + 'static {
     fn set_waker(&mut self, waker: Arc<Doorbell>);
     /// Whether the link is up.
     fn link_up(&self) -> bool;
+    /// The largest frame the backend carries (default [`MAX_FRAME`], the 1500-byte
+    /// MTU): netvsp never offers the guest an MTU above it.
+    fn max_frame(&self) -> usize {
+        MAX_FRAME
+    }
 }
 
 /// A bounded FIFO of frames in preallocated slots.
 pub struct FrameQueue {
-    slots: Vec<[u8; MAX_FRAME]>,
+    slots: Vec<u8>,
+    slot_size: usize,
     lens: Vec<u16>,
     head: usize,
     len: usize,
 }
 
 impl FrameQueue {
-    /// A queue of `capacity` frames.
+    /// A queue of `capacity` frames of up to [`MAX_FRAME`] bytes.
     pub fn new(capacity: usize) -> Self {
+        Self::with_max_frame(capacity, MAX_FRAME)
+    }
+
+    /// A queue of `capacity` frames of up to `max_frame` bytes (at most
+    /// [`MAX_JUMBO_FRAME`]).
+    pub fn with_max_frame(capacity: usize, max_frame: usize) -> Self {
+        let slot_size = max_frame.clamp(60, MAX_JUMBO_FRAME);
         Self {
-            slots: vec![[0u8; MAX_FRAME]; capacity.max(1)],
+            slots: vec![0u8; capacity.max(1) * slot_size],
+            slot_size,
             lens: vec![0; capacity.max(1)],
             head: 0,
             len: 0,
         }
     }
 
+    /// The largest frame a slot holds.
+    pub fn max_frame(&self) -> usize {
+        self.slot_size
+    }
+
     /// Appends a copy of `frame`; false if the queue is full or the frame too long.
     pub fn push(&mut self, frame: &[u8]) -> bool {
-        let cap = self.slots.len();
-        if self.len == cap || frame.len() > MAX_FRAME {
+        let cap = self.lens.len();
+        if self.len == cap || frame.len() > self.slot_size {
             return false;
         }
         let i = (self.head + self.len) % cap;
-        if let (Some(slot), Some(l)) = (self.slots.get_mut(i), self.lens.get_mut(i))
-            && let Some(dst) = slot.get_mut(..frame.len())
-        {
+        let at = i * self.slot_size;
+        if let (Some(dst), Some(l)) = (
+            self.slots.get_mut(at..at + frame.len()),
+            self.lens.get_mut(i),
+        ) {
             dst.copy_from_slice(frame);
             *l = frame.len() as u16;
             self.len += 1;
@@ -113,12 +144,13 @@ impl FrameQueue {
             return None;
         }
         let i = self.head;
-        self.head = (self.head + 1) % self.slots.len();
+        self.head = (self.head + 1) % self.lens.len();
         self.len -= 1;
         let n = usize::from(*self.lens.get(i)?);
-        let src = self.slots.get(i)?.get(..n)?;
+        let at = i * self.slot_size;
         let m = n.min(buf.len());
-        buf.get_mut(..m)?.copy_from_slice(src.get(..m)?);
+        buf.get_mut(..m)?
+            .copy_from_slice(self.slots.get(at..at + m)?);
         Some(m)
     }
 
@@ -143,9 +175,9 @@ struct Port {
 }
 
 impl Port {
-    fn new(depth: usize) -> Arc<Self> {
+    fn new(depth: usize, max_frame: usize) -> Arc<Self> {
         Arc::new(Self {
-            queue: Mutex::new(FrameQueue::new(depth)),
+            queue: Mutex::new(FrameQueue::with_max_frame(depth, max_frame)),
             waker: Mutex::new(None),
             link: AtomicBool::new(true),
             mac: Mutex::new(None),
@@ -194,6 +226,13 @@ impl Port {
     fn is_up(&self) -> bool {
         self.link.load(Ordering::SeqCst)
     }
+
+    fn max_frame(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .max_frame()
+    }
 }
 
 /// Sets a port's link state from outside (tests, management).
@@ -221,7 +260,13 @@ pub struct Loopback {
 impl Loopback {
     /// A loopback endpoint with a queue of `depth` frames, and its link control.
     pub fn new(depth: usize) -> (Self, LinkControl) {
-        let port = Port::new(depth);
+        Self::with_max_frame(depth, MAX_FRAME)
+    }
+
+    /// [`Loopback::new`] carrying frames of up to `max_frame` bytes (jumbo frames:
+    /// [`frame_size`] of the MTU, at most [`MAX_JUMBO_FRAME`]).
+    pub fn with_max_frame(depth: usize, max_frame: usize) -> (Self, LinkControl) {
+        let port = Port::new(depth, max_frame);
         (Self { port: port.clone() }, LinkControl(port))
     }
 }
@@ -239,6 +284,9 @@ impl NetEndpoint for Loopback {
     fn link_up(&self) -> bool {
         self.port.is_up()
     }
+    fn max_frame(&self) -> usize {
+        self.port.max_frame()
+    }
 }
 
 /// An in-process L2 switch with MAC learning: unicast to the port that last sent from
@@ -246,20 +294,29 @@ impl NetEndpoint for Loopback {
 pub struct Switch {
     ports: Mutex<Vec<Arc<Port>>>,
     depth: usize,
+    max_frame: usize,
 }
 
 impl Switch {
     /// A switch whose ports queue `depth` frames each.
     pub fn new(depth: usize) -> Arc<Self> {
+        Self::with_max_frame(depth, MAX_FRAME)
+    }
+
+    /// [`Switch::new`] carrying frames of up to `max_frame` bytes (jumbo frames:
+    /// [`frame_size`] of the MTU, at most [`MAX_JUMBO_FRAME`]); longer frames are
+    /// dropped and counted.
+    pub fn with_max_frame(depth: usize, max_frame: usize) -> Arc<Self> {
         Arc::new(Self {
             ports: Mutex::new(Vec::new()),
             depth,
+            max_frame,
         })
     }
 
     /// A new port.
     pub fn port(self: &Arc<Self>) -> (SwitchPort, LinkControl) {
-        let port = Port::new(self.depth);
+        let port = Port::new(self.depth, self.max_frame);
         self.ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -324,6 +381,9 @@ impl NetEndpoint for SwitchPort {
     fn link_up(&self) -> bool {
         self.port.is_up()
     }
+    fn max_frame(&self) -> usize {
+        self.port.max_frame()
+    }
 }
 
 #[cfg(test)]
@@ -375,5 +435,24 @@ mod tests {
         assert_eq!(l.receive(&mut buf), Some(60));
         assert_eq!(buf[0], 1);
         assert!(!l.transmit(&[0; MAX_FRAME + 1]));
+    }
+
+    #[test]
+    fn jumbo_queues_carry_their_frame_size_and_no_more() {
+        let mut q = FrameQueue::with_max_frame(2, frame_size(MAX_MTU));
+        assert_eq!(q.max_frame(), MAX_JUMBO_FRAME);
+        let big: Vec<u8> = (0..MAX_JUMBO_FRAME).map(|i| i as u8).collect();
+        assert!(q.push(&big));
+        assert!(!q.push(&[0; MAX_JUMBO_FRAME + 1]));
+        assert!(q.push(&[7; 60]));
+        let mut buf = vec![0u8; MAX_JUMBO_FRAME];
+        assert_eq!(q.pop(&mut buf), Some(MAX_JUMBO_FRAME));
+        assert_eq!(buf, big);
+        assert_eq!(q.pop(&mut buf), Some(60));
+        assert_eq!(q.pop(&mut buf), None);
+        // A switch port reports its size to the NIC.
+        let sw = Switch::with_max_frame(4, 4000);
+        assert_eq!(sw.port().0.max_frame(), 4000);
+        assert_eq!(Loopback::new(4).0.max_frame(), MAX_FRAME);
     }
 }

@@ -1,6 +1,6 @@
 //! The NetVSP device: one worker thread per open channel speaking NVSP and RNDIS.
 
-use crate::backend::{MAX_FRAME, NetEndpoint};
+use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::{TxEngine, parse_request};
 use crate::rndis::RndisControl;
 use hv_partition::gpadl::GpadlBuffer;
@@ -23,9 +23,23 @@ use vmbus_proto::rndis::{RndisMessage, RndisMessages};
 use vmbus_ring::{Doorbell, OutgoingPacket};
 use zerocopy::IntoBytes;
 
-/// Receive-buffer sub-allocation size (Linux `NETVSC_RECV_SECTION_SIZE`): one frame of
+/// Receive-buffer sub-allocation size at the 1500-byte MTU (Linux
+/// `NETVSC_RECV_SECTION_SIZE`); larger MTUs get [`recv_section_size`]. One frame of
 /// up to 1514 bytes plus its RNDIS header fits.
 pub const RECV_SECTION_SIZE: u32 = 1728;
+
+/// Receive-buffer sub-allocation size for `mtu`: the largest frame plus room for the
+/// RNDIS header and per-packet infos (the 210 bytes [`RECV_SECTION_SIZE`] leaves at
+/// 1500), in 64-byte steps.
+pub const fn recv_section_size(mtu: u32) -> u32 {
+    let need = (frame_size(mtu) as u32 + (RECV_SECTION_SIZE - frame_size(1500) as u32))
+        .next_multiple_of(64);
+    if need > RECV_SECTION_SIZE {
+        need
+    } else {
+        RECV_SECTION_SIZE
+    }
+}
 /// Send-buffer section size offered to the guest (Linux `NETVSC_SEND_SECTION_SIZE`).
 pub const SEND_SECTION_SIZE: u32 = 6144;
 /// Largest RNDIS message accepted from the guest.
@@ -36,7 +50,11 @@ const MAX_RNDIS: usize = 64 * 1024;
 pub struct NetvspConfig {
     /// Permanent MAC address.
     pub mac: [u8; 6],
-    /// MTU (payload bytes per frame).
+    /// Largest MTU offered to the guest (payload bytes per frame, 68 to
+    /// [`crate::backend::MAX_MTU`], and never above what the backend carries,
+    /// [`NetEndpoint::max_frame`]); receive-buffer sub-allocations are sized from it.
+    /// The guest's own MTU (its NDIS config) may be smaller: longer frames toward it are
+    /// dropped and counted.
     pub mtu: u32,
     /// Link speed reported to the guest, in bits per second.
     pub link_speed_bps: u64,
@@ -83,6 +101,9 @@ pub struct NicStats {
     pub bad_packets: AtomicU64,
     /// Completions for transaction ids we never sent.
     pub unknown_completions: AtomicU64,
+    /// Frames longer than the MTU allows, dropped: from the backend (above the guest's
+    /// MTU) or from the guest (above the NIC's).
+    pub oversize_frames: AtomicU64,
     /// RNDIS control requests answered.
     pub control_requests: AtomicU64,
     /// Link-status indications sent.
@@ -281,6 +302,13 @@ pub struct NicCore {
     rndis_buf: Vec<u8>,
     frame: Vec<u8>,
     msg: Vec<u8>,
+    /// Receive-buffer sub-allocation size ([`recv_section_size`] of the MTU).
+    recv_section: u32,
+    /// Largest frame at the NIC's MTU (guest transmit above it is dropped).
+    max_frame: usize,
+    /// Largest frame at the guest's MTU (from its NDIS config; frames toward it above
+    /// this are dropped).
+    guest_frame: usize,
 }
 
 impl NicCore {
@@ -293,9 +321,16 @@ impl NicCore {
         stats: Arc<NicStats>,
     ) -> Self {
         config.max_queues = config.max_queues.clamp(1, MAX_QUEUES);
+        // The backend's frames are read whole (never cut), whatever the MTU.
+        let backend_frame = endpoint.max_frame().clamp(frame_size(68), MAX_JUMBO_FRAME);
+        config.mtu = config.mtu.clamp(68, MAX_MTU).min(backend_frame as u32 - 18);
+        let recv_section = recv_section_size(config.mtu);
         Self {
             rndis: RndisControl::new(config),
-            tx: TxEngine::new(),
+            tx: TxEngine::with_max_frame(frame_size(config.mtu)),
+            recv_section,
+            max_frame: frame_size(config.mtu),
+            guest_frame: frame_size(config.mtu),
             relid,
             context,
             endpoint,
@@ -320,8 +355,8 @@ impl NicCore {
             ],
             // Filled once: messages are read into a prefix of it, never zero-filled again.
             rndis_buf: vec![0u8; MAX_RNDIS],
-            frame: vec![0u8; MAX_FRAME],
-            msg: vec![0u8; RECV_SECTION_SIZE as usize],
+            frame: vec![0u8; backend_frame],
+            msg: vec![0u8; recv_section as usize],
         }
     }
 
@@ -544,12 +579,23 @@ impl NicCore {
                     status,
                 })
             }
-            NvspMessage::SendNdisVersion { .. } | NvspMessage::SendNdisConfig { .. } => None,
+            NvspMessage::SendNdisVersion { .. } => None,
+            NvspMessage::SendNdisConfig { mtu, .. } => {
+                // The guest's MTU plus the Ethernet header (Linux sends mtu + 14); a
+                // value outside 68..=the NIC's MTU is ignored.
+                let guest = mtu.saturating_sub(14);
+                if (68..=self.max_frame as u32 - 18).contains(&guest) {
+                    self.guest_frame = frame_size(guest);
+                } else {
+                    self.bad("NDIS config MTU");
+                }
+                None
+            }
             NvspMessage::SendReceiveBuffer { gpadl_handle, id } => {
                 let buf = self.context.gpadl_buffer(self.relid, gpadl_handle);
                 let count = buf
                     .as_ref()
-                    .map_or(0, |b| b.len() as u32 / RECV_SECTION_SIZE);
+                    .map_or(0, |b| b.len() as u32 / self.recv_section);
                 match buf {
                     Some(buf) if self.version.is_some() && self.recv.is_none() && count > 0 => {
                         self.recv = Some(RecvBuffer {
@@ -564,9 +610,9 @@ impl NicCore {
                             status: NvspStatus::SUCCESS,
                             sections: vec![Nvsp1ReceiveBufferSection {
                                 offset: 0,
-                                sub_alloc_size: RECV_SECTION_SIZE,
+                                sub_alloc_size: self.recv_section,
                                 num_sub_allocs: count,
-                                end_offset: count * RECV_SECTION_SIZE,
+                                end_offset: count * self.recv_section,
                             }],
                         })
                     }
@@ -772,6 +818,11 @@ impl NicCore {
     /// false if the request was refused (the packet is dropped and counted).
     /// Sends a frame that needs no offload work.
     fn transmit_plain(&mut self, frame: &[u8]) {
+        if frame.len() > self.max_frame {
+            self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
+            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if self.endpoint.transmit(frame) {
             self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -919,14 +970,15 @@ impl NicCore {
             self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if parts.iter().map(|p| p.len()).sum::<usize>() > RECV_SECTION_SIZE as usize {
+        if parts.iter().map(|p| p.len()).sum::<usize>() > self.recv_section as usize {
+            self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let Some(slot) = recv.free.pop() else {
             self.stats.rx_no_buffer.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let offset = slot * RECV_SECTION_SIZE;
+        let offset = slot * self.recv_section;
         let mut at = offset as usize;
         for part in parts {
             if recv.buf.write_at(at, part).is_err() {
@@ -1024,6 +1076,8 @@ impl NicCore {
             any = true;
             if !self.rndis.receiving() {
                 self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+            } else if len > self.guest_frame {
+                self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
             } else {
                 let f = frame.get(..len).unwrap_or(&[]);
                 let (hash, q) = match self.rndis.rss.as_ref().and_then(|r| r.classify(f)) {

@@ -8,7 +8,11 @@
 //! RNDIS bring-up with the OIDs netvsc queries, link-status indications. Guests may
 //! pack several RNDIS packets into one message
 //! ([`NetvspConfig::max_packets_per_message`]), including Linux's form with the last
-//! packet's data in page buffers after the section.
+//! packet's data in page buffers after the section. MTUs from 68 to 9000
+//! ([`NetvspConfig::mtu`]): receive sub-allocations are sized from it, never above
+//! what the backend carries ([`NetEndpoint::max_frame`]; [`Switch::with_max_frame`] and
+//! the like for jumbo frames), and frames above the guest's own MTU are dropped and
+//! counted.
 //!
 //! Network [`backend`]s: loopback, an in-process L2 switch with MAC learning, and
 //! [`tap::Tap`] (Linux `/dev/net/tun`);
@@ -43,6 +47,7 @@ pub mod rss;
 pub mod tap;
 
 pub use backend::{
-    Gso, LinkControl, Loopback, NetEndpoint, Switch, SwitchPort, TxOffload, TxOffloadSupport,
+    Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, Switch, SwitchPort,
+    TxOffload, TxOffloadSupport, frame_size,
 };
 pub use device::{Netvsp, NetvspConfig, NicCore, NicStats, OidRequestRecord};

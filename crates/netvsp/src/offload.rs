@@ -17,7 +17,7 @@
 //! the frame, is an [`OffloadError`] and the packet is dropped and counted. Buffers are
 //! allocated once per NIC; nothing is allocated per packet.
 
-use crate::backend::{Gso, MAX_FRAME, TxOffload, TxOffloadSupport};
+use crate::backend::{Gso, MAX_FRAME, MAX_JUMBO_FRAME, TxOffload, TxOffloadSupport};
 use vmbus_proto::rndis::ppi::{
     NDIS_TCP_LARGE_SEND_OFFLOAD_IPV6, NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, Ppi,
 };
@@ -357,6 +357,7 @@ pub struct TxOutcome {
 pub struct TxEngine {
     work: Vec<u8>,
     tagged: Vec<u8>,
+    max_frame: usize,
 }
 
 impl Default for TxEngine {
@@ -366,11 +367,21 @@ impl Default for TxEngine {
 }
 
 impl TxEngine {
-    /// An engine with room for the largest LSO packet.
+    /// An engine with room for the largest LSO packet, producing frames of up to
+    /// [`MAX_FRAME`] bytes (the 1500-byte MTU).
     pub fn new() -> Self {
+        Self::with_max_frame(MAX_FRAME)
+    }
+
+    /// [`TxEngine::new`] producing frames of up to `max_frame` bytes (at most
+    /// [`MAX_JUMBO_FRAME`]): a VLAN-tagged frame or an LSO segment longer than that is
+    /// refused.
+    pub fn with_max_frame(max_frame: usize) -> Self {
+        let max_frame = max_frame.clamp(60, MAX_JUMBO_FRAME);
         Self {
             work: Vec::with_capacity(LSO_MAX_SIZE as usize + 256),
-            tagged: Vec::with_capacity(MAX_FRAME),
+            tagged: Vec::with_capacity(max_frame),
+            max_frame,
         }
     }
 
@@ -385,6 +396,9 @@ impl TxEngine {
         let mut out = TxOutcome::default();
         if let Some((v6, mss, l4)) = req.lso {
             return self.segment(frame, req, v6, mss, usize::from(l4), emit);
+        }
+        if frame.len() > self.max_frame {
+            return Err(OffloadError::BadFrame("frame longer than the MTU allows"));
         }
         if req.l4_csum.is_none() && !req.ip_header_csum {
             self.emit(frame, req.vlan_tci, emit, &mut out)?;
@@ -436,6 +450,10 @@ impl TxEngine {
             (None, Some((v6, tcp, l4))) if support.checksum => (v6, tcp, usize::from(l4), None),
             _ => return Ok(None),
         };
+        let vlan_extra = if req.vlan_tci.is_some() { 4 } else { 0 };
+        if mss.is_none() && frame.len() + vlan_extra > self.max_frame {
+            return Err(OffloadError::BadFrame("frame longer than the MTU allows"));
+        }
         if frame.len() > LSO_MAX_SIZE as usize + 256 {
             return Err(OffloadError::LsoRange(
                 "packet above the maximum offload size",
@@ -475,6 +493,10 @@ impl TxEngine {
                 let thlen = usize::from(work.get(l4 + 12).copied().unwrap_or(0) >> 4) * 4;
                 if thlen < 20 || l4 + thlen > work.len() {
                     return Err(bad("TCP header"));
+                }
+                // `work` carries the tag already.
+                if l4 + thlen + mss as usize > self.max_frame {
+                    return Err(OffloadError::LsoRange("segment longer than a frame"));
                 }
                 gso = Some(Gso {
                     ipv6: v6,
@@ -521,7 +543,7 @@ impl TxEngine {
                 let (head, rest) = frame
                     .split_at_checked(12)
                     .ok_or(OffloadError::BadFrame("short Ethernet header"))?;
-                if frame.len() + 4 > MAX_FRAME {
+                if frame.len() + 4 > self.max_frame {
                     return Err(OffloadError::BadFrame("tagged frame too long"));
                 }
                 self.tagged.clear();
@@ -566,7 +588,7 @@ impl TxEngine {
         }
         let mss = mss as usize;
         let vlan_extra = if req.vlan_tci.is_some() { 4 } else { 0 };
-        if hdr + mss + vlan_extra > MAX_FRAME {
+        if hdr + mss + vlan_extra > self.max_frame {
             return Err(OffloadError::LsoRange("segment longer than a frame"));
         }
         let payload = frame.get(hdr..).unwrap_or(&[]);

@@ -99,6 +99,14 @@ impl Tap {
     /// Creates (or attaches to) TAP interface `name` (at most 15 bytes). Needs
     /// CAP_NET_ADMIN. The interface still has to be brought up and addressed.
     pub fn open(name: &str) -> io::Result<Self> {
+        Self::open_with_max_frame(name, MAX_FRAME)
+    }
+
+    /// [`Tap::open`] carrying frames of up to `max_frame` bytes (for jumbo frames give
+    /// [`crate::backend::frame_size`] of the MTU, at most
+    /// [`crate::backend::MAX_JUMBO_FRAME`], and set the interface's MTU to match); longer
+    /// frames from the kernel are dropped and counted.
+    pub fn open_with_max_frame(name: &str, max_frame: usize) -> io::Result<Self> {
         if name.is_empty() || name.len() > 15 || name.as_bytes().contains(&0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -123,7 +131,7 @@ impl Tap {
             return Err(io::Error::last_os_error());
         }
         let shared = Arc::new(Shared {
-            queue: Mutex::new(FrameQueue::new(1024)),
+            queue: Mutex::new(FrameQueue::with_max_frame(1024, max_frame)),
             waker: Mutex::new(None),
             stop: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -131,6 +139,7 @@ impl Tap {
         });
         let fd = file.as_raw_fd();
         let s = shared.clone();
+        let max_frame = max_frame.clamp(60, crate::backend::MAX_JUMBO_FRAME);
         let reader = std::thread::Builder::new()
             .name(format!("tap-{name}"))
             .spawn(move || {
@@ -147,7 +156,7 @@ impl Tap {
                         continue;
                     }
                     match read_frame(fd, &mut buf) {
-                        Ok(n) if n > VNET_HDR_LEN && n <= MAX_FRAME + VNET_HDR_LEN => {
+                        Ok(n) if n > VNET_HDR_LEN && n <= max_frame + VNET_HDR_LEN => {
                             // flags (NEEDS_CSUM) or gso_type: work this side did not
                             // ask the kernel to leave undone.
                             if buf[0] & VNET_F_NEEDS_CSUM != 0 || buf[1] != 0 {
@@ -236,6 +245,13 @@ impl NetEndpoint for Tap {
     }
     fn link_up(&self) -> bool {
         true
+    }
+    fn max_frame(&self) -> usize {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .max_frame()
     }
 }
 

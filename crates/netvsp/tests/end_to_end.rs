@@ -88,13 +88,20 @@ const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0B];
 
 /// Sends `f` from `from` and checks `to` receives exactly it within 5 s.
 fn deliver(from: &mut Netvsc, to: &mut Netvsc, f: &[u8]) {
-    let mut buf = [0u8; 1518];
+    let mut buf = vec![0u8; MAX_JUMBO_FRAME];
     from.send(f).unwrap();
     let n = to
         .recv(&mut buf, Duration::from_secs(5))
         .unwrap()
         .expect("frame delivered");
-    assert_eq!(&buf[..n], f);
+    // (Not assert_eq: a jumbo frame would fill the log.)
+    assert!(
+        &buf[..n] == f,
+        "got {n} bytes {:02x?}.., sent {} bytes {:02x?}..",
+        &buf[..n.min(20)],
+        f.len(),
+        &f[..f.len().min(20)]
+    );
 }
 
 type Guest = (Vm, vmbus_proto::channel::OfferChannel);
@@ -199,6 +206,85 @@ fn deferred_sends_share_sections_and_arrive_in_order() {
         assert_eq!(b.stats.rx_no_buffer.load(Ordering::Relaxed), 0);
         na.close(&a.bus).unwrap();
         nb.close(&b.bus).unwrap();
+    }
+}
+
+#[test]
+fn jumbo_frames_end_to_end_and_per_guest_mtu() {
+    const C: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0C];
+    let switch = Switch::with_max_frame(256, frame_size(MAX_MTU));
+    let jumbo_host = |mac| NetvspConfig {
+        mac,
+        mtu: 9000,
+        ..Default::default()
+    };
+    let (a, oa) = vm_with(jumbo_host(A), Box::new(switch.port().0));
+    let (b, ob) = vm_with(jumbo_host(B), Box::new(switch.port().0));
+    let (c, oc) = vm_with(jumbo_host(C), Box::new(switch.port().0));
+    let jumbo = NetvscConfig {
+        mtu: 9000,
+        ..Default::default()
+    };
+    let mut na = Netvsc::open(&a.bus, &oa, &jumbo).unwrap();
+    let mut nb = Netvsc::open(&b.bus, &ob, &jumbo).unwrap();
+    // C runs at the standard MTU on the jumbo NIC.
+    let mut nc = Netvsc::open(&c.bus, &oc, &NetvscConfig::default()).unwrap();
+    assert_eq!((na.mtu(), na.max_frame()), (9000, 9018));
+    // Sub-allocations: Linux's 1728 at 1500, a whole jumbo frame and its header at 9000.
+    assert_eq!(netvsp::device::recv_section_size(1500), 1728);
+    assert_eq!(netvsp::device::recv_section_size(9000), 9280);
+    assert_eq!(nc.mtu(), 1500);
+    // The switch learns A (its first frame is flooded to C too), B and C.
+    deliver(&mut na, &mut nb, &frame(B, A, 0, 60));
+    deliver(&mut nb, &mut na, &frame(A, B, 1, 60));
+    deliver(&mut nc, &mut na, &frame(A, C, 2, 60));
+    let mut buf = vec![0u8; 9018];
+    assert!(nc.recv(&mut buf, Duration::from_secs(5)).unwrap().is_some());
+
+    // Jumbo frames (untagged maximum, tagged maximum) and small ones, one at a time
+    // and in a deferred burst, arrive intact.
+    for (seq, len) in [9014usize, 9018, 60, 4000, 8999].into_iter().enumerate() {
+        deliver(&mut na, &mut nb, &frame(B, A, seq as u32, len));
+    }
+    let burst: Vec<Vec<u8>> = (0..40u32)
+        .map(|i| frame(B, A, 100 + i, [9014, 700, 5000, 1514][i as usize % 4]))
+        .collect();
+    for f in &burst {
+        na.send_deferred(f).unwrap();
+    }
+    na.flush().unwrap();
+    for (i, f) in burst.iter().enumerate() {
+        let n = nb
+            .recv(&mut buf, Duration::from_secs(5))
+            .unwrap()
+            .unwrap_or_else(|| panic!("burst frame {i} lost"));
+        assert!(buf[..n] == f[..], "burst frame {i}");
+    }
+
+    // A jumbo frame for C (MTU 1500): its host drops and counts it; small ones pass.
+    na.send(&frame(C, A, 200, 9014)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.stats.oversize_frames.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "oversize frame not counted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    deliver(&mut na, &mut nc, &frame(C, A, 201, 1514));
+    assert_eq!(c.stats.oversize_frames.load(Ordering::Relaxed), 1);
+    // C itself cannot send above its MTU.
+    assert!(nc.send(&frame(A, C, 202, 2000)).is_err());
+    assert_eq!(a.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(b.stats.rx_no_buffer.load(Ordering::Relaxed), 0);
+
+    // A NIC configured for 9000 on a backend that carries 1518-byte frames offers
+    // only 1500.
+    let (endpoint, _link) = Loopback::new(16);
+    let (d, od) = vm_with(jumbo_host(A), Box::new(endpoint));
+    let mut nd = Netvsc::open(&d.bus, &od, &jumbo).unwrap();
+    assert_eq!(nd.mtu(), 1500);
+    assert!(nd.send(&frame(A, A, 300, 1600)).is_err());
+    nd.close(&d.bus).unwrap();
+    for (n, vm) in [(na, &a), (nb, &b), (nc, &c)] {
+        n.close(&vm.bus).unwrap();
     }
 }
 
