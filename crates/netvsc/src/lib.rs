@@ -27,7 +27,9 @@
 //! (RSS capabilities, SUBCHANNEL, the offers, RSS parameters), receives on every queue
 //! and transmits on the queue the host's send indirection table names for the flow.
 //!
-//! Not implemented: receive offloads (frames are delivered as the host sent them).
+//! Receive: [`Netvsc::recv_with_info`] also gives what the host said about a frame
+//! ([`RxInfo`]: checksums it verified, the RSS hash). Not implemented: receive segment
+//! coalescing (RSC).
 
 #![forbid(unsafe_code)]
 
@@ -203,6 +205,42 @@ impl HostOffloads {
     }
 }
 
+/// What the host said about a received frame (its per-packet infos).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RxInfo {
+    /// The host verified the frame's TCP or UDP checksum (receive checksum offload,
+    /// as Linux uses it to skip its own check).
+    pub l4_checksum_valid: bool,
+    /// The host verified the IPv4 header checksum.
+    pub ip_checksum_valid: bool,
+    /// The RSS hash the host computed for the frame's flow.
+    pub hash: Option<u32>,
+}
+
+impl RxInfo {
+    /// The infos of one received RNDIS packet; malformed entries are ignored (the
+    /// frame is still good, the host just told nothing usable).
+    fn of(pkt: &vmbus_proto::rndis::PacketMessage<'_>) -> Self {
+        use vmbus_proto::rndis::ppi::Ppi;
+        let mut info = Self::default();
+        if pkt.ppi.is_empty() {
+            return info;
+        }
+        for p in pkt.ppis().flatten() {
+            match p {
+                Ppi::Checksum(c) => {
+                    info.l4_checksum_valid =
+                        c.rx_tcp_checksum_succeeded() || c.rx_udp_checksum_succeeded();
+                    info.ip_checksum_valid = c.rx_ip_checksum_succeeded();
+                }
+                Ppi::HashValue(h) => info.hash = Some(h),
+                _ => {}
+            }
+        }
+        info
+    }
+}
+
 /// Offload work for one frame sent with [`Netvsc::send_with`].
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct TxOffload {
@@ -269,6 +307,8 @@ pub struct NetvscStats {
     pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
     /// Frames sent, per queue.
     pub tx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
+    /// Frames the host delivered with verified checksums ([`RxInfo`]).
+    pub rx_checksum_valid: AtomicU64,
     /// Data messages (SEND_RNDIS_PKT) sent to the host: with batching
     /// ([`Netvsc::send_deferred`]) several frames share one, so `tx_frames /
     /// tx_messages` is the batching factor.
@@ -320,6 +360,7 @@ struct RxQueue {
     /// Longest frame accepted (frames above the MTU are refused).
     max_frame: usize,
     spans: Vec<(u16, u16)>,
+    infos: Vec<RxInfo>,
     head: usize,
     len: usize,
 }
@@ -332,6 +373,7 @@ impl RxQueue {
             slot_size,
             max_frame,
             spans: vec![(0, 0); n.max(1)],
+            infos: vec![RxInfo::default(); n.max(1)],
             head: 0,
             len: 0,
         }
@@ -352,34 +394,36 @@ impl RxQueue {
     }
 
     /// Queues the frame at `off..off + len` of the slot [`RxQueue::next_slot`] gave.
-    fn commit(&mut self, off: usize, len: usize) -> bool {
+    fn commit(&mut self, off: usize, len: usize, info: RxInfo) -> bool {
         let cap = self.capacity();
         if self.len == cap || len > self.max_frame || off + len > self.slot_size {
             return false;
         }
-        match self.spans.get_mut((self.head + self.len) % cap) {
-            Some(span) => {
+        let i = (self.head + self.len) % cap;
+        match (self.spans.get_mut(i), self.infos.get_mut(i)) {
+            (Some(span), Some(slot_info)) => {
                 *span = (off as u16, len as u16);
+                *slot_info = info;
                 self.len += 1;
                 true
-            }
-            None => false,
-        }
-    }
-
-    fn push(&mut self, f: &[u8]) -> bool {
-        let max = self.max_frame;
-        match self.next_slot().and_then(|s| s.get_mut(..f.len())) {
-            Some(d) if f.len() <= max => {
-                d.copy_from_slice(f);
-                self.commit(0, f.len())
             }
             _ => false,
         }
     }
 
-    /// Hands the oldest frame to `f` in its slot and frees the slot.
-    fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    fn push(&mut self, f: &[u8], info: RxInfo) -> bool {
+        let max = self.max_frame;
+        match self.next_slot().and_then(|s| s.get_mut(..f.len())) {
+            Some(d) if f.len() <= max => {
+                d.copy_from_slice(f);
+                self.commit(0, f.len(), info)
+            }
+            _ => false,
+        }
+    }
+
+    /// Hands the oldest frame and its infos to `f` in its slot and frees the slot.
+    fn pop_with<R>(&mut self, f: impl FnOnce(&[u8], RxInfo) -> R) -> Option<R> {
         if self.len == 0 {
             return None;
         }
@@ -388,7 +432,8 @@ impl RxQueue {
         self.len -= 1;
         let (off, len) = *self.spans.get(i)?;
         let at = i * self.slot_size + usize::from(off);
-        Some(f(self.slots.get(at..at + usize::from(len))?))
+        let info = self.infos.get(i).copied().unwrap_or_default();
+        Some(f(self.slots.get(at..at + usize::from(len))?, info))
     }
 }
 
@@ -1281,6 +1326,16 @@ impl Netvsc {
         timeout: Duration,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, NetvscError> {
+        self.recv_with_info(timeout, |frame, _| f(frame))
+    }
+
+    /// [`Netvsc::recv_with`] with what the host said about the frame: verified
+    /// checksums (receive checksum offload) and its RSS hash.
+    pub fn recv_with_info<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8], RxInfo) -> R,
+    ) -> Result<Option<R>, NetvscError> {
         self.flush()?;
         // The common case reads no clock.
         if self.rx.len == 0 {
@@ -1524,8 +1579,9 @@ impl Netvsc {
             for m in RndisMessages::new(scratch.get(..len as usize).unwrap_or(&[])) {
                 match m {
                     Ok(RndisMessage::Packet(pkt)) => {
-                        if self.rx.push(pkt.data) {
-                            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+                        let info = RxInfo::of(&pkt);
+                        if self.rx.push(pkt.data, info) {
+                            self.count_rx(info);
                             got = true;
                         } else {
                             self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
@@ -1582,13 +1638,25 @@ impl Netvsc {
             // Where the frame sits in the slot (a subslice of it).
             let off = (pkt.data.as_ptr() as usize).checked_sub(start)?;
             let n = pkt.data.len();
-            Some(rx.commit(off, n))
+            let info = RxInfo::of(&pkt);
+            Some(rx.commit(off, n, info).then_some(info))
         })();
         self.rx = rx;
-        if result == Some(true) {
-            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Some(Some(info)) => {
+                self.count_rx(info);
+                Some(true)
+            }
+            Some(None) => Some(false),
+            None => None,
         }
-        result
+    }
+
+    fn count_rx(&self, info: RxInfo) {
+        self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+        if info.l4_checksum_valid {
+            self.stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Closes the NIC: revokes the buffers, closes the channel, frees guest memory.

@@ -56,10 +56,29 @@ pub struct TxOffload {
     pub gso: Option<Gso>,
 }
 
+/// What a backend knows about a frame beyond its bytes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// The TCP or UDP checksum is known to be correct: netvsp computed it (a guest's
+    /// checksum or LSO offload), or the backend's source verified it (virtio-net
+    /// `DATA_VALID` from the kernel). A guest that enabled receive checksum offload is
+    /// told so and skips its own check.
+    pub l4_checksum_valid: bool,
+    /// The IPv4 header checksum is known to be correct (same sources).
+    pub ip4_checksum_valid: bool,
+}
+
 /// One NIC's attachment to a network.
 pub trait NetEndpoint: Send + 'static {
     /// A frame the guest sent. Returns false if it was dropped.
     fn transmit(&mut self, frame: &[u8]) -> bool;
+    /// [`NetEndpoint::transmit`] with what netvsp knows about the frame (default: the
+    /// knowledge is dropped). A backend that delivers frames to other NICs keeps it for
+    /// [`NetEndpoint::receive_meta`].
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        let _ = meta;
+        self.transmit(frame)
+    }
     /// What [`NetEndpoint::transmit_offload`] can do (default: nothing, so every
     /// offload is done in software before [`NetEndpoint::transmit`]).
     fn tx_offload_support(&self) -> TxOffloadSupport {
@@ -74,6 +93,11 @@ pub trait NetEndpoint: Send + 'static {
     }
     /// Copies the next frame for the guest into `buf`; returns its length.
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// [`NetEndpoint::receive`] with what the backend knows about the frame (default:
+    /// nothing).
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        self.receive(buf).map(|n| (n, FrameMeta::default()))
+    }
     /// Doorbell to ring when a frame arrives or the link changes.
     fn set_waker(&mut self, waker: Arc<Doorbell>);
     /// Whether the link is up.
@@ -90,6 +114,7 @@ pub struct FrameQueue {
     slots: Vec<u8>,
     slot_size: usize,
     lens: Vec<u16>,
+    metas: Vec<FrameMeta>,
     head: usize,
     len: usize,
 }
@@ -108,6 +133,7 @@ impl FrameQueue {
             slots: vec![0u8; capacity.max(1) * slot_size],
             slot_size,
             lens: vec![0; capacity.max(1)],
+            metas: vec![FrameMeta::default(); capacity.max(1)],
             head: 0,
             len: 0,
         }
@@ -120,18 +146,25 @@ impl FrameQueue {
 
     /// Appends a copy of `frame`; false if the queue is full or the frame too long.
     pub fn push(&mut self, frame: &[u8]) -> bool {
+        self.push_meta(frame, FrameMeta::default())
+    }
+
+    /// [`FrameQueue::push`] keeping `meta` with the frame.
+    pub fn push_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
         let cap = self.lens.len();
         if self.len == cap || frame.len() > self.slot_size {
             return false;
         }
         let i = (self.head + self.len) % cap;
         let at = i * self.slot_size;
-        if let (Some(dst), Some(l)) = (
+        if let (Some(dst), Some(l), Some(m)) = (
             self.slots.get_mut(at..at + frame.len()),
             self.lens.get_mut(i),
+            self.metas.get_mut(i),
         ) {
             dst.copy_from_slice(frame);
             *l = frame.len() as u16;
+            *m = meta;
             self.len += 1;
             return true;
         }
@@ -140,6 +173,11 @@ impl FrameQueue {
 
     /// Copies the oldest frame into `buf` (truncating if `buf` is short) and removes it.
     pub fn pop(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.pop_meta(buf).map(|(n, _)| n)
+    }
+
+    /// [`FrameQueue::pop`] with the frame's meta (cleared when the frame was cut).
+    pub fn pop_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         if self.len == 0 {
             return None;
         }
@@ -151,7 +189,12 @@ impl FrameQueue {
         let m = n.min(buf.len());
         buf.get_mut(..m)?
             .copy_from_slice(self.slots.get(at..at + m)?);
-        Some(m)
+        let meta = if m == n {
+            self.metas.get(i).copied().unwrap_or_default()
+        } else {
+            FrameMeta::default()
+        };
+        Some((m, meta))
     }
 
     /// Frames queued.
@@ -185,12 +228,12 @@ impl Port {
         })
     }
 
-    fn deliver(&self, frame: &[u8]) -> bool {
+    fn deliver(&self, frame: &[u8], meta: FrameMeta) -> bool {
         let ok = self
             .queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(frame);
+            .push_meta(frame, meta);
         if ok {
             self.wake();
         } else {
@@ -212,11 +255,11 @@ impl Port {
 }
 
 impl Port {
-    fn pop(&self, buf: &mut [u8]) -> Option<usize> {
+    fn pop(&self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop(buf)
+            .pop_meta(buf)
     }
 
     fn set_waker(&self, waker: Arc<Doorbell>) {
@@ -273,9 +316,15 @@ impl Loopback {
 
 impl NetEndpoint for Loopback {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.port.is_up() && self.port.deliver(frame)
+        self.transmit_meta(frame, FrameMeta::default())
+    }
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.port.is_up() && self.port.deliver(frame, meta)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.port.pop(buf).map(|(n, _)| n)
+    }
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.port.pop(buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
@@ -330,7 +379,7 @@ impl Switch {
         )
     }
 
-    fn forward(&self, from: &Arc<Port>, frame: &[u8]) -> bool {
+    fn forward(&self, from: &Arc<Port>, frame: &[u8], meta: FrameMeta) -> bool {
         let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) else {
             return false;
         };
@@ -349,14 +398,14 @@ impl Switch {
                         .is_some_and(|m| m == dst)
             })
         {
-            return p.link.load(Ordering::SeqCst) && p.deliver(frame);
+            return p.link.load(Ordering::SeqCst) && p.deliver(frame, meta);
         }
         let mut any = false;
         for p in ports
             .iter()
             .filter(|p| !Arc::ptr_eq(p, from) && p.link.load(Ordering::SeqCst))
         {
-            any |= p.deliver(frame);
+            any |= p.deliver(frame, meta);
         }
         any
     }
@@ -370,9 +419,15 @@ pub struct SwitchPort {
 
 impl NetEndpoint for SwitchPort {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.port.is_up() && self.switch.forward(&self.port, frame)
+        self.transmit_meta(frame, FrameMeta::default())
+    }
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.port.is_up() && self.switch.forward(&self.port, frame, meta)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.port.pop(buf).map(|(n, _)| n)
+    }
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.port.pop(buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {

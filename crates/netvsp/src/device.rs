@@ -93,6 +93,9 @@ pub struct NicStats {
     pub tx_dropped: AtomicU64,
     /// Frames delivered to the guest.
     pub rx_frames: AtomicU64,
+    /// Frames delivered with a receive checksum info saying their checksums were
+    /// verified (receive checksum offload).
+    pub rx_checksum_valid: AtomicU64,
     /// Frames dropped because the guest's receive buffer had no free sub-allocation.
     pub rx_no_buffer: AtomicU64,
     /// Frames dropped before the guest enabled reception (no buffer, filter 0).
@@ -872,7 +875,12 @@ impl NicCore {
             }
         }
         let endpoint = &mut self.endpoint;
-        match self.tx.process(frame, &req, &mut |f| endpoint.transmit(f)) {
+        // The checksums computed here are known good: a receiving NIC may say so.
+        let meta = req.meta();
+        match self
+            .tx
+            .process(frame, &req, &mut |f| endpoint.transmit_meta(f, meta))
+        {
             Ok(out) => {
                 stats
                     .tx_frames
@@ -1069,7 +1077,7 @@ impl NicCore {
                 break; // the outgoing rings are backed up: let the guest catch up
             }
             let mut frame = std::mem::take(&mut self.frame);
-            let Some(len) = self.endpoint.receive(&mut frame) else {
+            let Some((len, meta)) = self.endpoint.receive_meta(&mut frame) else {
                 self.frame = frame;
                 break;
             };
@@ -1085,13 +1093,33 @@ impl NicCore {
                     Some((h, _)) => (Some(h), 0),
                     None => (None, 0),
                 };
-                let ppi = hash.map(vmbus_proto::rndis::Ppi::HashValue);
-                // RNDIS header (and hash PPI) here, the frame straight from the
-                // backend's buffer: one copy of the frame into guest memory.
-                let mut header = [0u8; 64];
-                let h = vmbus_proto::rndis::emit_packet_header(&mut header, ppi.as_slice(), len)
-                    .ok()
-                    .and_then(|l| header.get(..l));
+                use vmbus_proto::rndis::Ppi;
+                let csum = self.rndis.offload.rx_checksum_info(f, meta);
+                if csum.is_some() {
+                    self.stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
+                }
+                // The hash PPI (RSS), then the checksum PPI, each if present.
+                let mut ppis = [Ppi::HashValue(0); 2];
+                let mut n_ppis = 0;
+                for p in [hash.map(Ppi::HashValue), csum.map(Ppi::Checksum)]
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(slot) = ppis.get_mut(n_ppis) {
+                        *slot = p;
+                        n_ppis += 1;
+                    }
+                }
+                // RNDIS header (and PPIs) here, the frame straight from the backend's
+                // buffer: one copy of the frame into guest memory.
+                let mut header = [0u8; 128];
+                let h = vmbus_proto::rndis::emit_packet_header(
+                    &mut header,
+                    ppis.get(..n_ppis).unwrap_or(&[]),
+                    len,
+                )
+                .ok()
+                .and_then(|l| header.get(..l));
                 if let Some(h) = h
                     && let Some((slot, offset)) = self.write_slot(&[h, f])
                     && let Some(b) = batches.get_mut(usize::from(q))

@@ -32,8 +32,13 @@
 //! and gets the packet with the work left ([`TxOffload`]): the TAP backend passes
 //! checksum and LSO requests to the kernel in virtio-net headers.
 //!
-//! Not implemented yet (see the issue tracker): receive offloads (checksum-verified
-//! and coalesced frames toward the guest).
+//! Receive checksum offload: frames whose checksums netvsp computed itself (a guest's
+//! checksum or LSO offload, carried through the loopback and switch backends as
+//! [`FrameMeta`]) or that the kernel verified (TAP `DATA_VALID`) reach a guest that
+//! enabled it with a TCPIP_CHKSUM info saying so; other frames go unmarked.
+//!
+//! Not implemented (see the issue tracker): receive segment coalescing (RSC), and a
+//! worker thread per queue (one thread serves all of a NIC's queues).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]
@@ -47,7 +52,7 @@ pub mod rss;
 pub mod tap;
 
 pub use backend::{
-    Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, Switch, SwitchPort,
-    TxOffload, TxOffloadSupport, frame_size,
+    FrameMeta, Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, Switch,
+    SwitchPort, TxOffload, TxOffloadSupport, frame_size,
 };
 pub use device::{Netvsp, NetvspConfig, NicCore, NicStats, OidRequestRecord};

@@ -17,9 +17,10 @@
 //! the frame, is an [`OffloadError`] and the packet is dropped and counted. Buffers are
 //! allocated once per NIC; nothing is allocated per packet.
 
-use crate::backend::{Gso, MAX_FRAME, MAX_JUMBO_FRAME, TxOffload, TxOffloadSupport};
+use crate::backend::{FrameMeta, Gso, MAX_FRAME, MAX_JUMBO_FRAME, TxOffload, TxOffloadSupport};
 use vmbus_proto::rndis::ppi::{
-    NDIS_TCP_LARGE_SEND_OFFLOAD_IPV6, NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, Ppi,
+    NDIS_TCP_LARGE_SEND_OFFLOAD_IPV6, NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, NdisTcpIpChecksumInfo,
+    Ppi,
 };
 use vmbus_proto::rndis::{NdisOffload, NdisOffloadParams, encap, offload_caps};
 
@@ -58,23 +59,38 @@ pub struct OffloadConfig {
     pub lso4: bool,
     /// LSOv2 over IPv6.
     pub lso6: bool,
+    /// Receive: report verified IPv4 header checksums.
+    pub rx_ip4_header: bool,
+    /// Receive: report verified TCP checksums over IPv4.
+    pub rx_tcp4: bool,
+    /// Receive: report verified UDP checksums over IPv4.
+    pub rx_udp4: bool,
+    /// Receive: report verified TCP checksums over IPv6.
+    pub rx_tcp6: bool,
+    /// Receive: report verified UDP checksums over IPv6.
+    pub rx_udp6: bool,
 }
 
 impl OffloadConfig {
     /// Applies an OID_TCP_OFFLOAD_PARAMETERS request: each field either leaves its
-    /// offload alone (NO_CHANGE or a value the NIC does not know) or turns transmit on
-    /// or off.
+    /// offload alone (NO_CHANGE or a value the NIC does not know) or turns transmit
+    /// and receive on or off.
     pub fn apply(&mut self, p: &NdisOffloadParams) {
-        let set = |field: &mut bool, v: Option<(bool, bool)>| {
-            if let Some((tx, _rx)) = v {
-                *field = tx;
+        let set = |tx_field: &mut bool, rx_field: &mut bool, v: Option<(bool, bool)>| {
+            if let Some((tx, rx)) = v {
+                *tx_field = tx;
+                *rx_field = rx;
             }
         };
-        set(&mut self.ip4_header, p.ip_v4_csum.tx_rx());
-        set(&mut self.tcp4, p.tcp_ip_v4_csum.tx_rx());
-        set(&mut self.udp4, p.udp_ip_v4_csum.tx_rx());
-        set(&mut self.tcp6, p.tcp_ip_v6_csum.tx_rx());
-        set(&mut self.udp6, p.udp_ip_v6_csum.tx_rx());
+        set(
+            &mut self.ip4_header,
+            &mut self.rx_ip4_header,
+            p.ip_v4_csum.tx_rx(),
+        );
+        set(&mut self.tcp4, &mut self.rx_tcp4, p.tcp_ip_v4_csum.tx_rx());
+        set(&mut self.udp4, &mut self.rx_udp4, p.udp_ip_v4_csum.tx_rx());
+        set(&mut self.tcp6, &mut self.rx_tcp6, p.tcp_ip_v6_csum.tx_rx());
+        set(&mut self.udp6, &mut self.rx_udp6, p.udp_ip_v6_csum.tx_rx());
         if let Some(on) = p.lso_v2_ipv4.enable() {
             self.lso4 = on;
         }
@@ -97,6 +113,12 @@ impl OffloadConfig {
         o.csum.ip6_txenc = encap::IEEE_802_3;
         o.csum.ip6_txcsum =
             offload_caps::IP6EXT | offload_caps::TCP6OPT | offload_caps::TCP6 | offload_caps::UDP6;
+        // Receive: the NIC reports checksums it knows to be good (FrameMeta); the rest
+        // reach the guest unmarked and it checks them itself.
+        o.csum.ip4_rxenc = encap::IEEE_802_3;
+        o.csum.ip4_rxcsum = o.csum.ip4_txcsum;
+        o.csum.ip6_rxenc = encap::IEEE_802_3;
+        o.csum.ip6_rxcsum = o.csum.ip6_txcsum;
         o.lsov2.ip4_encap = encap::IEEE_802_3;
         o.lsov2.ip4_maxsz = LSO_MAX_SIZE;
         o.lsov2.ip4_minsg = LSO_MIN_SEGMENTS;
@@ -106,6 +128,42 @@ impl OffloadConfig {
         // NDIS_LSOV2_CAP_IP6EXT | NDIS_LSOV2_CAP_TCP6OPT.
         o.lsov2.ip6_opts = offload_caps::IP6EXT | offload_caps::TCP6OPT;
         o
+    }
+
+    /// The receive TCPIP_CHKSUM info to send with `frame`: which of its checksums
+    /// `meta` vouches for and the guest asked to hear about, or `None`. Only whole
+    /// IPv4 datagrams (no fragment) and IPv6 packets whose next header is TCP or UDP
+    /// get an L4 result.
+    pub fn rx_checksum_info(&self, frame: &[u8], meta: FrameMeta) -> Option<NdisTcpIpChecksumInfo> {
+        if !meta.l4_checksum_valid && !meta.ip4_checksum_valid {
+            return None;
+        }
+        let mut l3 = 14;
+        let mut ethertype = get16(frame, 12)?;
+        if ethertype == ETHERTYPE_VLAN {
+            ethertype = get16(frame, 16)?;
+            l3 = 18;
+        }
+        let (ip_ok, proto, v6) = match ethertype {
+            ETHERTYPE_IPV4 => {
+                let whole = get16(frame, l3 + 6)? & 0x3fff == 0;
+                let proto = frame.get(l3 + 9).copied().filter(|_| whole);
+                (meta.ip4_checksum_valid && self.rx_ip4_header, proto, false)
+            }
+            ETHERTYPE_IPV6 => (false, frame.get(l3 + 6).copied(), true),
+            _ => return None,
+        };
+        let l4 = meta.l4_checksum_valid;
+        let tcp_ok = l4 && proto == Some(PROTO_TCP) && if v6 { self.rx_tcp6 } else { self.rx_tcp4 };
+        let udp_ok = l4 && proto == Some(PROTO_UDP) && if v6 { self.rx_udp6 } else { self.rx_udp4 };
+        if !(ip_ok || tcp_ok || udp_ok) {
+            return None;
+        }
+        let mut c = NdisTcpIpChecksumInfo(0);
+        c.set_rx_ip_checksum_succeeded(ip_ok);
+        c.set_rx_tcp_checksum_succeeded(tcp_ok);
+        c.set_rx_udp_checksum_succeeded(udp_ok);
+        Some(c)
     }
 }
 
@@ -126,6 +184,15 @@ impl TxRequest {
     /// Whether the packet needs no work.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// What the frames this request produces in software are known to carry: the
+    /// checksums netvsp computes itself.
+    pub fn meta(&self) -> FrameMeta {
+        FrameMeta {
+            l4_checksum_valid: self.l4_csum.is_some() || self.lso.is_some(),
+            ip4_checksum_valid: self.ip_header_csum || self.lso.is_some_and(|(v6, _, _)| !v6),
+        }
     }
 }
 

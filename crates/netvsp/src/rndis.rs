@@ -249,9 +249,8 @@ impl RndisControl {
                 None => RndisStatus::INVALID_LENGTH,
             },
             Oid::OID_TCP_OFFLOAD_PARAMETERS => match NdisOffloadParams::parse(s.info) {
-                // Only transmit offloads are kept; receive-side requests are accepted
-                // and have no effect (frames reach the guest without checksum PPIs,
-                // so it verifies them itself).
+                // Transmit and receive halves both kept: receive checksum results are
+                // reported only where the guest asked for them.
                 Ok(p) => {
                     self.offload.apply(&p);
                     RndisStatus::SUCCESS

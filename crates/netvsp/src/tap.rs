@@ -13,7 +13,7 @@
 
 #![allow(unsafe_code)]
 
-use crate::backend::{FrameQueue, MAX_FRAME, NetEndpoint, TxOffload, TxOffloadSupport};
+use crate::backend::{FrameMeta, FrameQueue, MAX_FRAME, NetEndpoint, TxOffload, TxOffloadSupport};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -32,6 +32,8 @@ const IFF_VNET_HDR: i16 = 0x4000;
 const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
 const VNET_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the kernel verified the frame's checksums.
+const VNET_F_DATA_VALID: u8 = 2;
 /// `VIRTIO_NET_HDR_GSO_TCPV4` / `TCPV6`.
 const VNET_GSO_TCPV4: u8 = 1;
 const VNET_GSO_TCPV6: u8 = 4;
@@ -163,8 +165,16 @@ impl Tap {
                                 s.offloaded_rx.fetch_add(1, Ordering::Relaxed);
                                 continue;
                             }
+                            let valid = buf[0] & VNET_F_DATA_VALID != 0;
+                            let meta = FrameMeta {
+                                l4_checksum_valid: valid,
+                                ip4_checksum_valid: valid,
+                            };
                             let ok = buf.get(VNET_HDR_LEN..n).is_some_and(|f| {
-                                s.queue.lock().unwrap_or_else(|e| e.into_inner()).push(f)
+                                s.queue
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push_meta(f, meta)
                             });
                             if !ok {
                                 s.dropped.fetch_add(1, Ordering::Relaxed);
@@ -234,11 +244,14 @@ impl NetEndpoint for Tap {
         self.write_with_header(&vnet_header(offload), frame)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.receive_meta(buf).map(|(n, _)| n)
+    }
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.shared
             .queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop(buf)
+            .pop_meta(buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
         *self.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);

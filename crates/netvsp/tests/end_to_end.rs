@@ -425,6 +425,67 @@ fn recv_raw(port: &mut SwitchPort, buf: &mut [u8]) -> Option<usize> {
 }
 
 #[test]
+fn checksums_the_host_computed_reach_the_other_guest_as_verified() {
+    use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
+    let ((va, oa), (vb, ob)) = pair_on_a_switch(256);
+    let mut a = Netvsc::open(&va.bus, &oa, &NetvscConfig::default()).unwrap();
+    let mut b = Netvsc::open(&vb.bus, &ob, &NetvscConfig::default()).unwrap();
+    let mut buf = vec![0u8; 1518];
+    let got = |b: &mut Netvsc| {
+        b.recv_with_info(Duration::from_secs(5), |f, info| (f.to_vec(), info))
+            .unwrap()
+            .expect("frame delivered")
+    };
+
+    // TCP with checksum offload: A's host computes it, B's host vouches for it.
+    let csum = netvsc::TxOffload {
+        checksum: true,
+        ..Default::default()
+    };
+    let mut f = tcp4(600);
+    let ip_len = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    a.send_with(&f, &csum).unwrap();
+    let (f, info) = got(&mut b);
+    assert!(
+        info.l4_checksum_valid && !info.ip_checksum_valid,
+        "{info:?}"
+    );
+    let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(tcp.verify_checksum(
+        &IpAddress::from(ip.src_addr()),
+        &IpAddress::from(ip.dst_addr())
+    ));
+
+    // LSO: every segment's checksums were computed by the host. (The IPv4 header
+    // checksum is not reported: netvsc, like Linux, leaves that offload off.)
+    let lso = netvsc::TxOffload {
+        lso_mss: Some(1448),
+        ..Default::default()
+    };
+    a.send_with(&tcp4(4000), &lso).unwrap();
+    for i in 0..3 {
+        let (_, info) = got(&mut b);
+        assert!(
+            info.l4_checksum_valid && !info.ip_checksum_valid,
+            "segment {i}: {info:?}"
+        );
+    }
+
+    // A frame the guest checksummed itself: nothing vouched for.
+    a.send(&tcp4(100)).unwrap();
+    let (_, info) = got(&mut b);
+    assert_eq!(info, netvsc::RxInfo::default());
+    let _ = b.recv(&mut buf, Duration::ZERO).unwrap();
+
+    assert_eq!(b.stats().rx_checksum_valid.load(Ordering::Relaxed), 4);
+    assert_eq!(vb.stats.rx_checksum_valid.load(Ordering::Relaxed), 4);
+    a.close(&va.bus).unwrap();
+    b.close(&vb.bus).unwrap();
+}
+
+#[test]
 fn offloads_negotiated_like_linux_and_done_by_the_host() {
     use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
     let switch = Switch::new(256);

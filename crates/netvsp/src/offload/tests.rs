@@ -94,6 +94,7 @@ fn all_on() -> OffloadConfig {
         udp6: true,
         lso4: true,
         lso6: true,
+        ..Default::default()
     }
 }
 
@@ -146,6 +147,113 @@ fn offload_parameters_turn_transmit_offloads_on_and_off() {
     };
     c.apply(&q);
     assert!(c.tcp4 && !c.udp6 && !c.lso4);
+    // Receive follows the RX half of each value.
+    assert!(c.rx_tcp4 && c.rx_udp6 && !c.rx_ip4_header && !c.rx_udp4);
+}
+
+#[test]
+fn receive_checksum_info_says_only_what_is_known_and_asked_for() {
+    let rx = OffloadConfig {
+        rx_ip4_header: true,
+        rx_tcp4: true,
+        rx_udp4: true,
+        rx_tcp6: true,
+        rx_udp6: true,
+        ..Default::default()
+    };
+    let known = FrameMeta {
+        l4_checksum_valid: true,
+        ip4_checksum_valid: true,
+    };
+    let l4_only = FrameMeta {
+        l4_checksum_valid: true,
+        ip4_checksum_valid: false,
+    };
+    let bits = |c: Option<NdisTcpIpChecksumInfo>| {
+        c.map(|c| {
+            (
+                c.rx_ip_checksum_succeeded(),
+                c.rx_tcp_checksum_succeeded(),
+                c.rx_udp_checksum_succeeded(),
+            )
+        })
+    };
+    let (tcp4, _) = frame(false, true, &payload(100), false);
+    let (udp4, _) = frame(false, false, &payload(100), false);
+    let (tcp6, _) = frame(true, true, &payload(100), false);
+    let (udp6, _) = frame(true, false, &payload(100), false);
+    assert_eq!(
+        bits(rx.rx_checksum_info(&tcp4, known)),
+        Some((true, true, false))
+    );
+    assert_eq!(
+        bits(rx.rx_checksum_info(&udp4, l4_only)),
+        Some((false, false, true))
+    );
+    assert_eq!(
+        bits(rx.rx_checksum_info(&tcp6, known)),
+        Some((false, true, false))
+    );
+    assert_eq!(
+        bits(rx.rx_checksum_info(&udp6, known)),
+        Some((false, false, true))
+    );
+    // Nothing known, or nothing asked for: no info.
+    assert_eq!(bits(rx.rx_checksum_info(&tcp4, FrameMeta::default())), None);
+    assert_eq!(
+        bits(OffloadConfig::default().rx_checksum_info(&tcp4, known)),
+        None
+    );
+    // Behind a VLAN tag.
+    let mut tagged = tcp4[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    tagged.extend_from_slice(&tcp4[12..]);
+    assert_eq!(
+        bits(rx.rx_checksum_info(&tagged, known)),
+        Some((true, true, false))
+    );
+    // An IPv4 fragment: the header, but no L4 result.
+    let mut frag = tcp4.clone();
+    frag[20] = 0x20; // more fragments
+    assert_eq!(
+        bits(rx.rx_checksum_info(&frag, known)),
+        Some((true, false, false))
+    );
+    let mut later = tcp4.clone();
+    later[21] = 0x10; // offset 16
+    assert_eq!(bits(rx.rx_checksum_info(&later, l4_only)), None);
+    // Not IP, or cut short: none, and no panic.
+    let mut arp = tcp4.clone();
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    assert_eq!(bits(rx.rx_checksum_info(&arp, known)), None);
+    for n in 0..40 {
+        let _ = rx.rx_checksum_info(&tcp4[..n], known);
+    }
+}
+
+#[test]
+fn software_offloads_mark_the_checksums_they_computed() {
+    let l4 = TxRequest {
+        l4_csum: Some((false, true, 34)),
+        ..Default::default()
+    };
+    assert_eq!(
+        l4.meta(),
+        FrameMeta {
+            l4_checksum_valid: true,
+            ip4_checksum_valid: false
+        }
+    );
+    let lso4 = TxRequest {
+        lso: Some((false, 1448, 34)),
+        ..Default::default()
+    };
+    assert!(lso4.meta().l4_checksum_valid && lso4.meta().ip4_checksum_valid);
+    let vlan_only = TxRequest {
+        vlan_tci: Some(5),
+        ..Default::default()
+    };
+    assert_eq!(vlan_only.meta(), FrameMeta::default());
 }
 
 fn csum_ppi(v6: bool, tcp: bool, ip: bool, l4: usize) -> Ppi<'static> {
