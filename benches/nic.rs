@@ -11,7 +11,7 @@
 //! `NIC_BENCH_PROBE=1` runs each direction once outside criterion, and
 //! `NIC_BENCH_PROBE=g2h` (or `h2g`) `NIC_BENCH_FRAMES=N` only one direction at 1514
 //! B, e.g. under `valgrind --tool=callgrind` (`NIC_BENCH_UNBATCHED=1`: g2h one frame
-//! per message).
+//! per message; `NIC_BENCH_QUEUES=2`: on the 2-queue NIC).
 
 // Benchmark harness code: criterion's macros generate undocumented items, and every
 // input is built here.
@@ -215,6 +215,10 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
 fn bench(c: &mut Criterion) {
     let mut n = nic(1);
     let mut n2 = nic(2);
+    // Probes run on one queue, or on two with NIC_BENCH_QUEUES=2.
+    if std::env::var("NIC_BENCH_QUEUES").as_deref() == Ok("2") {
+        std::mem::swap(&mut n, &mut n2);
+    }
     if std::env::var("NIC_BENCH_PROBE").as_deref() == Ok("g2h") {
         let frames = std::env::var("NIC_BENCH_FRAMES")
             .ok()

@@ -218,15 +218,12 @@ pub struct RxInfo {
 }
 
 impl RxInfo {
-    /// The infos of one received RNDIS packet; malformed entries are ignored (the
-    /// frame is still good, the host just told nothing usable).
-    fn of(pkt: &vmbus_proto::rndis::PacketMessage<'_>) -> Self {
-        use vmbus_proto::rndis::ppi::Ppi;
+    /// The infos in one received RNDIS packet's per-packet-info region; malformed
+    /// entries are ignored (the frame is still good, the host just told nothing usable).
+    fn of(ppi: &[u8]) -> Self {
+        use vmbus_proto::rndis::ppi::{Ppi, PpiIter};
         let mut info = Self::default();
-        if pkt.ppi.is_empty() {
-            return info;
-        }
-        for p in pkt.ppis().flatten() {
+        for p in PpiIter::new(ppi).flatten() {
             match p {
                 Ppi::Checksum(c) => {
                     info.l4_checksum_valid =
@@ -307,7 +304,8 @@ pub struct NetvscStats {
     pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
     /// Frames sent, per queue.
     pub tx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
-    /// Frames the host delivered with verified checksums ([`RxInfo`]).
+    /// Frames handed out by [`Netvsc::recv_with_info`] whose checksums the host
+    /// verified ([`RxInfo`]).
     pub rx_checksum_valid: AtomicU64,
     /// Data messages (SEND_RNDIS_PKT) sent to the host: with batching
     /// ([`Netvsc::send_deferred`]) several frames share one, so `tx_frames /
@@ -351,6 +349,14 @@ fn frame_size(mtu: u32) -> usize {
     mtu as usize + 18
 }
 
+/// A queued frame's infos: decoded, or where its per-packet infos lie in its slot
+/// (decoded only if asked for).
+#[derive(Copy, Clone, Debug)]
+enum SlotInfo {
+    Known(RxInfo),
+    Ppi { off: u16, len: u16 },
+}
+
 /// Bounded queue of received frames in preallocated slots; each slot remembers where
 /// in it the frame is.
 #[derive(Default)]
@@ -360,7 +366,7 @@ struct RxQueue {
     /// Longest frame accepted (frames above the MTU are refused).
     max_frame: usize,
     spans: Vec<(u16, u16)>,
-    infos: Vec<RxInfo>,
+    infos: Vec<SlotInfo>,
     head: usize,
     len: usize,
 }
@@ -373,7 +379,7 @@ impl RxQueue {
             slot_size,
             max_frame,
             spans: vec![(0, 0); n.max(1)],
-            infos: vec![RxInfo::default(); n.max(1)],
+            infos: vec![SlotInfo::Known(RxInfo::default()); n.max(1)],
             head: 0,
             len: 0,
         }
@@ -394,7 +400,7 @@ impl RxQueue {
     }
 
     /// Queues the frame at `off..off + len` of the slot [`RxQueue::next_slot`] gave.
-    fn commit(&mut self, off: usize, len: usize, info: RxInfo) -> bool {
+    fn commit(&mut self, off: usize, len: usize, info: SlotInfo) -> bool {
         let cap = self.capacity();
         if self.len == cap || len > self.max_frame || off + len > self.slot_size {
             return false;
@@ -411,7 +417,7 @@ impl RxQueue {
         }
     }
 
-    fn push(&mut self, f: &[u8], info: RxInfo) -> bool {
+    fn push(&mut self, f: &[u8], info: SlotInfo) -> bool {
         let max = self.max_frame;
         match self.next_slot().and_then(|s| s.get_mut(..f.len())) {
             Some(d) if f.len() <= max => {
@@ -422,8 +428,9 @@ impl RxQueue {
         }
     }
 
-    /// Hands the oldest frame and its infos to `f` in its slot and frees the slot.
-    fn pop_with<R>(&mut self, f: impl FnOnce(&[u8], RxInfo) -> R) -> Option<R> {
+    /// Hands the oldest frame and, if `want_info`, its infos (decoded now) to `f` in
+    /// its slot and frees the slot.
+    fn pop_with<R>(&mut self, want_info: bool, f: impl FnOnce(&[u8], RxInfo) -> R) -> Option<R> {
         if self.len == 0 {
             return None;
         }
@@ -431,8 +438,16 @@ impl RxQueue {
         self.head = (i + 1) % self.capacity();
         self.len -= 1;
         let (off, len) = *self.spans.get(i)?;
-        let at = i * self.slot_size + usize::from(off);
-        let info = self.infos.get(i).copied().unwrap_or_default();
+        let base = i * self.slot_size;
+        let info = match self.infos.get(i) {
+            Some(SlotInfo::Known(info)) => *info,
+            Some(&SlotInfo::Ppi { off, len }) if want_info => {
+                let at = base + usize::from(off);
+                RxInfo::of(self.slots.get(at..at + usize::from(len)).unwrap_or(&[]))
+            }
+            _ => RxInfo::default(),
+        };
+        let at = base + usize::from(off);
         Some(f(self.slots.get(at..at + usize::from(len))?, info))
     }
 }
@@ -1326,7 +1341,7 @@ impl Netvsc {
         timeout: Duration,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, NetvscError> {
-        self.recv_with_info(timeout, |frame, _| f(frame))
+        self.recv_inner(timeout, false, |frame, _| f(frame))
     }
 
     /// [`Netvsc::recv_with`] with what the host said about the frame: verified
@@ -1334,6 +1349,17 @@ impl Netvsc {
     pub fn recv_with_info<R>(
         &mut self,
         timeout: Duration,
+        f: impl FnOnce(&[u8], RxInfo) -> R,
+    ) -> Result<Option<R>, NetvscError> {
+        self.recv_inner(timeout, true, f)
+    }
+
+    /// Waits up to `timeout` for a frame and hands it to `f` (with its infos decoded
+    /// only if `want_info`).
+    fn recv_inner<R>(
+        &mut self,
+        timeout: Duration,
+        want_info: bool,
         f: impl FnOnce(&[u8], RxInfo) -> R,
     ) -> Result<Option<R>, NetvscError> {
         self.flush()?;
@@ -1350,7 +1376,13 @@ impl Netvsc {
                 self.poll(deadline - now)?;
             }
         }
-        Ok(self.rx.pop_with(f))
+        let stats = &self.stats;
+        Ok(self.rx.pop_with(want_info, |frame, info| {
+            if info.l4_checksum_valid {
+                stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
+            }
+            f(frame, info)
+        }))
     }
 
     /// Processes what the host sent, waiting up to `timeout` for something to arrive.
@@ -1579,9 +1611,9 @@ impl Netvsc {
             for m in RndisMessages::new(scratch.get(..len as usize).unwrap_or(&[])) {
                 match m {
                     Ok(RndisMessage::Packet(pkt)) => {
-                        let info = RxInfo::of(&pkt);
+                        let info = SlotInfo::Known(RxInfo::of(pkt.ppi));
                         if self.rx.push(pkt.data, info) {
-                            self.count_rx(info);
+                            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
                             got = true;
                         } else {
                             self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
@@ -1638,25 +1670,21 @@ impl Netvsc {
             // Where the frame sits in the slot (a subslice of it).
             let off = (pkt.data.as_ptr() as usize).checked_sub(start)?;
             let n = pkt.data.len();
-            let info = RxInfo::of(&pkt);
-            Some(rx.commit(off, n, info).then_some(info))
+            // The infos stay in the slot, decoded only for recv_with_info.
+            let info = match (pkt.ppi.as_ptr() as usize).checked_sub(start) {
+                Some(ppi_off) if !pkt.ppi.is_empty() => SlotInfo::Ppi {
+                    off: u16::try_from(ppi_off).ok()?,
+                    len: u16::try_from(pkt.ppi.len()).ok()?,
+                },
+                _ => SlotInfo::Known(RxInfo::default()),
+            };
+            Some(rx.commit(off, n, info))
         })();
         self.rx = rx;
-        match result {
-            Some(Some(info)) => {
-                self.count_rx(info);
-                Some(true)
-            }
-            Some(None) => Some(false),
-            None => None,
+        if result == Some(true) {
+            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    fn count_rx(&self, info: RxInfo) {
-        self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-        if info.l4_checksum_valid {
-            self.stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
-        }
+        result
     }
 
     /// Closes the NIC: revokes the buffers, closes the channel, frees guest memory.
