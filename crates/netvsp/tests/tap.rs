@@ -1,5 +1,5 @@
 //! TAP backend in a network namespace of our own: Linux's `ping` reaches a smoltcp guest
-//! with no loss, and a TCP stream from Linux arrives intact. Skipped (with the reason
+//! with no loss, and a TCP stream from Linux arrives intact, at MTU 1500 and 9000. Skipped (with the reason
 //! printed) without /dev/net/tun, root, `ip`, `ping` or `python3`. Addresses are from
 //! the documentation range (RFC 5737) inside the namespace this test creates.
 
@@ -66,6 +66,17 @@ fn now() -> SInstant {
 
 #[test]
 fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
+    tap_test(1500);
+}
+
+/// The same at MTU 9000: jumbo pings that must not fragment, and a TCP stream whose
+/// segments are jumbo frames.
+#[test]
+fn jumbo_frames_through_tap() {
+    tap_test(9000);
+}
+
+fn tap_test(mtu: u32) {
     if !std::path::Path::new("/dev/net/tun").exists() {
         println!("SKIPPED: /dev/net/tun is missing");
         return;
@@ -77,8 +88,8 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
         }
     }
     let id = std::process::id() % 100_000;
-    let (tap_name, ns) = (format!("hvtap{id}"), format!("hvns{id}"));
-    let tap = match Tap::open(&tap_name) {
+    let (tap_name, ns) = (format!("hvtap{id}m{mtu}"), format!("hvns{id}m{mtu}"));
+    let tap = match Tap::open_with_max_frame(&tap_name, frame_size(mtu)) {
         Ok(t) => t,
         Err(e) => {
             println!("SKIPPED: cannot create a TAP interface ({e}); needs root / CAP_NET_ADMIN");
@@ -101,6 +112,10 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
         "dev",
         &tap_name
     ]));
+    let mtu_arg = mtu.to_string();
+    assert!(run(&[
+        "ip", "-n", &ns, "link", "set", &tap_name, "mtu", &mtu_arg
+    ]));
     assert!(run(&["ip", "-n", &ns, "link", "set", &tap_name, "up"]));
     assert!(run(&["ip", "-n", &ns, "link", "set", "lo", "up"]));
 
@@ -111,6 +126,7 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
     let netvsp = Netvsp::new(
         NetvspConfig {
             mac,
+            mtu,
             ..Default::default()
         },
         Box::new(tap),
@@ -126,7 +142,12 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
     bus.connect().unwrap();
     let offers = bus.request_offers().unwrap();
     let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    let mut dev = NetvscPhy::new(Netvsc::open(&bus, &offer, &NetvscConfig::default()).unwrap());
+    let config = NetvscConfig {
+        mtu,
+        ..Default::default()
+    };
+    let mut dev = NetvscPhy::new(Netvsc::open(&bus, &offer, &config).unwrap());
+    assert_eq!(dev.nic().mtu(), mtu);
     let mut iface = Interface::new(
         Config::new(HardwareAddress::Ethernet(EthernetAddress(mac))),
         &mut dev,
@@ -157,7 +178,8 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
             }
         };
 
-    // 1. Linux's ping, no loss.
+    // 1. Linux's ping, no loss: full-size packets that may not be fragmented.
+    let size = (mtu - 28).to_string();
     let mut ping = Command::new("ip")
         .args([
             "netns",
@@ -170,6 +192,10 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
             "0.2",
             "-W",
             "2",
+            "-M",
+            "do",
+            "-s",
+            &size,
             "192.0.2.1",
         ])
         .stdout(Stdio::piped())
@@ -223,6 +249,18 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
         dev.wait(Duration::from_millis(1));
     }
     assert_eq!(received, TOTAL, "TCP bytes received");
+    // 1 MiB takes over 700 frames at MTU 1500, about 120 at 9000.
+    let rx = nic_stats
+        .rx_frames
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if mtu > 1500 {
+        assert!(
+            rx < 400,
+            "{rx} frames: the stream did not use jumbo segments"
+        );
+    } else {
+        assert!(rx > 700, "{rx} frames for 1 MiB at MTU 1500");
+    }
     println!("ping: 5/5, no loss; TCP: {TOTAL} bytes from Linux checked");
 
     // 3. Offloads through the virtio-net header: a UDP datagram whose checksum the
@@ -300,7 +338,7 @@ fn linux_ping_and_tcp_reach_a_smoltcp_guest_through_tap() {
     };
     dev.nic().send_with(&ip4(6, &tcp), &lso).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 1518];
+    let mut buf = vec![0u8; frame_size(mtu)];
     let reset = loop {
         assert!(Instant::now() < deadline, "no TCP reset from Linux");
         let Some(n) = dev.nic().recv(&mut buf, Duration::from_millis(50)).unwrap() else {
