@@ -1585,6 +1585,12 @@ impl Netvsc {
         assert!(self.responses.len() <= MAX_PENDING_RESPONSES);
         assert!(self.control.len() <= 64);
         assert!(self.rx.len <= self.rx.capacity());
+        // One queued frame (not all: the queue must still be able to fill up) comes
+        // out within the MTU, its infos decoded from the host's bytes.
+        let max = self.rx.max_frame;
+        if let Some(len) = self.rx.pop_with(true, |f, _| f.len()) {
+            assert!(len <= max, "frame of {len} bytes queued");
+        }
     }
 
     /// Reads the RNDIS messages of one transfer-page range; returns whether it held
