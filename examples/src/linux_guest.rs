@@ -149,8 +149,9 @@ pub fn console(
 }
 
 impl Console {
-    /// Waits for a line starting with `prefix`; fails on a guest-reported failure, a
-    /// kernel panic or the timeout.
+    /// Waits for a line starting with `prefix` (after the kernel's `[ seconds]`
+    /// timestamp, if it has one); fails on a guest-reported failure, a kernel panic
+    /// or the timeout.
     /// The VM's end also ends the wait.
     pub fn wait_for(
         &self,
@@ -164,7 +165,7 @@ impl Console {
             if let Some(outcome) = vm.outcome() {
                 // Drain what the guest printed before it stopped.
                 while let Ok(line) = self.lines.try_recv() {
-                    if line.starts_with(prefix) {
+                    if untimed(&line).starts_with(prefix) {
                         return Ok(line);
                     }
                 }
@@ -177,7 +178,7 @@ impl Console {
                 .recv_timeout(left.min(Duration::from_millis(500)))
             {
                 Ok(line) => {
-                    if line.starts_with(prefix) {
+                    if untimed(&line).starts_with(prefix) {
                         return Ok(line);
                     }
                     if line.starts_with("HVTEST fail")
@@ -198,6 +199,15 @@ impl Console {
                 }
             }
         }
+    }
+}
+
+/// A console line without the kernel's `[    1.234567] ` timestamp.
+/// (Leading spaces go too: the kernel indents continuation lines.)
+fn untimed(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+        Some((stamp, rest)) if stamp.trim().parse::<f64>().is_ok() => rest.trim_start(),
+        _ => line,
     }
 }
 
@@ -714,8 +724,18 @@ fn drive<V: GuestVm>(
         .load(std::sync::atomic::Ordering::Relaxed);
     report.push(format!("VM outcome: {outcome:?}"));
     report.push(format!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff));
-    let oids: Vec<String> = guest
-        .nic
+    report.push(oid_report(&guest.nic));
+    report.push(guest.counters());
+    println!("\n== report");
+    for l in report {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// The RNDIS requests the guest made, in order, as one report line.
+pub fn oid_report(nic: &NicStats) -> String {
+    let oids: Vec<String> = nic
         .oids()
         .iter()
         .map(|o| {
@@ -731,13 +751,7 @@ fn drive<V: GuestVm>(
             )
         })
         .collect();
-    report.push(format!("RNDIS requests: {}", oids.join(", ")));
-    report.push(guest.counters());
-    println!("\n== report");
-    for l in report {
-        println!("{l}");
-    }
-    Ok(())
+    format!("RNDIS requests: {}", oids.join(", "))
 }
 
 /// A shared buffer usable as a console echo target (for tests that print at the end).

@@ -1,0 +1,63 @@
+//! A real Linux kernel's own hv_vmbus and hv_netvsc against this workspace's VMBus host
+//! and NetVSP, with no guest user space: scripts/guest-kernel.sh builds Linux 6.1
+//! (Debian's linux-source) with both drivers built in and IP autoconfiguration. The
+//! kernel negotiates VMBus, binds hv_netvsc, brings eth0 up by itself (`ip=`), then
+//! waits for a root disk that never comes (`root=/dev/sda rootwait`) with networking
+//! alive; the host pings it from a network namespace through a TAP device.
+//!
+//! For hosts whose KVM cannot run guest user space (kvm_pvm, where the Debian guest of
+//! `linux_guest` never gets to load its modules). Needs /dev/kvm, /dev/net/tun and
+//! root.
+//!
+//! ```sh
+//! cargo run --release -p vmbus-examples --example kernel_guest [pings per size]
+//! ```
+
+use std::time::Duration;
+use vmbus_examples::kernel_guest::{build_kernel, run};
+use vmbus_examples::linux_guest::{HOST_IP, oid_report, tap_in_netns};
+
+fn main() -> Result<(), String> {
+    let count: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    println!("building the guest kernel (scripts/guest-kernel.sh; cached in target/guest/tiny)");
+    let kernel = build_kernel()?;
+    let (tap, netns) = tap_in_netns("hvk", &format!("{HOST_IP}/24"))
+        .map_err(|e| format!("no TAP network: {}", e.0))?;
+    let mac = [0x00, 0x15, 0x5d, 0x42, 0x00, 0x09];
+    let r = run(
+        kernel,
+        mac,
+        tap,
+        &netns,
+        count,
+        &[56, 1000, 1472],
+        Box::new(std::io::stdout()),
+    )?;
+    let nvsp = r
+        .guest
+        .nic
+        .nvsp_version
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!("\n== report");
+    println!("{}", r.vmbus.trim());
+    println!(
+        "eth0 configured by the guest kernel after {:.1} s: {}",
+        r.booted_s,
+        r.eth0.trim()
+    );
+    for p in &r.pings {
+        println!("ping -s {}: {}; {}", p.size, p.summary, p.rtt);
+    }
+    println!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff);
+    println!("{}", oid_report(&r.guest.nic));
+    println!("{}", r.guest.counters());
+    println!("VM stopped: {:?}", r.guest.vm.stop(Duration::from_secs(10)));
+    if r.pings.iter().all(|p| p.no_loss) {
+        Ok(())
+    } else {
+        Err("pings were lost".into())
+    }
+}

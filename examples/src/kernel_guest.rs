@@ -1,0 +1,123 @@
+//! A Linux kernel with hv_vmbus and hv_netvsc built in, booted with no user space: the
+//! kernel negotiates VMBus, binds hv_netvsc, configures eth0 itself (`ip=`) and then
+//! waits for a root disk that never comes (`root=/dev/sda rootwait`), networking alive.
+//! The host checks it by pinging from a network namespace. Built by
+//! scripts/guest-kernel.sh from Debian's linux-source-6.1; for hosts whose KVM cannot
+//! run guest user space (kvm_pvm).
+
+use crate::linux_guest::{
+    GUEST_IP, HOST_IP, LinuxGuest, Netns, attach, console, mac_string, repo_root,
+};
+use hv_partition::kvm::{KvmConfig, KvmPartition};
+use netvsp::tap::Tap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Builds (or finds cached) target/guest/tiny/vmlinux with scripts/guest-kernel.sh.
+pub fn build_kernel() -> Result<PathBuf, String> {
+    let status = Command::new(repo_root().join("scripts/guest-kernel.sh"))
+        .status()
+        .map_err(|e| format!("scripts/guest-kernel.sh: {e}"))?;
+    if !status.success() {
+        return Err(format!("scripts/guest-kernel.sh failed: {status}"));
+    }
+    Ok(repo_root().join("target/guest/tiny/vmlinux"))
+}
+
+/// One `ping` run from the host namespace.
+#[derive(Clone, Debug)]
+pub struct PingRun {
+    /// ICMP payload bytes.
+    pub size: usize,
+    /// ping's summary line (`N packets transmitted, M received, ...`).
+    pub summary: String,
+    /// ping's rtt line.
+    pub rtt: String,
+    /// Whether every echo was answered.
+    pub no_loss: bool,
+}
+
+/// What a run of the kernel guest showed.
+pub struct KernelRun {
+    /// The guest, still running (stop it with `vm.stop`).
+    pub guest: LinuxGuest<KvmPartition>,
+    /// hv_vmbus's version line.
+    pub vmbus: String,
+    /// The kernel's IP-Config device line (device, hwaddr, address).
+    pub eth0: String,
+    /// Seconds from VM creation to eth0 configured.
+    pub booted_s: f64,
+    /// One per ping size.
+    pub pings: Vec<PingRun>,
+}
+
+/// Boots `kernel` with a netvsp NIC (`mac`) on `tap`, waits for eth0, then pings it
+/// `count` times at each of `sizes` (payload bytes, sent with Don't Fragment) from
+/// `netns`. The console goes to `echo` and target/guest/kernel-console.log.
+pub fn run(
+    kernel: PathBuf,
+    mac: [u8; 6],
+    tap: Tap,
+    netns: &Netns,
+    count: u32,
+    sizes: &[usize],
+    echo: Box<dyn Write + Send>,
+) -> Result<KernelRun, String> {
+    let log = repo_root().join("target/guest/kernel-console.log");
+    let (sink, console) = console(echo, Some(&log), false);
+    let config = KvmConfig {
+        memory_size: 256 << 20,
+        vcpus: 1,
+        kernel,
+        initrd: None,
+        cmdline: format!(
+            "console=ttyS0 earlyprintk=serial ignore_loglevel pci=off \
+             root=/dev/sda rootwait ip={GUEST_IP}::{HOST_IP}:255.255.255.0::eth0:off"
+        ),
+        cpuid: Default::default(),
+    };
+    let started = Instant::now();
+    let vm = KvmPartition::new(&config, Box::new(sink)).map_err(|e| e.to_string())?;
+    let guest = attach(vm, mac, Box::new(tap))?;
+    let wait = |what: &str, secs: u64| {
+        console.wait_for(what, Duration::from_secs(secs), guest.vm.as_ref())
+    };
+    let vmbus = wait("hv_vmbus: Vmbus version", 1800)?;
+    wait("IP-Config: Complete", 1800)?;
+    let eth0 = wait("device=eth0", 60)?;
+    let booted_s = started.elapsed().as_secs_f64();
+    if !eth0.contains(&format!("hwaddr={}", mac_string(&mac))) {
+        return Err(format!("eth0 does not have the MAC we offered: {eth0}"));
+    }
+    let mut pings = Vec::new();
+    for &size in sizes {
+        let (count, size_arg) = (count.to_string(), size.to_string());
+        let out = netns.exec(&[
+            "ping", "-c", &count, "-i", "0.2", "-W", "5", "-M", "do", "-s", &size_arg, GUEST_IP,
+        ]);
+        let text = match &out {
+            Ok(t) | Err(t) => t.clone(),
+        };
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.contains(key))
+                .unwrap_or_default()
+                .to_string()
+        };
+        pings.push(PingRun {
+            size,
+            summary: line("packets transmitted"),
+            rtt: line("rtt"),
+            no_loss: out.is_ok() && text.contains(" 0% packet loss"),
+        });
+    }
+    Ok(KernelRun {
+        guest,
+        vmbus,
+        eth0,
+        booted_s,
+        pings,
+    })
+}
