@@ -51,13 +51,13 @@ fn main() -> Result<(), String> {
     for p in &r.pings {
         println!("ping -s {}: {}; {}", p.size, p.summary, p.rtt);
     }
+    println!("TCP SYN to a closed port: {:?}", r.tcp_reset);
     println!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff);
     println!("{}", oid_report(&r.guest.nic));
     println!("{}", r.guest.counters());
     println!("VM stopped: {:?}", r.guest.vm.stop(Duration::from_secs(10)));
-    if r.pings.iter().all(|p| p.no_loss) {
-        Ok(())
-    } else {
-        Err("pings were lost".into())
+    if !r.pings.iter().all(|p| p.no_loss) {
+        return Err("pings were lost".into());
     }
+    r.tcp_reset
 }

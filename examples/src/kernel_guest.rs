@@ -51,6 +51,9 @@ pub struct KernelRun {
     pub booted_s: f64,
     /// One per ping size.
     pub pings: Vec<PingRun>,
+    /// A TCP connection attempt to a closed port of the guest: `Ok` if the guest's
+    /// reset arrived intact, or why not.
+    pub tcp_reset: Result<(), String>,
 }
 
 /// Boots `kernel` with a netvsp NIC (`mac`) on `tap`, waits for eth0, then pings it
@@ -113,11 +116,26 @@ pub fn run(
             no_loss: out.is_ok() && text.contains(" 0% packet loss"),
         });
     }
+    // A SYN to a port nobody listens on: the guest kernel answers with a reset (its
+    // checksum computed by Linux itself: resets go out without checksum offload); a
+    // corrupted frame would make the host's kernel drop it and the connect time out.
+    let tcp_reset = netns
+        .run(|| {
+            let addr = std::net::SocketAddr::from(([10, 0, 2, 15], 5999));
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(20)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+                Err(e) => Err(format!("connect to a closed port: {e} (no valid reset)")),
+                Ok(_) => Err("connected to a port nobody listens on".to_string()),
+            }
+        })?
+        .join()
+        .map_err(|_| "the connect thread panicked".to_string())?;
     Ok(KernelRun {
         guest,
         vmbus,
         eth0,
         booted_s,
         pings,
+        tcp_reset,
     })
 }

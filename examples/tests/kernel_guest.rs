@@ -1,8 +1,9 @@
 //! A real Linux kernel (6.1, Debian's source, hv_vmbus and hv_netvsc built in, no user
 //! space) against our VMBus host and NetVSP on the kvm backend: VMBus negotiated,
 //! hv_netvsc bound through NVSP and the RNDIS bring-up Linux runs, eth0 with the MAC we
-//! offered configured by the kernel, and the host's pings of 56, 1000 and 1472 bytes
-//! (full-MTU frames) answered with no loss.
+//! offered configured by the kernel, the host's pings of 56, 1000 and 1472 bytes
+//! (full-MTU frames) answered with no loss, and the guest's TCP reset to a SYN for a
+//! closed port accepted by the host's kernel.
 //!
 //! Runs when /dev/kvm is usable and a TAP device in a network namespace can be created
 //! (root); otherwise prints SKIPPED and why. The first run builds the kernel with
@@ -65,6 +66,9 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     for p in &r.pings {
         assert!(p.no_loss, "ping -s {}: {} {}", p.size, p.summary, p.rtt);
     }
+    // TCP both ways: the host's SYN reached the guest and its reset came back intact.
+    assert_eq!(r.tcp_reset, Ok(()));
+    assert_eq!(nic.tx_offload_rejected.load(Ordering::Relaxed), 0);
     // Linux's RNDIS bring-up, in its order (reference/linux-guest.md): maximum frame
     // size, permanent address, offload capabilities, offload parameters, media connect
     // status, link speed, RSS capabilities, packet filter; each answered with success.
