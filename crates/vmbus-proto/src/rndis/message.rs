@@ -644,8 +644,9 @@ impl<'a> RndisMessage<'a> {
     ///
     /// Layout: variable data right after the fixed body; `info_buf_offset` 20 in
     /// requests and 16 in completions, `status_buf_offset` 12, and in packets
-    /// `per_pkt_info_offset` 36 with the frame after the PPI region (the netvsc layout),
-    /// even when the variable part is empty. Fails if `buf` is too small or the message
+    /// `per_pkt_info_offset` 36 with the frame after the PPI region (the netvsc layout;
+    /// 0 when there are no PPIs, as Linux requires on receive), even when the variable
+    /// part is empty. Fails if `buf` is too small or the message
     /// exceeds `u32::MAX` bytes; nothing is written then.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         const WHAT: &str = "rndis message";
@@ -694,7 +695,7 @@ impl<'a> RndisMessage<'a> {
                 let fixed = RndisPacket {
                     data_offset: (PACKET_BODY + p.ppi.len()) as u32,
                     data_len: p.data.len() as u32,
-                    per_pkt_info_offset: PACKET_BODY as u32,
+                    per_pkt_info_offset: ppi_offset(p.ppi.len()),
                     per_pkt_info_len: p.ppi.len() as u32,
                     vc_handle: p.vc_handle,
                     ..RndisPacket::default()
@@ -779,6 +780,14 @@ impl<'a> Iterator for RndisMessages<'a> {
 
 impl core::iter::FusedIterator for RndisMessages<'_> {}
 
+/// `per_pkt_info_offset` for a PPI region of `len` bytes right after the fixed body:
+/// 0 when there is none. Linux's receive path (`rndis_get_ppi`) refuses a non-zero
+/// offset with an empty region and logs "Invalid per_pkt_info_len: 0" for every PPI it
+/// looks up (seen with Linux 6.1's hv_netvsc against this NetVSP).
+fn ppi_offset(len: usize) -> u32 {
+    if len == 0 { 0 } else { PACKET_BODY as u32 }
+}
+
 /// Bytes of a PACKET message's header part: RNDIS header, `rndis_packet` and the PPIs.
 pub fn packet_header_len(ppis: &[Ppi<'_>]) -> usize {
     (RNDIS_HEADER_SIZE + PACKET_BODY).saturating_add(ppis_encoded_len(ppis))
@@ -812,7 +821,7 @@ pub fn emit_packet_header(buf: &mut [u8], ppis: &[Ppi<'_>], frame_len: usize) ->
     let fixed = RndisPacket {
         data_offset: (PACKET_BODY + ppi_len) as u32,
         data_len: frame_len as u32,
-        per_pkt_info_offset: PACKET_BODY as u32,
+        per_pkt_info_offset: ppi_offset(ppi_len),
         per_pkt_info_len: ppi_len as u32,
         ..RndisPacket::default()
     };
@@ -904,6 +913,45 @@ mod tests {
             m.emit(&mut small),
             Err(Error::BufferTooSmall { .. })
         ));
+    }
+
+    /// A packet without PPIs says so with offset 0 (Linux refuses offset 36 with an
+    /// empty region on receive); with PPIs the region starts right after the body.
+    /// Both encoders agree and both forms parse back.
+    #[test]
+    fn packets_without_ppis_have_no_ppi_offset() {
+        let frame = [0xABu8; 60];
+        let mut a = [0u8; 128];
+        let n = emit_packet(&mut a, &[], &frame).unwrap();
+        let mut b = [0u8; 128];
+        let m = RndisMessage::Packet(PacketMessage {
+            data: &frame,
+            ppi: &[],
+            vc_handle: 0,
+        })
+        .emit(&mut b)
+        .unwrap();
+        assert_eq!(a[..n], b[..m]);
+        let field =
+            |buf: &[u8], off: usize| u32::from_le_bytes(buf[off..off + 4].try_into().unwrap());
+        // Header (8) + rndis_packet: data_offset @0, per_pkt_info_offset @20, len @24.
+        assert_eq!(field(&a, 8 + 20), 0, "per_pkt_info_offset");
+        assert_eq!(field(&a, 8 + 24), 0, "per_pkt_info_len");
+        assert_eq!(field(&a, 8), PACKET_BODY as u32, "data_offset");
+        match RndisMessage::parse(&a[..n]).unwrap() {
+            RndisMessage::Packet(p) => assert!(p.data == frame && p.ppi.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        let ppis = [Ppi::HashValue(7)];
+        let n = emit_packet(&mut a, &ppis, &frame).unwrap();
+        assert_eq!(field(&a, 8 + 20), PACKET_BODY as u32);
+        match RndisMessage::parse(&a[..n]).unwrap() {
+            RndisMessage::Packet(p) => {
+                assert!(p.data == frame);
+                assert_eq!(p.ppis().collect::<Vec<_>>(), vec![Ok(Ppi::HashValue(7))]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
