@@ -12,6 +12,9 @@
 //! ```sh
 //! cargo run --release -p vmbus-examples --example kernel_guest [pings per size]
 //! ```
+//!
+//! `HV_KERNEL=path` boots another kernel image, `HV_VCPUS=n` with n vCPUs,
+//! `HV_CMDLINE=...` adds kernel command-line words.
 
 use std::time::Duration;
 use vmbus_examples::kernel_guest::{build_kernel, run};
@@ -22,13 +25,26 @@ fn main() -> Result<(), String> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20);
-    println!("building the guest kernel (scripts/guest-kernel.sh; cached in target/guest/tiny)");
-    let kernel = build_kernel()?;
+    // HV_KERNEL / HV_VCPUS: another kernel image (e.g. one built with SMP) and vCPU count.
+    let kernel = match std::env::var_os("HV_KERNEL") {
+        Some(k) => k.into(),
+        None => {
+            println!(
+                "building the guest kernel (scripts/guest-kernel.sh; cached in target/guest/tiny)"
+            );
+            build_kernel()?
+        }
+    };
+    let vcpus = std::env::var("HV_VCPUS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let (tap, netns) = tap_in_netns("hvk", &format!("{HOST_IP}/24"))
         .map_err(|e| format!("no TAP network: {}", e.0))?;
     let mac = [0x00, 0x15, 0x5d, 0x42, 0x00, 0x09];
     let r = run(
         kernel,
+        vcpus,
         mac,
         tap,
         &netns,

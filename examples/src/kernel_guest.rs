@@ -56,11 +56,13 @@ pub struct KernelRun {
     pub tcp_reset: Result<(), String>,
 }
 
-/// Boots `kernel` with a netvsp NIC (`mac`) on `tap`, waits for eth0, then pings it
+/// Boots `kernel` on `vcpus` vCPUs (the built kernel has no SMP: 1) with a netvsp
+/// NIC (`mac`) on `tap`, waits for eth0, then pings it
 /// `count` times at each of `sizes` (payload bytes, sent with Don't Fragment) from
 /// `netns`. The console goes to `echo` and target/guest/kernel-console.log.
 pub fn run(
     kernel: PathBuf,
+    vcpus: u32,
     mac: [u8; 6],
     tap: Tap,
     netns: &Netns,
@@ -72,12 +74,13 @@ pub fn run(
     let (sink, console) = console(echo, Some(&log), false);
     let config = KvmConfig {
         memory_size: 256 << 20,
-        vcpus: 1,
+        vcpus,
         kernel,
         initrd: None,
         cmdline: format!(
             "console=ttyS0 earlyprintk=serial ignore_loglevel pci=off \
-             root=/dev/sda rootwait ip={GUEST_IP}::{HOST_IP}:255.255.255.0::eth0:off"
+             root=/dev/sda rootwait ip={GUEST_IP}::{HOST_IP}:255.255.255.0::eth0:off {}",
+            std::env::var("HV_CMDLINE").unwrap_or_default()
         ),
         cpuid: Default::default(),
     };
