@@ -17,7 +17,7 @@
 //! `HV_CMDLINE=...` adds kernel command-line words.
 
 use std::time::Duration;
-use vmbus_examples::kernel_guest::{build_kernel, run};
+use vmbus_examples::kernel_guest::{KernelGuestConfig, build_kernel, run};
 use vmbus_examples::linux_guest::{HOST_IP, oid_report, tap_in_netns};
 
 fn main() -> Result<(), String> {
@@ -41,17 +41,15 @@ fn main() -> Result<(), String> {
         .unwrap_or(1);
     let (tap, netns) = tap_in_netns("hvk", &format!("{HOST_IP}/24"))
         .map_err(|e| format!("no TAP network: {}", e.0))?;
-    let mac = [0x00, 0x15, 0x5d, 0x42, 0x00, 0x09];
-    let r = run(
+    let config = KernelGuestConfig {
         kernel,
         vcpus,
-        mac,
-        tap,
-        &netns,
-        count,
-        &[56, 1000, 1472],
-        Box::new(std::io::stdout()),
-    )?;
+        mac: [0x00, 0x15, 0x5d, 0x42, 0x00, 0x09],
+        extra_cmdline: std::env::var("HV_CMDLINE").unwrap_or_default(),
+        pings: count,
+        sizes: vec![56, 1000, 1472],
+    };
+    let r = run(&config, tap, &netns, Box::new(std::io::stdout()))?;
     let nvsp = r
         .guest
         .nic

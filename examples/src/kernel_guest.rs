@@ -56,36 +56,48 @@ pub struct KernelRun {
     pub tcp_reset: Result<(), String>,
 }
 
-/// Boots `kernel` on `vcpus` vCPUs (the built kernel has no SMP: 1) with a netvsp
-/// NIC (`mac`) on `tap`, waits for eth0, then pings it
-/// `count` times at each of `sizes` (payload bytes, sent with Don't Fragment) from
-/// `netns`. The console goes to `echo` and target/guest/kernel-console.log.
+/// What to boot and how to probe it.
+pub struct KernelGuestConfig {
+    /// The kernel image (from [`build_kernel`], or another build).
+    pub kernel: PathBuf,
+    /// vCPUs (the kernel [`build_kernel`] makes has no SMP: 1).
+    pub vcpus: u32,
+    /// The NIC's MAC.
+    pub mac: [u8; 6],
+    /// Extra kernel command-line words (e.g. `initcall_debug`).
+    pub extra_cmdline: String,
+    /// Pings per size.
+    pub pings: u32,
+    /// ICMP payload sizes, each sent with Don't Fragment.
+    pub sizes: Vec<usize>,
+}
+
+/// Boots the kernel with a netvsp NIC on `tap`, waits for eth0, then pings it from
+/// `netns` and sends a SYN to a closed port. The console goes to `echo` and
+/// target/guest/kernel-console.log.
 pub fn run(
-    kernel: PathBuf,
-    vcpus: u32,
-    mac: [u8; 6],
+    config: &KernelGuestConfig,
     tap: Tap,
     netns: &Netns,
-    count: u32,
-    sizes: &[usize],
     echo: Box<dyn Write + Send>,
 ) -> Result<KernelRun, String> {
     let log = repo_root().join("target/guest/kernel-console.log");
     let (sink, console) = console(echo, Some(&log), false);
-    let config = KvmConfig {
+    let mac = config.mac;
+    let kvm = KvmConfig {
         memory_size: 256 << 20,
-        vcpus,
-        kernel,
+        vcpus: config.vcpus,
+        kernel: config.kernel.clone(),
         initrd: None,
         cmdline: format!(
             "console=ttyS0 earlyprintk=serial ignore_loglevel pci=off \
              root=/dev/sda rootwait ip={GUEST_IP}::{HOST_IP}:255.255.255.0::eth0:off {}",
-            std::env::var("HV_CMDLINE").unwrap_or_default()
+            config.extra_cmdline
         ),
         cpuid: Default::default(),
     };
     let started = Instant::now();
-    let vm = KvmPartition::new(&config, Box::new(sink)).map_err(|e| e.to_string())?;
+    let vm = KvmPartition::new(&kvm, Box::new(sink)).map_err(|e| e.to_string())?;
     let guest = attach(vm, mac, Box::new(tap))?;
     let wait = |what: &str, secs: u64| {
         console.wait_for(what, Duration::from_secs(secs), guest.vm.as_ref())
@@ -98,8 +110,8 @@ pub fn run(
         return Err(format!("eth0 does not have the MAC we offered: {eth0}"));
     }
     let mut pings = Vec::new();
-    for &size in sizes {
-        let (count, size_arg) = (count.to_string(), size.to_string());
+    for &size in &config.sizes {
+        let (count, size_arg) = (config.pings.to_string(), size.to_string());
         let out = netns.exec(&[
             "ping", "-c", &count, "-i", "0.2", "-W", "5", "-M", "do", "-s", &size_arg, GUEST_IP,
         ]);

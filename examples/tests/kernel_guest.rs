@@ -12,7 +12,7 @@
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use vmbus_examples::kernel_guest::{build_kernel, run};
+use vmbus_examples::kernel_guest::{KernelGuestConfig, build_kernel, run};
 use vmbus_examples::linux_guest::{HOST_IP, SharedLog, oid_report, tap_in_netns};
 
 #[test]
@@ -35,17 +35,15 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     };
     let kernel = build_kernel().unwrap_or_else(|e| panic!("guest kernel: {e}"));
     let console = SharedLog::default();
-    let mac = [0x00, 0x15, 0x5d, 0x42, 0x00, 0x0b];
-    let r = run(
+    let config = KernelGuestConfig {
         kernel,
-        1,
-        mac,
-        tap,
-        &netns,
-        10,
-        &[56, 1000, 1472],
-        Box::new(console.clone()),
-    );
+        vcpus: 1,
+        mac: [0x00, 0x15, 0x5d, 0x42, 0x00, 0x0b],
+        extra_cmdline: String::new(),
+        pings: 10,
+        sizes: vec![56, 1000, 1472],
+    };
+    let r = run(&config, tap, &netns, Box::new(console.clone()));
     let r = r.unwrap_or_else(|e| {
         let log = console.0.lock().unwrap_or_else(|p| p.into_inner());
         panic!("{e}\nconsole:\n{}", String::from_utf8_lossy(&log));
