@@ -307,6 +307,18 @@ pub fn tap_in_netns(tag: &str, host_cidr: &str) -> Result<(Tap, Netns), NoTap> {
     Ok((tap, netns))
 }
 
+/// What a guest test needs before it can run for real: a usable /dev/kvm and a TAP in a
+/// new namespace with the host end at [`HOST_IP`]. `Err` is the reason to print as
+/// SKIPPED.
+pub fn kvm_and_tap(tag: &str) -> Result<(Tap, Netns), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map_err(|e| format!("/dev/kvm is missing or not accessible ({e})"))?;
+    tap_in_netns(tag, &format!("{HOST_IP}/24")).map_err(|e| format!("no TAP network: {}", e.0))
+}
+
 /// What to boot.
 pub struct BootOptions {
     /// Kernel and initramfs.

@@ -13,23 +13,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use vmbus_examples::kernel_guest::{KernelGuestConfig, build_kernel, run};
-use vmbus_examples::linux_guest::{HOST_IP, SharedLog, oid_report, tap_in_netns};
+use vmbus_examples::linux_guest::{SharedLog, kvm_and_tap, oid_report};
 
 #[test]
 fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        println!("SKIPPED: /dev/kvm is missing or not accessible");
-        return;
-    }
-    let (tap, netns) = match tap_in_netns("hvq", &format!("{HOST_IP}/24")) {
+    let (tap, netns) = match kvm_and_tap("hvq") {
         Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: no TAP network: {}", e.0);
+        Err(why) => {
+            println!("SKIPPED: {why}");
             return;
         }
     };

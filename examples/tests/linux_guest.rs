@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use vmbus_examples::linux_guest::{
-    BootOptions, GUEST_IP, HOST_IP, agent_cmdline, boot, console, exchange, mac_string,
-    prepare_image, repo_root, tap_in_netns,
+    BootOptions, GUEST_IP, agent_cmdline, boot, console, exchange, kvm_and_tap, mac_string,
+    prepare_image, repo_root,
 };
 
 // Not run by default: on this project's CI host /dev/kvm is kvm_pvm, where Debian's
@@ -28,19 +28,10 @@ use vmbus_examples::linux_guest::{
 #[test]
 #[ignore = "needs hardware KVM: kvm_pvm cannot run a non-PVM guest's user space"]
 fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        println!("SKIPPED: /dev/kvm is missing or not accessible");
-        return;
-    }
-    let (tap, netns) = match tap_in_netns("hvk", &format!("{HOST_IP}/24")) {
+    let (tap, netns) = match kvm_and_tap("hvk") {
         Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: no TAP network: {}", e.0);
+        Err(why) => {
+            println!("SKIPPED: {why}");
             return;
         }
     };
