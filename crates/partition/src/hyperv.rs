@@ -40,14 +40,27 @@ pub struct HvVpStats {
     pub hypercall_page_writes: u64,
 }
 
+/// The partition-wide Hyper-V registers (TLFS: the guest OS id and the hypercall page
+/// belong to the partition, not to a VP): every [`HvVp`] of a partition shares one.
+/// Linux writes them on the boot CPU and reads the hypercall MSR back on whichever CPU
+/// runs `hv_is_hyperv_initialized()`; kept per VP, a read on another CPU saw a
+/// disabled page and hv_vmbus gave up (found booting Linux with 2 vCPUs).
+#[derive(Debug, Default)]
+pub struct HvPartitionRegs {
+    guest_os_id: u64,
+    hypercall: HypercallPageRegister,
+}
+
+/// The [`HvPartitionRegs`] the VPs of one partition share.
+pub type SharedHvRegs = std::sync::Arc<std::sync::Mutex<HvPartitionRegs>>;
+
 /// One VP's Hyper-V registers.
 #[derive(Debug)]
 pub struct HvVp {
     index: u32,
     tsc_hz: u64,
     apic_hz: u64,
-    guest_os_id: u64,
-    hypercall: HypercallPageRegister,
+    partition: SharedHvRegs,
     vp_assist: u64,
     tsc_invariant: u64,
     /// The VP's SynIC.
@@ -57,14 +70,18 @@ pub struct HvVp {
 
 impl HvVp {
     /// VP `index`, whose TSC runs at `tsc_hz` and local-APIC timer at `apic_hz` (what the
-    /// frequency MSRs report; KVM's APIC bus is 1 GHz).
+    /// frequency MSRs report; KVM's APIC bus is 1 GHz), alone in its partition.
     pub fn new(index: u32, tsc_hz: u64, apic_hz: u64) -> Self {
+        Self::in_partition(index, tsc_hz, apic_hz, SharedHvRegs::default())
+    }
+
+    /// [`HvVp::new`] for one VP of a partition whose VPs share `partition`.
+    pub fn in_partition(index: u32, tsc_hz: u64, apic_hz: u64, partition: SharedHvRegs) -> Self {
         Self {
             index,
             tsc_hz,
             apic_hz,
-            guest_os_id: 0,
-            hypercall: HypercallPageRegister(0),
+            partition,
             vp_assist: 0,
             tsc_invariant: 0,
             synic: Synic::default(),
@@ -77,14 +94,18 @@ impl HvVp {
         self.index
     }
 
+    fn regs(&self) -> std::sync::MutexGuard<'_, HvPartitionRegs> {
+        self.partition.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The guest OS id the guest wrote (0 until it identifies itself).
     pub fn guest_os_id(&self) -> u64 {
-        self.guest_os_id
+        self.regs().guest_os_id
     }
 
     /// Whether the guest enabled its hypercall page.
     pub fn hypercall_enabled(&self) -> bool {
-        self.hypercall.enabled()
+        self.regs().hypercall.enabled()
     }
 
     /// Counters.
@@ -101,8 +122,8 @@ impl HvVp {
     pub fn read_msr(&mut self, msr: u32) -> Result<u64, MsrFault> {
         self.stats.msr_accesses += 1;
         let v = match msr {
-            HV_X64_MSR_GUEST_OS_ID => self.guest_os_id,
-            HV_X64_MSR_HYPERCALL => self.hypercall.0,
+            HV_X64_MSR_GUEST_OS_ID => self.regs().guest_os_id,
+            HV_X64_MSR_HYPERCALL => self.regs().hypercall.0,
             HV_X64_MSR_VP_INDEX => u64::from(self.index),
             HV_X64_MSR_VP_ASSIST_PAGE => self.vp_assist,
             HV_X64_MSR_TSC_FREQUENCY => self.tsc_hz,
@@ -131,26 +152,30 @@ impl HvVp {
         self.stats.msr_accesses += 1;
         match msr {
             HV_X64_MSR_GUEST_OS_ID => {
-                self.guest_os_id = value;
+                let mut regs = self.regs();
+                regs.guest_os_id = value;
                 if value == 0 {
                     // Clearing the OS id disables the hypercall page (TLFS 3.13).
-                    self.hypercall = HypercallPageRegister(self.hypercall.0 & !1);
+                    regs.hypercall = HypercallPageRegister(regs.hypercall.0 & !1);
                 }
             }
             HV_X64_MSR_HYPERCALL => {
                 let r = HypercallPageRegister(value);
-                if r.enabled() && self.guest_os_id != 0 {
+                let mut regs = self.regs();
+                if r.enabled() && regs.guest_os_id != 0 {
                     if r.gpa()
                         .checked_add(PAGE_SIZE)
                         .is_none_or(|e| e > mem.size())
                         || mem.write(r.gpa(), &HYPERCALL_STUB).is_err()
                     {
+                        drop(regs);
                         return Err(self.fault(msr));
                     }
+                    regs.hypercall = r;
+                    drop(regs);
                     self.stats.hypercall_page_writes += 1;
-                    self.hypercall = r;
                 } else {
-                    self.hypercall = HypercallPageRegister(value & !1);
+                    regs.hypercall = HypercallPageRegister(value & !1);
                 }
             }
             // Read-only.
@@ -175,6 +200,36 @@ impl HvVp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Linux sets the OS id and hypercall page on the boot CPU and may read them back
+    /// on any other: the two are partition-wide, the VP index and VP assist page not.
+    #[test]
+    fn guest_os_id_and_hypercall_page_are_partition_wide() {
+        let mem = GuestMemory::new(1 << 20).unwrap();
+        let shared = SharedHvRegs::default();
+        let mut bsp = HvVp::in_partition(0, 1, 1, shared.clone());
+        let mut ap = HvVp::in_partition(1, 1, 1, shared);
+        bsp.write_msr(&mem, HV_X64_MSR_GUEST_OS_ID, 0x8100_0006_0100_0000)
+            .unwrap();
+        bsp.write_msr(&mem, HV_X64_MSR_HYPERCALL, 0x3000 | 1)
+            .unwrap();
+        bsp.write_msr(&mem, HV_X64_MSR_VP_ASSIST_PAGE, 0x5001)
+            .unwrap();
+        assert_eq!(ap.read_msr(HV_X64_MSR_HYPERCALL), Ok(0x3001));
+        assert!(ap.hypercall_enabled());
+        assert_eq!(
+            ap.read_msr(HV_X64_MSR_GUEST_OS_ID),
+            Ok(0x8100_0006_0100_0000)
+        );
+        assert_eq!(ap.read_msr(HV_X64_MSR_VP_INDEX), Ok(1));
+        assert_eq!(ap.read_msr(HV_X64_MSR_VP_ASSIST_PAGE), Ok(0));
+        // Clearing the OS id on any VP disables the page for all.
+        ap.write_msr(&mem, HV_X64_MSR_GUEST_OS_ID, 0).unwrap();
+        assert!(!bsp.hypercall_enabled());
+        // A separate partition shares nothing.
+        let other = HvVp::new(0, 1, 1);
+        assert_eq!(other.guest_os_id(), 0);
+    }
 
     #[test]
     fn linux_hyperv_init_sequence() {

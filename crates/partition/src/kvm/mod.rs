@@ -501,9 +501,16 @@ impl KvmPartition {
             .filter(|k| *k != 0)
             .ok_or(KvmError::MissingCapability("KVM_GET_TSC_KHZ"))?;
         // The frequency MSRs: the TSC as KVM runs it, and KVM's 1 GHz APIC bus.
+        // The guest OS id and hypercall page are partition-wide: one set for all VPs.
+        let shared = crate::hyperv::SharedHvRegs::default();
         let vps = (0..config.vcpus)
             .map(|id| Vp {
-                hv: Mutex::new(HvVp::new(id, u64::from(tsc_khz) * 1000, 1_000_000_000)),
+                hv: Mutex::new(HvVp::in_partition(
+                    id,
+                    u64::from(tsc_khz) * 1000,
+                    1_000_000_000,
+                    shared.clone(),
+                )),
                 apic_id: id,
             })
             .collect();
