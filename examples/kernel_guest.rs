@@ -13,7 +13,7 @@
 //! cargo run --release -p vmbus-examples --example kernel_guest [pings per size]
 //! ```
 //!
-//! `HV_KERNEL=path` boots another kernel image, `HV_VCPUS=n` with n vCPUs,
+//! `HV_KERNEL=path` boots another kernel image, `HV_VCPUS=n` with n vCPUs (default 2),
 //! `HV_CMDLINE=...` adds kernel command-line words.
 
 use std::time::Duration;
@@ -30,7 +30,7 @@ fn main() -> Result<(), String> {
         Some(k) => k.into(),
         None => {
             println!(
-                "building the guest kernel (scripts/guest-kernel.sh; cached in target/guest/tiny)"
+                "building the guest kernel (scripts/guest-kernel.sh; cached in target/guest/tiny-smp)"
             );
             build_kernel()?
         }
@@ -38,7 +38,7 @@ fn main() -> Result<(), String> {
     let vcpus = std::env::var("HV_VCPUS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(2);
     let (tap, netns) = tap_in_netns("hvk", &format!("{HOST_IP}/24"))
         .map_err(|e| format!("no TAP network: {}", e.0))?;
     let config = KernelGuestConfig {

@@ -6,20 +6,14 @@
 # with `root=/dev/sda rootwait` and no disk, waits for a root device forever with
 # networking alive. For hosts whose KVM cannot run guest user space (kvm_pvm here).
 #
-#   scripts/guest-kernel.sh            -> target/guest/tiny/vmlinux (cached; 1 CPU)
-#   scripts/guest-kernel.sh smp        -> target/guest/tiny-smp/vmlinux (up to 4 CPUs:
-#                                         with 2 vCPUs Linux asks for a subchannel)
+#   scripts/guest-kernel.sh            -> target/guest/tiny-smp/vmlinux (cached)
+#
+# SMP (up to 4 CPUs): booted with 2 vCPUs, Linux asks for a subchannel and sets RSS.
 #
 # Installs linux-source-6.1, flex, bison and libelf-dev with apt-get if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = smp ]; then
-  out=target/guest/tiny-smp
-  cpus=(-e SMP --set-val NR_CPUS 4)
-else
-  out=target/guest/tiny
-  cpus=(-d SMP)
-fi
+out=target/guest/tiny-smp
 src=$out/linux-6.1
 mkdir -p "$out"
 if [ -f "$out/vmlinux" ] && [ "$out/vmlinux" -nt "$0" ]; then
@@ -55,7 +49,7 @@ make -s tinyconfig
   -e CPU_SUP_INTEL -e CPU_SUP_AMD -e ACPI -e PCI \
   -e HYPERVISOR_GUEST -e PARAVIRT -e HYPERV -e HYPERV_NET \
   -e NET -e INET -e NETDEVICES -e IP_PNP \
-  -e HZ_100 -e NO_HZ_IDLE "${cpus[@]}" \
+  -e HZ_100 -e NO_HZ_IDLE -e SMP --set-val NR_CPUS 4 \
   -d MODULES -d IPV6 -d WIRELESS -d WLAN -d ETHERNET
 make -s olddefconfig
 for sym in HYPERV HYPERV_NET IP_PNP ACPI SERIAL_8250_CONSOLE BLOCK; do

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Builds (or finds cached) target/guest/tiny/vmlinux with scripts/guest-kernel.sh.
+/// Builds (or finds cached) target/guest/tiny-smp/vmlinux with scripts/guest-kernel.sh.
 pub fn build_kernel() -> Result<PathBuf, String> {
     let status = Command::new(repo_root().join("scripts/guest-kernel.sh"))
         .status()
@@ -23,7 +23,7 @@ pub fn build_kernel() -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("scripts/guest-kernel.sh failed: {status}"));
     }
-    Ok(repo_root().join("target/guest/tiny/vmlinux"))
+    Ok(repo_root().join("target/guest/tiny-smp/vmlinux"))
 }
 
 /// One `ping` run from the host namespace.
@@ -60,7 +60,7 @@ pub struct KernelRun {
 pub struct KernelGuestConfig {
     /// The kernel image (from [`build_kernel`], or another build).
     pub kernel: PathBuf,
-    /// vCPUs (the kernel [`build_kernel`] makes has no SMP: 1).
+    /// vCPUs (with 2 or more Linux takes subchannels).
     pub vcpus: u32,
     /// The NIC's MAC.
     pub mac: [u8; 6],

@@ -1,14 +1,14 @@
 //! A real Linux kernel (6.1, Debian's source, hv_vmbus and hv_netvsc built in, no user
-//! space) against our VMBus host and NetVSP on the kvm backend: VMBus negotiated,
-//! hv_netvsc bound through NVSP and the RNDIS bring-up Linux runs, eth0 with the MAC we
-//! offered configured by the kernel, the host's pings of 56, 1000 and 1472 bytes
+//! space) on 2 vCPUs against our VMBus host and NetVSP on the kvm backend: VMBus
+//! negotiated, hv_netvsc bound through NVSP and the RNDIS bring-up Linux runs, one
+//! subchannel taken and RSS set, eth0 with the MAC we offered configured by the kernel, the host's pings of 56, 1000 and 1472 bytes
 //! (full-MTU frames) answered with no loss, and the guest's TCP reset to a SYN for a
 //! closed port accepted by the host's kernel.
 //!
 //! Runs when /dev/kvm is usable and a TAP device in a network namespace can be created
 //! (root); otherwise prints SKIPPED and why. The first run builds the kernel with
 //! scripts/guest-kernel.sh (apt-get linux-source-6.1; ~7 minutes on 2 cores, then
-//! cached in target/guest/tiny). Console: target/guest/kernel-console.log.
+//! cached in target/guest/tiny-smp). Console: target/guest/kernel-console.log.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -28,7 +28,7 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     let console = SharedLog::default();
     let config = KernelGuestConfig {
         kernel,
-        vcpus: 1,
+        vcpus: 2,
         mac: [0x00, 0x15, 0x5d, 0x42, 0x00, 0x0b],
         extra_cmdline: String::new(),
         pings: 10,
@@ -71,6 +71,7 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         (false, 0x0001_0114),
         (false, 0x0001_0107),
         (false, 0x0001_0203),
+        (true, 0x0001_0204), // RSS parameters, once the subchannel is open
         (true, 0x0001_010e),
     ];
     let mut at = 0;
@@ -86,6 +87,15 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         oid_report(nic)
     );
     assert_eq!(nic.bad_packets.load(Ordering::Relaxed), 0);
+    // Two vCPUs: Linux took a subchannel; every frame is counted on one of the queues.
+    assert_eq!(nic.subchannels.load(Ordering::Relaxed), 1);
+    let sum = |c: &[std::sync::atomic::AtomicU64]| {
+        c.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>()
+    };
+    assert_eq!(
+        sum(&nic.rx_queue_frames),
+        nic.rx_frames.load(Ordering::Relaxed)
+    );
     // And the drivers complained about nothing we sent (Linux logs malformed host
     // messages; "Invalid per_pkt_info_len: 0" was one, for every received frame).
     let log =
