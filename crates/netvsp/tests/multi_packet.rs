@@ -14,11 +14,9 @@
 use hv_partition::GuestMemory;
 use netvsp::device::SEND_SECTION_SIZE;
 use netvsp::{NetEndpoint, NetvspConfig, NicCore, NicStats};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use vmbus::DeviceContext;
-use vmbus_proto::channel::gpadl::{GpaRange, Gpadl};
 use vmbus_proto::nvsp::{NvspChannelType, NvspMessage, NvspStatus, NvspVersion};
 use vmbus_proto::packet::{FLAG_COMPLETION_REQUESTED, PacketType, descriptor_for, emit_inband};
 use vmbus_proto::rndis::{
@@ -58,15 +56,9 @@ struct Host {
 
 fn host() -> Host {
     let memory = GuestMemory::new(1 << 20).unwrap();
-    let gpadl = |first: u64, pages: u64| Gpadl {
-        child_relid: 1,
-        gpadl: 0,
-        ranges: vec![GpaRange::whole_pages((first..first + pages).collect())],
-    };
-    let mut table = BTreeMap::new();
-    table.insert(1u32, (1u32, Arc::new(gpadl(16, 32))));
-    table.insert(2u32, (1u32, Arc::new(gpadl(SEND_PAGE, 32))));
-    let context = DeviceContext::new(memory.clone(), Arc::new(RwLock::new(table)));
+    // GPADL 1: the receive buffer (pages 16..48); GPADL 2: the send buffer.
+    let context =
+        DeviceContext::with_page_runs(memory.clone(), 1, &[(1, 16, 32), (2, SEND_PAGE, 32)]);
     let sent = Arc::new(Mutex::new(Vec::new()));
     let stats = Arc::new(NicStats::default());
     let core = NicCore::new(

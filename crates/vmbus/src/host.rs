@@ -68,6 +68,27 @@ impl DeviceContext {
         }
     }
 
+    /// A context for channel `relid` over `memory` whose GPADLs are the given runs of
+    /// whole guest pages, as (GPADL handle, first page number, page count): what tests
+    /// and fuzzers need to drive a device without a bus.
+    pub fn with_page_runs(memory: GuestMemory, relid: u32, runs: &[(u32, u64, u64)]) -> Self {
+        use vmbus_proto::channel::gpadl::GpaRange;
+        let table = runs
+            .iter()
+            .map(|&(handle, first, pages)| {
+                let gpadl = Gpadl {
+                    child_relid: relid,
+                    gpadl: handle,
+                    ranges: vec![GpaRange::whole_pages(
+                        (first..first.saturating_add(pages)).collect(),
+                    )],
+                };
+                (handle, (relid, Arc::new(gpadl)))
+            })
+            .collect();
+        Self::new(memory, Arc::new(RwLock::new(table)))
+    }
+
     /// Offers subchannel `index` (1 or more) of the channel this context was opened
     /// for, served by `device`. The guest sees an offer with the same class and
     /// instance and `sub_channel_index` = `index`. Does not wait for the bus thread

@@ -515,24 +515,15 @@ pub fn netvsp_offload(data: &[u8]) {
 pub fn netvsp_guest(data: &[u8]) {
     use hv_partition::GuestMemory;
     use netvsp::{Loopback, NetvspConfig, NicCore, NicStats};
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, RwLock};
+    use std::sync::Arc;
     use vmbus::DeviceContext;
-    use vmbus_proto::channel::gpadl::{GpaRange, Gpadl};
     use vmbus_proto::packet::emit_inband;
 
     let Ok(memory) = GuestMemory::new(1 << 20) else {
         return;
     };
-    let gpadl = |first: u64, pages: u64| Gpadl {
-        child_relid: 1,
-        gpadl: 0,
-        ranges: vec![GpaRange::whole_pages((first..first + pages).collect())],
-    };
-    let mut table = BTreeMap::new();
-    table.insert(1u32, (1u32, Arc::new(gpadl(16, 32))));
-    table.insert(2u32, (1u32, Arc::new(gpadl(64, 16))));
-    let context = DeviceContext::new(memory.clone(), Arc::new(RwLock::new(table)));
+    // GPADL 1: the receive buffer (pages 16..48); GPADL 2: the send buffer (64..80).
+    let context = DeviceContext::with_page_runs(memory.clone(), 1, &[(1, 16, 32), (2, 64, 16)]);
     let (endpoint, link) = Loopback::new(16);
     let stats = Arc::new(NicStats::default());
     let mut core = NicCore::new(
