@@ -1,9 +1,11 @@
-//! The NetVSP device: one worker thread per open channel speaking NVSP and RNDIS.
+//! The NetVSP device: the primary channel's worker thread speaks NVSP and RNDIS
+//! control and pulls received frames from the backend; each subchannel has a worker
+//! thread of its own for its guest-to-host traffic and receive completions.
 
 use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
-use crate::offload::{TxEngine, parse_request};
+use crate::offload::OffloadConfig;
+use crate::queue::{NO_SLOT, NicShared, Out, QueueCore, QueueLink, QueueWorker, RecvBuffer, lock};
 use crate::rndis::RndisControl;
-use hv_partition::gpadl::GpadlBuffer;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -11,17 +13,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use vmbus::{Channel, ChannelError, DeviceContext, OpenRequest, Receiver, Sender, VmbusDevice};
 use vmbus_proto::nvsp::{
-    NETVSC_INVALID_INDEX, Nvsp1ReceiveBufferSection, NvspChannelType, NvspMessage,
-    NvspSendIndirectionTable, NvspStatus, NvspSubchannelOp, NvspVersion,
-    SEND_INDIRECTION_TABLE_OFFSET,
+    Nvsp1ReceiveBufferSection, NvspMessage, NvspSendIndirectionTable, NvspStatus, NvspSubchannelOp,
+    NvspVersion, SEND_INDIRECTION_TABLE_OFFSET,
 };
-use vmbus_proto::packet::{
-    FLAG_COMPLETION_REQUESTED, Packet, PacketKind, PacketLimits, PacketType, TransferPageHeader,
-    TransferPageRange,
-};
-use vmbus_proto::rndis::{RndisMessage, RndisMessages};
+use vmbus_proto::packet::{Packet, PacketKind, PacketLimits};
+use vmbus_proto::rndis::RndisMessage;
 use vmbus_ring::{Doorbell, OutgoingPacket};
-use zerocopy::IntoBytes;
 
 /// Receive-buffer sub-allocation size at the 1500-byte MTU (Linux
 /// `NETVSC_RECV_SECTION_SIZE`); larger MTUs get [`recv_section_size`]. One frame of
@@ -42,8 +39,6 @@ pub const fn recv_section_size(mtu: u32) -> u32 {
 }
 /// Send-buffer section size offered to the guest (Linux `NETVSC_SEND_SECTION_SIZE`).
 pub const SEND_SECTION_SIZE: u32 = 6144;
-/// Largest RNDIS message accepted from the guest.
-const MAX_RNDIS: usize = 64 * 1024;
 
 /// NIC configuration.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -219,7 +214,7 @@ impl VmbusDevice for Netvsp {
             .name(format!("netvsp-{}", req.relid))
             .spawn(move || {
                 let endpoint = worker.run();
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = endpoint;
             }) {
             Ok(h) => {
                 self.threads.push(h);
@@ -237,34 +232,6 @@ impl VmbusDevice for Netvsp {
     }
 }
 
-/// A packet this side owes the guest, held while the outgoing ring is full.
-// Kept inline in a preallocated queue: boxing the ranges would allocate per packet.
-#[allow(clippy::large_enum_variant)]
-enum Out {
-    /// A completion carrying an NVSP message (or nothing).
-    Completion { tid: u64, msg: [u8; 40], len: u8 },
-    /// An in-band NVSP message the host sends on its own (send indirection table).
-    Inband { msg: [u8; 128], len: u8 },
-    /// Receive-buffer sub-allocations holding RNDIS messages, one transfer-page packet.
-    Transfer {
-        tid: u64,
-        ranges: [(u32, u32); FRAMES_PER_TRANSFER],
-        n: u8,
-        control: bool,
-    },
-}
-
-struct RecvBuffer {
-    buf: GpadlBuffer,
-    id: u16,
-    free: Vec<u32>,
-    /// Per sub-allocation: the generation of the transfer in flight, if any.
-    in_flight: Vec<Option<u32>>,
-    /// Per sub-allocation: the next one in the same transfer-page packet.
-    batch_next: Vec<u32>,
-    generation: u32,
-}
-
 /// One queue's transfer-page packet being filled by [`NicCore::deliver_frames`].
 #[derive(Copy, Clone)]
 struct Batch {
@@ -275,23 +242,25 @@ struct Batch {
 
 /// Frames per transfer-page packet (Linux accepts up to 375 ranges).
 pub const FRAMES_PER_TRANSFER: usize = 32;
-const NO_SLOT: u32 = u32::MAX;
 
-/// The protocol core of one NIC channel, without I/O: ring packets from the guest go in
-/// ([`NicCore::handle_packet`]), backend frames are pulled ([`NicCore::deliver_frames`]),
-/// and the packets owed to the guest queue up ([`NicCore::pop_outgoing`]). The worker
-/// thread moves them between the channel and the core; tests and fuzzers drive it
-/// directly.
+/// The protocol core of one NIC, without I/O: ring packets from the guest go in
+/// ([`NicCore::handle_packet_on`]), backend frames are pulled
+/// ([`NicCore::deliver_frames`]), and the packets owed to the guest queue up
+/// ([`NicCore::pop_outgoing_on`]). The worker threads move them between the channels
+/// and the core (a subchannel's guest-to-host traffic on a thread of its own); tests
+/// and fuzzers drive it directly, every queue from one thread.
 pub struct NicCore {
     relid: u32,
     context: DeviceContext,
-    endpoint: Box<dyn NetEndpoint>,
+    shared: Arc<NicShared>,
     stats: Arc<NicStats>,
     version: Option<NvspVersion>,
-    recv: Option<RecvBuffer>,
-    send: Option<GpadlBuffer>,
     rndis: RndisControl,
-    tx: TxEngine,
+    /// The offloads last published to the queues.
+    published_offload: OffloadConfig,
+    /// Each queue's guest-to-host path, made on first use (the primary's, and the
+    /// subchannels' when driven through this core rather than their own threads).
+    queues: Vec<Option<QueueCore>>,
     /// Packets owed to the guest, per queue (0 is the primary channel).
     out: Vec<VecDeque<Out>>,
     /// Which queues have an open channel (bit per queue).
@@ -302,7 +271,6 @@ pub struct NicCore {
     offer_request: u16,
     max_queues: u16,
     batches: Vec<Batch>,
-    rndis_buf: Vec<u8>,
     frame: Vec<u8>,
     msg: Vec<u8>,
     /// Receive-buffer sub-allocation size ([`recv_section_size`] of the MTU).
@@ -328,20 +296,27 @@ impl NicCore {
         let backend_frame = endpoint.max_frame().clamp(frame_size(68), MAX_JUMBO_FRAME);
         config.mtu = config.mtu.clamp(68, MAX_MTU).min(backend_frame as u32 - 18);
         let recv_section = recv_section_size(config.mtu);
+        let max_frame = frame_size(config.mtu);
+        let shared = Arc::new(NicShared::new(
+            relid,
+            context.memory.clone(),
+            stats.clone(),
+            endpoint,
+            max_frame,
+        ));
         Self {
             rndis: RndisControl::new(config),
-            tx: TxEngine::with_max_frame(frame_size(config.mtu)),
+            published_offload: OffloadConfig::default(),
             recv_section,
-            max_frame: frame_size(config.mtu),
-            guest_frame: frame_size(config.mtu),
+            max_frame,
+            guest_frame: max_frame,
             relid,
             context,
-            endpoint,
+            shared,
             stats,
             version: None,
-            recv: None,
-            send: None,
-            out: (0..config.max_queues.clamp(1, MAX_QUEUES))
+            queues: (0..config.max_queues).map(|_| None).collect(),
+            out: (0..config.max_queues)
                 .map(|q| VecDeque::with_capacity(if q == 0 { 1024 } else { 256 }))
                 .collect(),
             open_queues: 1,
@@ -356,11 +331,21 @@ impl NicCore {
                 };
                 usize::from(config.max_queues)
             ],
-            // Filled once: messages are read into a prefix of it, never zero-filled again.
-            rndis_buf: vec![0u8; MAX_RNDIS],
             frame: vec![0u8; backend_frame],
             msg: vec![0u8; recv_section as usize],
         }
+    }
+
+    /// The backend, once every queue's thread is gone (`None` if one still holds it).
+    fn into_endpoint(self) -> Option<Box<dyn NetEndpoint>> {
+        let Self { shared, queues, .. } = self;
+        drop(queues);
+        Arc::into_inner(shared).map(|s| s.endpoint.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A guest-to-host path for subchannel `q`, to run on its own thread.
+    fn queue_core(&self, q: u16) -> QueueCore {
+        QueueCore::new(q, self.shared.clone())
     }
 
     /// Packets owed to the guest, not yet written (all queues).
@@ -385,11 +370,17 @@ impl NicCore {
                     .get_mut(usize::from(q))
                     .map(std::mem::take)
                     .unwrap_or_default();
-                for o in dropped {
-                    if let Out::Transfer { tid, .. } = o {
-                        self.completion(tid, &[]);
-                    }
-                }
+                self.drop_transfers(dropped);
+            }
+        }
+    }
+
+    /// Frees the receive slots of transfers that will never be written.
+    fn drop_transfers(&mut self, dropped: impl IntoIterator<Item = Out>) {
+        let mut recv = lock(&self.shared.recv);
+        for o in dropped {
+            if let (Out::Transfer { tid, .. }, Some(r)) = (o, recv.as_mut()) {
+                r.free_transfer(tid);
             }
         }
     }
@@ -403,7 +394,7 @@ impl NicCore {
 
     /// Receive-buffer sub-allocations: (free, in flight, total), once the buffer is set up.
     pub fn recv_slots(&self) -> Option<(usize, usize, usize)> {
-        self.recv.as_ref().map(|r| {
+        lock(&self.shared.recv).as_ref().map(|r| {
             (
                 r.free.len(),
                 r.in_flight.iter().filter(|g| g.is_some()).count(),
@@ -414,7 +405,8 @@ impl NicCore {
 
     /// Link changes become RNDIS status indications; returns whether one was queued.
     pub fn poll_link(&mut self) -> bool {
-        match self.rndis.link_change(self.endpoint.link_up()) {
+        let up = lock(&self.shared.endpoint).link_up();
+        match self.rndis.link_change(up) {
             Some(up) => {
                 self.indicate_link(up);
                 true
@@ -436,67 +428,10 @@ impl NicCore {
         q: u16,
         write: impl FnOnce(&OutgoingPacket<'_>, &[u8]) -> bool,
     ) -> bool {
-        let id = self.recv.as_ref().map_or(0, |r| r.id);
         let Some(out) = self.out.get_mut(usize::from(q)) else {
             return false;
         };
-        let Some(o) = out.front() else {
-            return false;
-        };
-        let ok = match o {
-            Out::Inband { msg, len } => write(
-                &OutgoingPacket::inband(0, 0),
-                msg.get(..usize::from(*len)).unwrap_or(&[]),
-            ),
-            Out::Completion { tid, msg, len } => write(
-                &OutgoingPacket::completion(*tid),
-                msg.get(..usize::from(*len)).unwrap_or(&[]),
-            ),
-            Out::Transfer {
-                tid,
-                ranges,
-                n,
-                control,
-            } => {
-                let count = usize::from(*n).min(FRAMES_PER_TRANSFER);
-                let mut header = [0u8; 8 + 8 * FRAMES_PER_TRANSFER];
-                let h = TransferPageHeader {
-                    transfer_pageset_id: id,
-                    sender_owns_set: 0,
-                    reserved: 0,
-                    range_count: count as u32,
-                };
-                header[..8].copy_from_slice(h.as_bytes());
-                for (i, &(offset, len)) in ranges.iter().take(count).enumerate() {
-                    let range = TransferPageRange {
-                        byte_count: len,
-                        byte_offset: offset,
-                    };
-                    if let Some(d) = header.get_mut(8 + 8 * i..16 + 8 * i) {
-                        d.copy_from_slice(range.as_bytes());
-                    }
-                }
-                let header = header.get(..8 + 8 * count).unwrap_or(&[]);
-                let nvsp = NvspMessage::SendRndisPacket {
-                    channel_type: if *control {
-                        NvspChannelType::RMC_CONTROL
-                    } else {
-                        NvspChannelType::RMC_DATA
-                    },
-                    send_buf_section_index: NETVSC_INVALID_INDEX,
-                    send_buf_section_size: 0,
-                };
-                let mut msg = [0u8; 40];
-                let n = nvsp.emit(&mut msg).unwrap_or(0);
-                let packet = OutgoingPacket {
-                    packet_type: PacketType::DATA_USING_TRANSFER_PAGES,
-                    flags: FLAG_COMPLETION_REQUESTED,
-                    transaction_id: *tid,
-                    header,
-                };
-                write(&packet, msg.get(..n).unwrap_or(&[]))
-            }
-        };
+        let ok = out.front().is_some_and(|o| o.write(write));
         if ok {
             out.pop_front();
         }
@@ -504,12 +439,7 @@ impl NicCore {
     }
 
     fn bad(&self, what: &str) {
-        self.stats.bad_packets.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            relid = self.relid,
-            what,
-            "netvsp: bad packet from the guest"
-        );
+        self.shared.bad(what);
     }
 
     /// Handles one ring packet from the guest (its `len8 * 8` bytes) on the primary
@@ -518,8 +448,20 @@ impl NicCore {
         self.handle_packet_on(0, bytes);
     }
 
-    /// [`NicCore::handle_packet`] for queue `q` (replies go back on that queue).
+    /// [`NicCore::handle_packet`] for queue `q` (replies go back on that queue). A
+    /// subchannel carries data packets and completions only.
     pub fn handle_packet_on(&mut self, q: u16, bytes: &[u8]) {
+        if q != 0 {
+            let Some(slot) = self.queues.get_mut(usize::from(q)) else {
+                return self.bad("packet on a queue that does not exist");
+            };
+            let core = slot.get_or_insert_with(|| QueueCore::new(q, self.shared.clone()));
+            let reply = core.handle_subchannel_packet(bytes);
+            if let (Some(o), Some(out)) = (reply, self.out.get_mut(usize::from(q))) {
+                out.push_back(o);
+            }
+            return;
+        }
         let limits = PacketLimits {
             max_transfer_ranges: 0,
             max_gpa_ranges: 32,
@@ -530,7 +472,9 @@ impl NicCore {
         };
         let tid = p.descriptor.transaction_id;
         match p.kind {
-            PacketKind::Completion => self.completion(tid, p.payload),
+            PacketKind::Completion => {
+                self.shared.complete_transfer(tid);
+            }
             PacketKind::InBand | PacketKind::GpaDirect { .. } => {
                 let msg = match NvspMessage::parse(p.payload) {
                     Ok(m) => m,
@@ -541,9 +485,9 @@ impl NicCore {
                 {
                     return self.bad("NVSP message not allowed at the negotiated version");
                 }
-                let reply = self.nvsp(q, &msg, &p);
+                let reply = self.nvsp(&msg, &p);
                 if p.completion_requested() || reply.is_some() {
-                    self.complete(q, tid, reply.as_ref());
+                    self.complete(0, tid, reply.as_ref());
                 }
                 if matches!(msg, NvspMessage::Subchannel { .. }) && self.granted > 0 {
                     self.queue_send_table();
@@ -553,8 +497,9 @@ impl NicCore {
         }
     }
 
-    /// Handles one NVSP request; returns the NVSP message to put in its completion.
-    fn nvsp(&mut self, q: u16, msg: &NvspMessage, packet: &Packet<'_>) -> Option<NvspMessage> {
+    /// Handles one NVSP request on the primary channel; returns the NVSP message to put
+    /// in its completion.
+    fn nvsp(&mut self, msg: &NvspMessage, packet: &Packet<'_>) -> Option<NvspMessage> {
         match *msg {
             NvspMessage::Init {
                 min_protocol_ver,
@@ -599,9 +544,10 @@ impl NicCore {
                 let count = buf
                     .as_ref()
                     .map_or(0, |b| b.len() as u32 / self.recv_section);
+                let mut recv = lock(&self.shared.recv);
                 match buf {
-                    Some(buf) if self.version.is_some() && self.recv.is_none() && count > 0 => {
-                        self.recv = Some(RecvBuffer {
+                    Some(buf) if self.version.is_some() && recv.is_none() && count > 0 => {
+                        *recv = Some(RecvBuffer {
                             buf,
                             id,
                             free: (0..count).rev().collect(),
@@ -620,6 +566,7 @@ impl NicCore {
                         })
                     }
                     _ => {
+                        drop(recv);
                         self.bad("receive buffer");
                         Some(NvspMessage::SendReceiveBufferComplete {
                             status: NvspStatus::FAIL,
@@ -632,10 +579,10 @@ impl NicCore {
                 match self.context.gpadl_buffer(self.relid, gpadl_handle) {
                     Some(buf)
                         if self.version.is_some()
-                            && self.send.is_none()
+                            && self.shared.data().send.is_none()
                             && buf.len() >= SEND_SECTION_SIZE as usize =>
                     {
-                        self.send = Some(buf);
+                        self.shared.publish(|d| d.send = Some(buf));
                         Some(NvspMessage::SendSendBufferComplete {
                             status: NvspStatus::SUCCESS,
                             section_size: SEND_SECTION_SIZE,
@@ -651,11 +598,11 @@ impl NicCore {
                 }
             }
             NvspMessage::RevokeReceiveBuffer { .. } => {
-                self.recv = None;
+                *lock(&self.shared.recv) = None;
                 None
             }
             NvspMessage::RevokeSendBuffer { .. } => {
-                self.send = None;
+                self.shared.publish(|d| d.send = None);
                 None
             }
             NvspMessage::SendRndisPacket {
@@ -663,35 +610,36 @@ impl NicCore {
                 send_buf_section_index,
                 send_buf_section_size,
             } => {
-                if channel_type == NvspChannelType::RMC_DATA
-                    && let Some(c) = self.stats.tx_queue_packets.get(usize::from(q))
-                {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                let ok = self.guest_rndis(
+                let mut core = self
+                    .queues
+                    .first_mut()
+                    .and_then(Option::take)
+                    .unwrap_or_else(|| QueueCore::new(0, self.shared.clone()));
+                let status = core.rndis_packet(
                     channel_type,
                     send_buf_section_index,
                     send_buf_section_size,
                     packet,
+                    &mut |m| {
+                        self.control_message(m);
+                        Some(())
+                    },
                 );
-                let status = if ok {
-                    NvspStatus::SUCCESS
-                } else {
-                    NvspStatus::INVALID_RNDIS_PKT
-                };
+                if let Some(slot) = self.queues.first_mut() {
+                    *slot = Some(core);
+                }
                 Some(NvspMessage::SendRndisPacketComplete { status })
             }
             NvspMessage::Subchannel {
                 op,
                 num_subchannels,
             } => {
-                // Granted once per open, on the primary channel, after the buffers: up
-                // to max_queues - 1 (the guest may ask for any number).
+                // Granted once per open, after the buffers: up to max_queues - 1 (the
+                // guest may ask for any number).
                 if op != NvspSubchannelOp::ALLOCATE
-                    || q != 0
                     || self.granted > 0
-                    || self.recv.is_none()
-                    || self.send.is_none()
+                    || lock(&self.shared.recv).is_none()
+                    || self.shared.data().send.is_none()
                 {
                     self.bad("subchannel request");
                     return Some(NvspMessage::SubchannelComplete {
@@ -717,243 +665,29 @@ impl NicCore {
         }
     }
 
-    /// Gathers the RNDIS bytes of a SEND_RNDIS_PKT (send-buffer section or GPA direct)
-    /// into `rndis_buf` and processes every message in them.
-    fn guest_rndis(
-        &mut self,
-        channel_type: NvspChannelType,
-        section: u32,
-        size: u32,
-        packet: &Packet<'_>,
-    ) -> bool {
-        let mut buf = std::mem::take(&mut self.rndis_buf);
-        let mut len = 0usize;
-        // The section part (several packets, Linux's batching), then any GPA ranges:
-        // Linux sends the last packet's RNDIS header in the section and its data as
-        // page buffers when only the header still fits ("cp_partial").
-        let mut gathered = true;
-        if section != NETVSC_INVALID_INDEX {
-            gathered = match (&self.send, buf.get_mut(..size as usize)) {
-                (Some(send), Some(dst)) if (size as usize) <= SEND_SECTION_SIZE as usize => {
-                    len = dst.len();
-                    send.read_at(section as usize * SEND_SECTION_SIZE as usize, dst)
-                        .is_ok()
-                }
-                _ => false,
-            };
-        }
-        if gathered {
-            for r in packet.gpa_ranges() {
-                let Ok(r) = r else {
-                    gathered = false;
-                    break;
-                };
-                let mut remaining = r.byte_count as usize;
-                let mut offset = r.byte_offset as u64;
-                for pfn in r.pfns() {
-                    let n = 4096usize.saturating_sub(offset as usize).min(remaining);
-                    let start = len;
-                    if start + n > MAX_RNDIS {
-                        gathered = false;
-                        break;
-                    }
-                    len = start + n;
-                    let gpa = pfn.checked_mul(4096).and_then(|g| g.checked_add(offset));
-                    let read = match (gpa, buf.get_mut(start..len)) {
-                        (Some(gpa), Some(dst)) => self.context.memory.read(gpa, dst).is_ok(),
-                        _ => false,
-                    };
-                    if !read {
-                        gathered = false;
-                        break;
-                    }
-                    remaining -= n;
-                    offset = 0;
-                }
-                if !gathered {
-                    break;
-                }
-            }
-        }
-        let gathered = gathered && len > 0;
-        let mut ok = gathered;
-        let mut refused = false;
-        if gathered {
-            for m in RndisMessages::new(buf.get(..len).unwrap_or(&[])) {
-                match m {
-                    Ok(RndisMessage::Packet(p)) => {
-                        // A refused offload is counted in tx_offload_rejected and
-                        // reported in the completion status, not as malformed.
-                        if p.ppi.is_empty() {
-                            self.transmit_plain(p.data);
-                        } else {
-                            refused |= !self.transmit(p.data, p.ppis());
-                        }
-                    }
-                    Ok(m) => {
-                        self.stats.control_requests.fetch_add(1, Ordering::Relaxed);
-                        let link = self.endpoint.link_up();
-                        let mut reply = std::mem::take(&mut self.msg);
-                        let n = self.rndis.handle(&m, link, &self.stats, &mut reply);
-                        if let Some(n) = n
-                            && let Some(r) = reply.get(..n)
-                        {
-                            self.send_to_guest(r, true);
-                        }
-                        self.msg = reply;
-                    }
-                    Err(_) => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-        }
-        if !ok {
-            self.bad("RNDIS");
-        }
-        let _ = channel_type;
-        self.rndis_buf = buf;
-        ok && !refused
-    }
-
-    /// Sends one guest packet to the backend, doing the offload work its PPIs ask for;
-    /// false if the request was refused (the packet is dropped and counted).
-    /// Sends a frame that needs no offload work.
-    fn transmit_plain(&mut self, frame: &[u8]) {
-        if frame.len() > self.max_frame {
-            self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
-            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self.endpoint.transmit(frame) {
-            self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn transmit<'a>(
-        &mut self,
-        frame: &[u8],
-        ppis: impl Iterator<Item = Result<vmbus_proto::rndis::Ppi<'a>, vmbus_proto::Error>>,
-    ) -> bool {
-        let req = match parse_request(ppis, &self.rndis.offload) {
-            Ok(r) if r.is_empty() => {
-                self.transmit_plain(frame);
-                return true;
-            }
-            Ok(r) => r,
-            Err(e) => {
-                self.stats
-                    .tx_offload_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(relid = self.relid, "netvsp: offload refused: {e}");
-                return false;
-            }
-        };
-        let stats = &self.stats;
-        stats.tx_offloaded.fetch_add(1, Ordering::Relaxed);
-        let support = self.endpoint.tx_offload_support();
-        if support != crate::backend::TxOffloadSupport::default() {
-            match self.tx.prepare_native(frame, &req, support) {
-                Ok(Some((f, offload))) => {
-                    if self.endpoint.transmit_offload(f, &offload) {
-                        stats.tx_frames.fetch_add(1, Ordering::Relaxed);
-                        stats.tx_native_offloads.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(relid = self.relid, "netvsp: offload refused: {e}");
-                    return false;
-                }
-            }
-        }
-        let endpoint = &mut self.endpoint;
-        // The checksums computed here are known good: a receiving NIC may say so.
-        let meta = req.meta();
-        match self
-            .tx
-            .process(frame, &req, &mut |f| endpoint.transmit_meta(f, meta))
+    /// Answers one RNDIS control message (on the primary channel) and publishes the
+    /// offloads if a SET changed them.
+    fn control_message(&mut self, m: &RndisMessage<'_>) {
+        self.stats.control_requests.fetch_add(1, Ordering::Relaxed);
+        let link = lock(&self.shared.endpoint).link_up();
+        let mut reply = std::mem::take(&mut self.msg);
+        let n = self.rndis.handle(m, link, &self.stats, &mut reply);
+        if let Some(n) = n
+            && let Some(r) = reply.get(..n)
         {
-            Ok(out) => {
-                stats
-                    .tx_frames
-                    .fetch_add(u64::from(out.sent), Ordering::Relaxed);
-                stats
-                    .tx_dropped
-                    .fetch_add(u64::from(out.dropped), Ordering::Relaxed);
-                if req.lso.is_some() {
-                    stats
-                        .tx_lso_segments
-                        .fetch_add(u64::from(out.sent + out.dropped), Ordering::Relaxed);
-                }
-                true
-            }
-            Err(e) => {
-                stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(relid = self.relid, "netvsp: offload refused: {e}");
-                false
-            }
+            self.send_to_guest(r, true);
         }
-    }
-
-    /// A completion from the guest for one of our transfer-page packets.
-    fn completion(&mut self, tid: u64, _payload: &[u8]) {
-        let slot = tid as u32;
-        let generation = (tid >> 32) as u32;
-        let Some(recv) = self.recv.as_mut() else {
-            self.stats
-                .unknown_completions
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        // Free every sub-allocation of the packet: they share the generation and are
-        // linked from the first one. Bounded by the batch size.
-        let mut slot = slot;
-        let mut freed = 0;
-        for _ in 0..FRAMES_PER_TRANSFER {
-            match recv.in_flight.get_mut(slot as usize) {
-                Some(g) if *g == Some(generation) => {
-                    *g = None;
-                    recv.free.push(slot);
-                    freed += 1;
-                }
-                _ => break,
-            }
-            let next = recv
-                .batch_next
-                .get(slot as usize)
-                .copied()
-                .unwrap_or(NO_SLOT);
-            if let Some(l) = recv.batch_next.get_mut(slot as usize) {
-                *l = NO_SLOT;
-            }
-            if next == NO_SLOT {
-                break;
-            }
-            slot = next;
-        }
-        if freed == 0 {
-            self.stats
-                .unknown_completions
-                .fetch_add(1, Ordering::Relaxed);
+        self.msg = reply;
+        if self.rndis.offload != self.published_offload {
+            let offload = self.rndis.offload;
+            self.published_offload = offload;
+            self.shared.publish(|d| d.offload = offload);
         }
     }
 
     fn complete(&mut self, q: u16, tid: u64, reply: Option<&NvspMessage>) {
-        let mut msg = [0u8; 40];
-        let len = match reply {
-            Some(r) => r.emit(&mut msg).unwrap_or(0) as u8,
-            None => 0,
-        };
         if let Some(out) = self.out.get_mut(usize::from(q)) {
-            out.push_back(Out::Completion { tid, msg, len });
+            out.push_back(Out::completion(tid, reply));
         }
     }
 
@@ -974,7 +708,8 @@ impl NicCore {
     /// sub-allocation; returns its (slot, offset), or `None` (counted) when no
     /// sub-allocation is free.
     fn write_slot(&mut self, parts: &[&[u8]]) -> Option<(u32, u32)> {
-        let Some(recv) = self.recv.as_mut() else {
+        let mut recv = lock(&self.shared.recv);
+        let Some(recv) = recv.as_mut() else {
             self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
             return None;
         };
@@ -1002,7 +737,8 @@ impl NicCore {
     /// Queues one transfer-page packet for the written sub-allocations `slots`
     /// (`ranges` are their offsets and lengths).
     fn queue_transfer(&mut self, q: u16, slots: &[u32], ranges: &[(u32, u32)], control: bool) {
-        let Some(recv) = self.recv.as_mut() else {
+        let mut recv = lock(&self.shared.recv);
+        let Some(recv) = recv.as_mut() else {
             return;
         };
         let (Some(&first), n) = (slots.first(), slots.len().min(FRAMES_PER_TRANSFER)) else {
@@ -1028,11 +764,13 @@ impl NicCore {
             *d = *s;
         }
         let tid = u64::from(first) | u64::from(generation) << 32;
+        let id = recv.id;
         let Some(out) = self.out.get_mut(usize::from(q)) else {
             return;
         };
         out.push_back(Out::Transfer {
             tid,
+            id,
             ranges: r,
             n: n as u8,
             control,
@@ -1077,7 +815,8 @@ impl NicCore {
                 break; // the outgoing rings are backed up: let the guest catch up
             }
             let mut frame = std::mem::take(&mut self.frame);
-            let Some((len, meta)) = self.endpoint.receive_meta(&mut frame) else {
+            let received = lock(&self.shared.endpoint).receive_meta(&mut frame);
+            let Some((len, meta)) = received else {
                 self.frame = frame;
                 break;
             };
@@ -1157,41 +896,47 @@ impl NicCore {
     }
 }
 
-/// A subchannel of a NIC: its open hands the channel to the NIC's worker thread.
+/// A subchannel of a NIC: its open hands the channel to the NIC's primary worker,
+/// which starts the queue's own thread.
 struct NetvspSubchannel {
     index: u16,
-    to_worker: mpsc::Sender<(u16, Channel)>,
-    waker: Arc<Doorbell>,
+    to_worker: mpsc::Sender<(u16, Channel, Arc<Doorbell>)>,
+    primary: Arc<Doorbell>,
 }
 
 impl VmbusDevice for NetvspSubchannel {
     fn open(&mut self, channel: Channel, _req: &OpenRequest, _context: &DeviceContext) -> bool {
-        channel.shared().set_waker(self.waker.clone());
-        let ok = self.to_worker.send((self.index, channel)).is_ok();
-        self.waker.ring();
+        let waker = Arc::new(Doorbell::new());
+        channel.shared().set_waker(waker.clone());
+        let ok = self.to_worker.send((self.index, channel, waker)).is_ok();
+        self.primary.ring();
         ok
     }
 
     fn close(&mut self, _relid: u32) {
-        // The worker sees the closed channel and drops the queue.
+        // The queue's thread sees the closed channel and exits; the primary drops the
+        // queue.
     }
 }
 
-/// One queue's channel halves.
-struct QueueIo {
-    sender: Sender,
-    receiver: Receiver,
+/// A subchannel's thread, as the primary worker knows it.
+struct Subqueue {
+    link: Arc<QueueLink>,
+    thread: JoinHandle<()>,
 }
 
-/// The worker thread of one NIC: moves packets between its channels (the primary and
-/// any subchannels, one queue each) and a [`NicCore`], and offers the subchannels the
-/// guest was granted.
+/// The worker thread of a NIC's primary channel: moves packets between the channel
+/// and a [`NicCore`], pulls received frames from the backend for every queue (handing
+/// a subchannel's to its thread), and offers and starts the subchannels the guest was
+/// granted.
 struct Worker {
     core: NicCore,
-    queues: Vec<Option<QueueIo>>,
+    sender: Sender,
+    receiver: Receiver,
+    subqueues: Vec<Option<Subqueue>>,
     context: DeviceContext,
-    new_queues: mpsc::Receiver<(u16, Channel)>,
-    to_worker: mpsc::Sender<(u16, Channel)>,
+    new_queues: mpsc::Receiver<(u16, Channel, Arc<Doorbell>)>,
+    to_worker: mpsc::Sender<(u16, Channel, Arc<Doorbell>)>,
     pending: Vec<vmbus::PendingOffer>,
     /// Subchannel indices offered (1..=offered), withdrawn when the NIC closes.
     offered: u16,
@@ -1199,6 +944,10 @@ struct Worker {
     staged: Vec<(usize, usize)>,
     stage: Vec<u8>,
 }
+
+/// Packets a subchannel's inbox may hold before the primary stops handing it more
+/// (and, with its own queue full too, stops pulling frames from the backend).
+const INBOX_LIMIT: usize = 512;
 
 impl Worker {
     fn new(
@@ -1209,25 +958,25 @@ impl Worker {
         context: DeviceContext,
     ) -> Self {
         let (to_worker, new_queues) = mpsc::channel();
-        let mut queues: Vec<Option<QueueIo>> = (0..core.max_queues).map(|_| None).collect();
-        if let Some(q) = queues.first_mut() {
-            *q = Some(QueueIo { sender, receiver });
-        }
+        let subqueues = (0..core.max_queues).map(|_| None).collect();
         Self {
             core,
-            queues,
+            sender,
+            receiver,
+            subqueues,
             context,
             new_queues,
             to_worker,
             pending: Vec::new(),
             offered: 0,
             waker,
-            staged: Vec::with_capacity(64),
+            staged: Vec::with_capacity(256),
             stage: Vec::with_capacity(64 * 1024),
         }
     }
 
-    /// Offers granted subchannels, adopts opened ones, and collects offer answers.
+    /// Offers granted subchannels, starts the threads of opened ones, drops closed
+    /// ones, and collects offer answers.
     fn manage_subchannels(&mut self) -> bool {
         let mut progress = false;
         if let Some((from, to)) = self.core.take_offer_request() {
@@ -1235,7 +984,7 @@ impl Worker {
                 let device = NetvspSubchannel {
                     index,
                     to_worker: self.to_worker.clone(),
-                    waker: self.waker.clone(),
+                    primary: self.waker.clone(),
                 };
                 match self.context.offer_subchannel(index, Box::new(device)) {
                     Ok(p) => {
@@ -1255,13 +1004,85 @@ impl Worker {
                 false
             }
         });
-        while let Ok((q, channel)) = self.new_queues.try_recv() {
+        while let Ok((q, channel, waker)) = self.new_queues.try_recv() {
+            progress = true;
+            if self
+                .subqueues
+                .get(usize::from(q))
+                .is_none_or(Option::is_some)
+                || q == 0
+            {
+                continue; // not ours to start (the guest reopened a running queue)
+            }
             let Channel {
                 sender, receiver, ..
             } = channel;
-            if let Some(slot) = self.queues.get_mut(usize::from(q)) {
-                *slot = Some(QueueIo { sender, receiver });
-                self.core.set_queue_open(q, true);
+            let link = Arc::new(QueueLink::new(waker));
+            let worker = QueueWorker {
+                core: self.core.queue_core(q),
+                sender,
+                receiver,
+                link: link.clone(),
+                primary: self.waker.clone(),
+            };
+            match std::thread::Builder::new()
+                .name(format!("netvsp-{}-q{q}", self.core.relid))
+                .spawn(move || worker.run())
+            {
+                Ok(thread) => {
+                    if let Some(slot) = self.subqueues.get_mut(usize::from(q)) {
+                        *slot = Some(Subqueue { link, thread });
+                    }
+                    self.core.set_queue_open(q, true);
+                }
+                Err(e) => tracing::warn!(q, error = %e, "netvsp: queue thread not started"),
+            }
+        }
+        for q in 1..self.subqueues.len() {
+            let exited = self
+                .subqueues
+                .get(q)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.link.exited.load(Ordering::Acquire));
+            if exited {
+                // Its frames go to the primary from now on.
+                self.stop_queue(q);
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    /// Stops subchannel `q`'s thread and gives back the receive slots of what it never
+    /// wrote.
+    fn stop_queue(&mut self, q: usize) {
+        let Some(sub) = self.subqueues.get_mut(q).and_then(Option::take) else {
+            return;
+        };
+        sub.link.stop.store(true, Ordering::Release);
+        sub.link.waker.ring();
+        let _ = sub.thread.join();
+        self.core.set_queue_open(q as u16, false);
+        let left = std::mem::take(&mut *lock(&sub.link.inbox));
+        self.core.drop_transfers(left);
+    }
+
+    /// Moves the received frames queued for subchannels to their threads.
+    fn hand_over(&mut self) -> bool {
+        let mut progress = false;
+        for (q, sub) in self.subqueues.iter().enumerate() {
+            let (Some(sub), Some(out)) = (sub, self.core.out.get_mut(q)) else {
+                continue;
+            };
+            if out.is_empty() {
+                continue;
+            }
+            let mut inbox = lock(&sub.link.inbox);
+            let room = INBOX_LIMIT.saturating_sub(inbox.len()).min(out.len());
+            if room > 0 {
+                inbox.extend(out.drain(..room));
+                drop(inbox);
+                sub.link.waker.ring();
                 progress = true;
             }
         }
@@ -1269,94 +1090,69 @@ impl Worker {
     }
 
     /// Runs until the primary channel closes; returns the endpoint for the next open.
-    fn run(mut self) -> Box<dyn NetEndpoint> {
-        'run: loop {
+    fn run(mut self) -> Option<Box<dyn NetEndpoint>> {
+        loop {
             let mut progress = self.manage_subchannels();
-            for q in 0..self.queues.len() {
-                let Some(io) = self.queues.get_mut(q).and_then(Option::as_mut) else {
-                    continue;
-                };
-                // Guest to host: copy the batch out of the ring (reads are committed at
-                // once), then act on it.
-                self.staged.clear();
-                self.stage.clear();
-                let (staged, stage) = (&mut self.staged, &mut self.stage);
-                // Up to 256 packets: completions must be read faster than frames are
-                // delivered, or the receive buffer runs dry while they wait in the ring.
-                match io.receiver.try_recv_batch(256, |p| {
-                    let start = stage.len();
-                    let n = p.len();
-                    stage.resize(start + n, 0);
-                    if let Some(dst) = stage.get_mut(start..) {
-                        p.copy_to(dst);
-                    }
-                    staged.push((start, start + n));
-                }) {
-                    Ok(n) => progress |= n > 0,
-                    Err(e) => {
-                        if q == 0 {
-                            if e != ChannelError::Closed {
-                                tracing::warn!(relid = self.core.relid, error = %e, "netvsp: channel failed");
-                            }
-                            break 'run;
-                        }
-                        // A subchannel closed: its frames go to the primary from now on.
-                        if let Some(slot) = self.queues.get_mut(q) {
-                            *slot = None;
-                        }
-                        self.core.set_queue_open(q as u16, false);
-                        continue;
-                    }
+            // Guest to host: copy the batch out of the ring (reads are committed at
+            // once), then act on it.
+            self.staged.clear();
+            self.stage.clear();
+            let (staged, stage) = (&mut self.staged, &mut self.stage);
+            // Up to 256 packets: completions must be read faster than frames are
+            // delivered, or the receive buffer runs dry while they wait in the ring.
+            match self.receiver.try_recv_batch(256, |p| {
+                let start = stage.len();
+                stage.resize(start + p.len(), 0);
+                if let Some(dst) = stage.get_mut(start..) {
+                    p.copy_to(dst);
                 }
-                for &(s, e) in &self.staged {
-                    if let Some(p) = self.stage.get(s..e) {
-                        self.core.handle_packet_on(q as u16, p);
+                staged.push((start, stage.len()));
+            }) {
+                Ok(n) => progress |= n > 0,
+                Err(e) => {
+                    if e != ChannelError::Closed {
+                        tracing::warn!(relid = self.core.relid, error = %e, "netvsp: channel failed");
                     }
+                    break;
+                }
+            }
+            for &(s, e) in &self.staged {
+                if let Some(p) = self.stage.get(s..e) {
+                    self.core.handle_packet_on(0, p);
                 }
             }
             progress |= self.core.poll_link();
             progress |= self.core.deliver_frames();
-            for (q, io) in self.queues.iter_mut().enumerate() {
-                let Some(io) = io.as_mut() else {
-                    continue;
-                };
-                while self.core.pop_outgoing_on(q as u16, |packet, payload| {
-                    io.sender.try_write(packet, &[payload]).is_ok()
-                }) {
-                    progress = true;
-                }
-                io.sender.flush();
+            while self.core.pop_outgoing_on(0, |packet, payload| {
+                self.sender.try_write(packet, &[payload]).is_ok()
+            }) {
+                progress = true;
             }
+            self.sender.flush();
+            progress |= self.hand_over();
             if !progress {
-                let mut again = false;
-                for q in 0..self.queues.len() {
-                    let Some(io) = self.queues.get_mut(q).and_then(Option::as_mut) else {
-                        continue;
-                    };
-                    match io.receiver.prepare_sleep() {
-                        Ok(true) => again = true,
-                        Ok(false) => {}
-                        // The primary closed: the NIC is done. A subchannel closed: its
-                        // queue goes.
-                        Err(_) if q == 0 => break 'run,
-                        Err(_) => {
-                            if let Some(slot) = self.queues.get_mut(q) {
-                                *slot = None;
-                            }
-                            self.core.set_queue_open(q as u16, false);
-                        }
+                match self.receiver.prepare_sleep() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.waker.wait(Duration::from_millis(20));
                     }
-                }
-                if !again {
-                    self.waker.wait(Duration::from_millis(20));
+                    // The primary closed: the NIC is done.
+                    Err(_) => break,
                 }
             }
+        }
+        for q in 1..self.subqueues.len() {
+            self.stop_queue(q);
         }
         // The guest closed the NIC: withdraw its subchannels so a reopen starts clean
         // (by index, so offers the bus has not made yet go too).
         for index in 1..=self.offered {
             self.context.rescind_subchannel(index);
         }
-        self.core.endpoint
+        let endpoint = self.core.into_endpoint();
+        if endpoint.is_none() {
+            tracing::error!("netvsp: the backend is still in use; the NIC cannot reopen");
+        }
+        endpoint
     }
 }

@@ -25,8 +25,13 @@
 //! capabilities, grants the guest's SUBCHANNEL request (offering the subchannels on the
 //! bus), sends the send indirection table, and spreads received frames over the open
 //! queues by the Toeplitz hash of the guest's [`rss`] key and indirection table (the
-//! hash goes with each frame as a per-packet info). One worker thread serves all of a
-//! NIC's queues.
+//! hash goes with each frame as a per-packet info). Each subchannel has a worker thread
+//! of its own for what the guest sends on it (gathering, software offloads, the
+//! backend's transmit, receive completions); the primary channel's thread keeps the
+//! control path and pulls received frames from the backend for every queue (the
+//! [`NetEndpoint`] is one queue), so receive copies into guest memory happen on that
+//! one thread. A subchannel carries data packets and completions only: RNDIS control
+//! or NVSP setup on it is refused and counted.
 //!
 //! A backend that can finish offloads itself says so ([`NetEndpoint::tx_offload_support`])
 //! and gets the packet with the work left ([`TxOffload`]): the TAP backend passes
@@ -37,8 +42,9 @@
 //! [`FrameMeta`]) or that the kernel verified (TAP `DATA_VALID`) reach a guest that
 //! enabled it with a TCPIP_CHKSUM info saying so; other frames go unmarked.
 //!
-//! Not implemented (see the issue tracker): receive segment coalescing (RSC), and a
-//! worker thread per queue (one thread serves all of a NIC's queues).
+//! Not implemented (see the issue tracker): receive segment coalescing (RSC), and
+//! multi-queue backends (a backend queue per NIC queue, so received frames are pulled
+//! and copied in parallel too).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]
@@ -47,6 +53,7 @@ pub mod backend;
 pub mod device;
 pub mod offload;
 pub mod pcap;
+mod queue;
 mod rndis;
 pub mod rss;
 pub mod tap;

@@ -349,3 +349,75 @@ fn hostile_multi_packet_messages_are_refused_and_counted() {
     assert!(h.take_sent().is_empty());
     assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 4);
 }
+
+#[test]
+fn a_subchannel_carries_data_and_completions_only() {
+    let mut h = host();
+    // Data packets on queue 1: sent, completed on queue 1, counted per queue.
+    let frames = vec![frame(1, 300), frame(2, 1514)];
+    let section = packed(&frames);
+    h.memory.write(Host::section_gpa(1), &section).unwrap();
+    h.core
+        .handle_packet_on(1, &send_rndis(50, 1, section.len() as u32, None));
+    assert_eq!(h.take_sent(), frames);
+    let mut on_q1 = Vec::new();
+    while h.core.pop_outgoing_on(1, |p, payload| {
+        on_q1.push((p.transaction_id, NvspMessage::parse(payload).ok()));
+        true
+    }) {}
+    assert_eq!(
+        on_q1,
+        vec![(
+            50,
+            Some(NvspMessage::SendRndisPacketComplete {
+                status: NvspStatus::SUCCESS
+            })
+        )]
+    );
+    assert_eq!(h.completions(), vec![], "nothing on the primary");
+    assert_eq!(h.stats.tx_queue_packets[1].load(Ordering::Relaxed), 1);
+
+    // RNDIS control belongs on the primary: refused on a subchannel, not answered.
+    let init = RndisMessage::Initialize(vmbus_proto::rndis::RndisInitializeRequest::new(7, 0x4000))
+        .to_vec()
+        .unwrap();
+    h.memory.write(Host::section_gpa(0), &init).unwrap();
+    let control = NvspMessage::SendRndisPacket {
+        channel_type: NvspChannelType::RMC_CONTROL,
+        send_buf_section_index: 0,
+        send_buf_section_size: init.len() as u32,
+    };
+    h.core.handle_packet_on(1, &inband(&control, 51));
+    // So is NVSP setup (an INIT) and a completion for a transfer never sent.
+    h.core
+        .handle_packet_on(1, &inband(&NvspMessage::init(NvspVersion::V6_1), 52));
+    let mut statuses = Vec::new();
+    while h.core.pop_outgoing_on(1, |p, payload| {
+        assert_eq!(p.packet_type, PacketType::COMPLETION);
+        statuses.push((p.transaction_id, NvspMessage::parse(payload).ok()));
+        true
+    }) {}
+    assert_eq!(
+        statuses,
+        vec![
+            (
+                51,
+                Some(NvspMessage::SendRndisPacketComplete {
+                    status: NvspStatus::INVALID_RNDIS_PKT
+                })
+            ),
+            (52, None),
+        ]
+    );
+    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 2);
+    assert_eq!(h.stats.control_requests.load(Ordering::Relaxed), 0);
+    assert!(h.completions().is_empty(), "no RNDIS answer on the primary");
+    let mut completion = [0u8; 16];
+    let d = descriptor_for(PacketType::COMPLETION, 0, 0xdead_0000_0007, 0, 0).unwrap();
+    completion.copy_from_slice(d.as_bytes());
+    h.core.handle_packet_on(1, &completion);
+    assert_eq!(h.stats.unknown_completions.load(Ordering::Relaxed), 1);
+    // A queue the NIC does not have.
+    h.core.handle_packet_on(99, &completion);
+    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 3);
+}

@@ -1,0 +1,654 @@
+//! One queue's guest-to-host path ([`QueueCore`]) and the state all of a NIC's queues
+//! share ([`NicShared`]): the backend, the receive-buffer slot table and the data-path
+//! settings the control path publishes. Each subchannel runs a [`QueueWorker`] thread
+//! of its own, so guest transmit (gathering, software offloads, the backend's
+//! transmit) and receive completions scale with the queues; the primary channel's
+//! worker keeps the control path and pulls received frames from the backend.
+
+use crate::backend::NetEndpoint;
+use crate::device::{FRAMES_PER_TRANSFER, NicStats, SEND_SECTION_SIZE};
+use crate::offload::{OffloadConfig, TxEngine, parse_request};
+use hv_partition::GuestMemory;
+use hv_partition::gpadl::GpadlBuffer;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use vmbus::{ChannelError, Receiver, Sender};
+use vmbus_proto::nvsp::{NETVSC_INVALID_INDEX, NvspChannelType, NvspMessage, NvspStatus};
+use vmbus_proto::packet::{Packet, PacketKind, PacketLimits};
+use vmbus_proto::rndis::{RndisMessage, RndisMessages};
+use vmbus_ring::{Doorbell, OutgoingPacket};
+
+/// Largest RNDIS message accepted from the guest.
+pub(crate) const MAX_RNDIS: usize = 64 * 1024;
+pub(crate) const NO_SLOT: u32 = u32::MAX;
+
+/// Locks `m`, going on with the data if a thread panicked while holding it (every
+/// update below leaves the state consistent between statements).
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The guest's receive buffer: its sub-allocations and which transfer each is in.
+pub(crate) struct RecvBuffer {
+    pub(crate) buf: GpadlBuffer,
+    pub(crate) id: u16,
+    pub(crate) free: Vec<u32>,
+    /// Per sub-allocation: the generation of the transfer in flight, if any.
+    pub(crate) in_flight: Vec<Option<u32>>,
+    /// Per sub-allocation: the next one in the same transfer-page packet.
+    pub(crate) batch_next: Vec<u32>,
+    pub(crate) generation: u32,
+}
+
+impl RecvBuffer {
+    /// Frees the sub-allocations of the transfer `tid` (its first slot and generation);
+    /// returns how many. A guest may complete a transfer twice, complete one it never
+    /// got, or invent ids: those free nothing.
+    pub(crate) fn free_transfer(&mut self, tid: u64) -> usize {
+        let mut slot = tid as u32;
+        let generation = (tid >> 32) as u32;
+        // Linked from the first slot, all with the same generation; bounded by the
+        // batch size.
+        let mut freed = 0;
+        for _ in 0..FRAMES_PER_TRANSFER {
+            match self.in_flight.get_mut(slot as usize) {
+                Some(g) if *g == Some(generation) => {
+                    *g = None;
+                    self.free.push(slot);
+                    freed += 1;
+                }
+                _ => break,
+            }
+            let next = self
+                .batch_next
+                .get(slot as usize)
+                .copied()
+                .unwrap_or(NO_SLOT);
+            if let Some(l) = self.batch_next.get_mut(slot as usize) {
+                *l = NO_SLOT;
+            }
+            if next == NO_SLOT {
+                break;
+            }
+            slot = next;
+        }
+        freed
+    }
+}
+
+/// Data-path settings the primary channel's control path changes and every queue
+/// reads: the send buffer and the transmit offloads the guest enabled.
+#[derive(Clone, Default)]
+pub(crate) struct DataConfig {
+    pub(crate) send: Option<GpadlBuffer>,
+    pub(crate) offload: OffloadConfig,
+}
+
+/// What all of a NIC's queues share.
+pub(crate) struct NicShared {
+    pub(crate) relid: u32,
+    pub(crate) memory: GuestMemory,
+    pub(crate) stats: Arc<NicStats>,
+    pub(crate) endpoint: Mutex<Box<dyn NetEndpoint>>,
+    pub(crate) recv: Mutex<Option<RecvBuffer>>,
+    /// Largest frame the guest may send (the NIC's MTU).
+    pub(crate) max_frame: usize,
+    data: Mutex<DataConfig>,
+    /// Bumped by every [`NicShared::publish`]: queues reload their copy when it moves.
+    data_generation: AtomicU64,
+}
+
+impl NicShared {
+    pub(crate) fn new(
+        relid: u32,
+        memory: GuestMemory,
+        stats: Arc<NicStats>,
+        endpoint: Box<dyn NetEndpoint>,
+        max_frame: usize,
+    ) -> Self {
+        Self {
+            relid,
+            memory,
+            stats,
+            endpoint: Mutex::new(endpoint),
+            recv: Mutex::new(None),
+            max_frame,
+            data: Mutex::new(DataConfig::default()),
+            data_generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes the data-path settings; every queue sees the change before it handles
+    /// its next guest packet.
+    pub(crate) fn publish(&self, change: impl FnOnce(&mut DataConfig)) {
+        let mut d = lock(&self.data);
+        change(&mut d);
+        self.data_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current settings.
+    pub(crate) fn data(&self) -> DataConfig {
+        lock(&self.data).clone()
+    }
+
+    /// Frees the receive-buffer slots of the guest's completion `tid`; an unknown one
+    /// is counted.
+    pub(crate) fn complete_transfer(&self, tid: u64) -> bool {
+        let freed = lock(&self.recv)
+            .as_mut()
+            .map_or(0, |r| r.free_transfer(tid));
+        if freed == 0 {
+            self.stats
+                .unknown_completions
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        freed > 0
+    }
+
+    pub(crate) fn bad(&self, what: &str) {
+        self.stats.bad_packets.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            relid = self.relid,
+            what,
+            "netvsp: bad packet from the guest"
+        );
+    }
+}
+
+/// A packet this side owes the guest, held while the outgoing ring is full.
+// Kept inline in a preallocated queue: boxing the ranges would allocate per packet.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Out {
+    /// A completion carrying an NVSP message (or nothing).
+    Completion { tid: u64, msg: [u8; 40], len: u8 },
+    /// An in-band NVSP message the host sends on its own (send indirection table).
+    Inband { msg: [u8; 128], len: u8 },
+    /// Receive-buffer sub-allocations holding RNDIS messages, one transfer-page packet.
+    Transfer {
+        tid: u64,
+        /// The receive buffer's id (transfer page set).
+        id: u16,
+        ranges: [(u32, u32); FRAMES_PER_TRANSFER],
+        n: u8,
+        control: bool,
+    },
+}
+
+impl Out {
+    /// A completion for `tid` carrying `reply`.
+    pub(crate) fn completion(tid: u64, reply: Option<&NvspMessage>) -> Self {
+        let mut msg = [0u8; 40];
+        let len = match reply {
+            Some(r) => r.emit(&mut msg).unwrap_or(0) as u8,
+            None => 0,
+        };
+        Out::Completion { tid, msg, len }
+    }
+
+    /// Hands the packet to `write`; returns what `write` returned (whether it went
+    /// into the ring).
+    pub(crate) fn write(&self, write: impl FnOnce(&OutgoingPacket<'_>, &[u8]) -> bool) -> bool {
+        use vmbus_proto::packet::{
+            FLAG_COMPLETION_REQUESTED, PacketType, TransferPageHeader, TransferPageRange,
+        };
+        use zerocopy::IntoBytes;
+        match self {
+            Out::Inband { msg, len } => write(
+                &OutgoingPacket::inband(0, 0),
+                msg.get(..usize::from(*len)).unwrap_or(&[]),
+            ),
+            Out::Completion { tid, msg, len } => write(
+                &OutgoingPacket::completion(*tid),
+                msg.get(..usize::from(*len)).unwrap_or(&[]),
+            ),
+            Out::Transfer {
+                tid,
+                id,
+                ranges,
+                n,
+                control,
+            } => {
+                let count = usize::from(*n).min(FRAMES_PER_TRANSFER);
+                let mut header = [0u8; 8 + 8 * FRAMES_PER_TRANSFER];
+                let h = TransferPageHeader {
+                    transfer_pageset_id: *id,
+                    sender_owns_set: 0,
+                    reserved: 0,
+                    range_count: count as u32,
+                };
+                header[..8].copy_from_slice(h.as_bytes());
+                for (i, &(offset, len)) in ranges.iter().take(count).enumerate() {
+                    let range = TransferPageRange {
+                        byte_count: len,
+                        byte_offset: offset,
+                    };
+                    if let Some(d) = header.get_mut(8 + 8 * i..16 + 8 * i) {
+                        d.copy_from_slice(range.as_bytes());
+                    }
+                }
+                let header = header.get(..8 + 8 * count).unwrap_or(&[]);
+                let nvsp = NvspMessage::SendRndisPacket {
+                    channel_type: if *control {
+                        NvspChannelType::RMC_CONTROL
+                    } else {
+                        NvspChannelType::RMC_DATA
+                    },
+                    send_buf_section_index: NETVSC_INVALID_INDEX,
+                    send_buf_section_size: 0,
+                };
+                let mut msg = [0u8; 40];
+                let n = nvsp.emit(&mut msg).unwrap_or(0);
+                let packet = OutgoingPacket {
+                    packet_type: PacketType::DATA_USING_TRANSFER_PAGES,
+                    flags: FLAG_COMPLETION_REQUESTED,
+                    transaction_id: *tid,
+                    header,
+                };
+                write(&packet, msg.get(..n).unwrap_or(&[]))
+            }
+        }
+    }
+}
+
+/// The guest-to-host data path of one queue: gathers the RNDIS bytes of a
+/// SEND_RNDIS_PKT (send-buffer section, page buffers, or both), transmits the packets
+/// in them with the offload work their per-packet infos ask for, and frees receive
+/// slots on completions. The guest may point sections and pages anywhere, claim any
+/// size and put any bytes there: all of it is checked and refused with a status.
+pub(crate) struct QueueCore {
+    q: u16,
+    shared: Arc<NicShared>,
+    data: DataConfig,
+    data_generation: u64,
+    tx: TxEngine,
+    rndis_buf: Vec<u8>,
+    /// Set when a completion freed receive slots (the worker then wakes the primary).
+    pub(crate) freed: bool,
+}
+
+impl QueueCore {
+    pub(crate) fn new(q: u16, shared: Arc<NicShared>) -> Self {
+        let max_frame = shared.max_frame;
+        let mut core = Self {
+            q,
+            shared,
+            data: DataConfig::default(),
+            data_generation: u64::MAX,
+            tx: TxEngine::with_max_frame(max_frame),
+            // Filled once: messages are read into a prefix of it, never zero-filled again.
+            rndis_buf: vec![0u8; MAX_RNDIS],
+            freed: false,
+        };
+        core.refresh();
+        core
+    }
+
+    /// Reloads the data-path settings if the control path changed them.
+    fn refresh(&mut self) {
+        let g = self.shared.data_generation.load(Ordering::Acquire);
+        if g != self.data_generation {
+            self.data = self.shared.data();
+            self.data_generation = g;
+        }
+    }
+
+    /// Handles one ring packet from the guest on a subchannel: receive completions
+    /// and data packets. Anything else (NVSP setup, RNDIS control, which belong on the
+    /// primary channel) is counted as bad and refused. Returns the completion owed.
+    pub(crate) fn handle_subchannel_packet(&mut self, bytes: &[u8]) -> Option<Out> {
+        let limits = PacketLimits {
+            max_transfer_ranges: 0,
+            max_gpa_ranges: 32,
+        };
+        let p = match Packet::parse(bytes, &limits) {
+            Ok(p) => p,
+            Err(_) => {
+                self.shared.bad("ring packet");
+                return None;
+            }
+        };
+        let tid = p.descriptor.transaction_id;
+        match p.kind {
+            PacketKind::Completion => {
+                self.freed |= self.shared.complete_transfer(tid);
+                None
+            }
+            PacketKind::InBand | PacketKind::GpaDirect { .. } => {
+                let reply = match NvspMessage::parse(p.payload) {
+                    Ok(NvspMessage::SendRndisPacket {
+                        channel_type,
+                        send_buf_section_index,
+                        send_buf_section_size,
+                    }) => {
+                        let status = self.rndis_packet(
+                            channel_type,
+                            send_buf_section_index,
+                            send_buf_section_size,
+                            &p,
+                            &mut |_| None,
+                        );
+                        Some(NvspMessage::SendRndisPacketComplete { status })
+                    }
+                    Ok(_) => {
+                        self.shared.bad("NVSP message on a subchannel");
+                        None
+                    }
+                    Err(_) => {
+                        self.shared.bad("NVSP message");
+                        None
+                    }
+                };
+                (p.completion_requested() || reply.is_some())
+                    .then(|| Out::completion(tid, reply.as_ref()))
+            }
+            _ => {
+                self.shared.bad("unexpected packet type");
+                None
+            }
+        }
+    }
+
+    /// Handles a SEND_RNDIS_PKT: data packets go to the backend, other RNDIS messages
+    /// to `control` (which returns `None` to refuse them: on a subchannel; the primary
+    /// answers them). Returns the status for the completion.
+    pub(crate) fn rndis_packet(
+        &mut self,
+        channel_type: NvspChannelType,
+        section: u32,
+        size: u32,
+        packet: &Packet<'_>,
+        control: &mut dyn FnMut(&RndisMessage<'_>) -> Option<()>,
+    ) -> NvspStatus {
+        self.refresh();
+        if channel_type == NvspChannelType::RMC_DATA
+            && let Some(c) = self.shared.stats.tx_queue_packets.get(usize::from(self.q))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut buf = std::mem::take(&mut self.rndis_buf);
+        let len = self.gather(section, size, packet, &mut buf);
+        let mut ok = len.is_some_and(|l| l > 0);
+        let mut refused = false;
+        if let Some(len) = len {
+            let shared = self.shared.clone();
+            // The backend is locked once per message for its data packets, and let go
+            // before a control message is answered.
+            let mut endpoint: Option<MutexGuard<'_, Box<dyn NetEndpoint>>> = None;
+            for m in RndisMessages::new(buf.get(..len).unwrap_or(&[])) {
+                match m {
+                    Ok(RndisMessage::Packet(p)) => {
+                        let ep = endpoint.get_or_insert_with(|| lock(&shared.endpoint));
+                        // A refused offload is counted in tx_offload_rejected and
+                        // reported in the completion status, not as malformed.
+                        if p.ppi.is_empty() {
+                            transmit_plain(&shared, ep, p.data);
+                        } else {
+                            refused |= !transmit(
+                                &shared,
+                                &self.data.offload,
+                                &mut self.tx,
+                                ep,
+                                p.data,
+                                p.ppis(),
+                            );
+                        }
+                    }
+                    Ok(m) => {
+                        drop(endpoint.take());
+                        if control(&m).is_none() {
+                            ok = false;
+                            break;
+                        }
+                        // A SET may have changed the offloads the next packets use.
+                        self.refresh();
+                    }
+                    Err(_) => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if !ok {
+            self.shared.bad("RNDIS");
+        }
+        self.rndis_buf = buf;
+        if ok && !refused {
+            NvspStatus::SUCCESS
+        } else {
+            NvspStatus::INVALID_RNDIS_PKT
+        }
+    }
+
+    /// Reads the section part (several packets, Linux's batching), then any GPA ranges
+    /// (Linux sends the last packet's RNDIS header in the section and its data as page
+    /// buffers when only the header still fits: "cp_partial") into `buf`; returns the
+    /// length, or `None` if any part lies outside what the guest may name.
+    fn gather(
+        &self,
+        section: u32,
+        size: u32,
+        packet: &Packet<'_>,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let mut len = 0usize;
+        if section != NETVSC_INVALID_INDEX {
+            let (Some(send), Some(dst)) = (&self.data.send, buf.get_mut(..size as usize)) else {
+                return None;
+            };
+            if size > SEND_SECTION_SIZE {
+                return None;
+            }
+            send.read_at(section as usize * SEND_SECTION_SIZE as usize, dst)
+                .ok()?;
+            len = dst.len();
+        }
+        for r in packet.gpa_ranges() {
+            let r = r.ok()?;
+            let mut remaining = r.byte_count as usize;
+            let mut offset = r.byte_offset as u64;
+            for pfn in r.pfns() {
+                let n = 4096usize.saturating_sub(offset as usize).min(remaining);
+                let start = len;
+                if start + n > MAX_RNDIS {
+                    return None;
+                }
+                len = start + n;
+                let gpa = pfn.checked_mul(4096)?.checked_add(offset)?;
+                self.shared
+                    .memory
+                    .read(gpa, buf.get_mut(start..len)?)
+                    .ok()?;
+                remaining -= n;
+                offset = 0;
+            }
+        }
+        Some(len)
+    }
+}
+
+/// Sends a frame that needs no offload work.
+fn transmit_plain(shared: &NicShared, endpoint: &mut Box<dyn NetEndpoint>, frame: &[u8]) {
+    let stats = &shared.stats;
+    if frame.len() > shared.max_frame {
+        stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
+        stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if endpoint.transmit(frame) {
+        stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+    } else {
+        stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends one guest packet to the backend, doing the offload work its per-packet infos
+/// ask for; false if the request was refused (the packet is dropped and counted).
+fn transmit<'a>(
+    shared: &NicShared,
+    offload: &OffloadConfig,
+    tx: &mut TxEngine,
+    endpoint: &mut Box<dyn NetEndpoint>,
+    frame: &[u8],
+    ppis: impl Iterator<Item = Result<vmbus_proto::rndis::Ppi<'a>, vmbus_proto::Error>>,
+) -> bool {
+    let stats = &shared.stats;
+    let refuse = |e: &dyn std::fmt::Display| {
+        stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(relid = shared.relid, "netvsp: offload refused: {e}");
+        false
+    };
+    let req = match parse_request(ppis, offload) {
+        Ok(r) if r.is_empty() => {
+            transmit_plain(shared, endpoint, frame);
+            return true;
+        }
+        Ok(r) => r,
+        Err(e) => return refuse(&e),
+    };
+    stats.tx_offloaded.fetch_add(1, Ordering::Relaxed);
+    let support = endpoint.tx_offload_support();
+    if support != crate::backend::TxOffloadSupport::default() {
+        match tx.prepare_native(frame, &req, support) {
+            Ok(Some((f, native))) => {
+                if endpoint.transmit_offload(f, &native) {
+                    stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+                    stats.tx_native_offloads.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return true;
+            }
+            Ok(None) => {}
+            Err(e) => return refuse(&e),
+        }
+    }
+    // The checksums computed here are known good: a receiving NIC may say so.
+    let meta = req.meta();
+    match tx.process(frame, &req, &mut |f| endpoint.transmit_meta(f, meta)) {
+        Ok(out) => {
+            stats
+                .tx_frames
+                .fetch_add(u64::from(out.sent), Ordering::Relaxed);
+            stats
+                .tx_dropped
+                .fetch_add(u64::from(out.dropped), Ordering::Relaxed);
+            if req.lso.is_some() {
+                stats
+                    .tx_lso_segments
+                    .fetch_add(u64::from(out.sent + out.dropped), Ordering::Relaxed);
+            }
+            true
+        }
+        Err(e) => refuse(&e),
+    }
+}
+
+/// How the primary channel's worker and a subchannel's [`QueueWorker`] talk.
+pub(crate) struct QueueLink {
+    /// Packets the primary queued for this channel (received frames), written by the
+    /// queue's worker, which owns the channel's outgoing ring.
+    pub(crate) inbox: Mutex<VecDeque<Out>>,
+    /// Rung when the inbox gets packets or the NIC closes; also the channel's waker.
+    pub(crate) waker: Arc<Doorbell>,
+    /// Set by the primary when the NIC closes.
+    pub(crate) stop: AtomicBool,
+    /// Set by the queue's worker when its channel closed or failed.
+    pub(crate) exited: AtomicBool,
+}
+
+impl QueueLink {
+    pub(crate) fn new(waker: Arc<Doorbell>) -> Self {
+        Self {
+            inbox: Mutex::new(VecDeque::with_capacity(256)),
+            waker,
+            stop: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The thread of one subchannel: reads the guest's packets from the channel, runs
+/// them through the queue's [`QueueCore`], and writes completions and the received
+/// frames the primary passed in.
+pub(crate) struct QueueWorker {
+    pub(crate) core: QueueCore,
+    pub(crate) sender: Sender,
+    pub(crate) receiver: Receiver,
+    pub(crate) link: Arc<QueueLink>,
+    /// The primary's waker: rung when completions free receive slots.
+    pub(crate) primary: Arc<Doorbell>,
+}
+
+impl QueueWorker {
+    /// Runs until the channel closes or the NIC stops.
+    pub(crate) fn run(mut self) {
+        let mut out: VecDeque<Out> = VecDeque::with_capacity(512);
+        let mut staged: Vec<(usize, usize)> = Vec::with_capacity(256);
+        let mut stage: Vec<u8> = Vec::with_capacity(64 * 1024);
+        while !self.link.stop.load(Ordering::Acquire) {
+            let mut progress = false;
+            staged.clear();
+            stage.clear();
+            let read = self.receiver.try_recv_batch(256, |p| {
+                let start = stage.len();
+                stage.resize(start + p.len(), 0);
+                if let Some(dst) = stage.get_mut(start..) {
+                    p.copy_to(dst);
+                }
+                staged.push((start, stage.len()));
+            });
+            match read {
+                Ok(n) => progress |= n > 0,
+                Err(e) => {
+                    if e != ChannelError::Closed {
+                        tracing::warn!(relid = self.core.shared.relid, q = self.core.q, error = %e, "netvsp: subchannel failed");
+                    }
+                    break;
+                }
+            }
+            for &(s, e) in &staged {
+                if let Some(p) = stage.get(s..e)
+                    && let Some(o) = self.core.handle_subchannel_packet(p)
+                {
+                    out.push_back(o);
+                }
+            }
+            if std::mem::take(&mut self.core.freed) {
+                // Receive slots came back: the primary may have frames waiting.
+                self.primary.ring();
+            }
+            {
+                let mut inbox = lock(&self.link.inbox);
+                out.extend(inbox.drain(..));
+            }
+            while let Some(o) = out.front() {
+                if !o.write(|p, payload| self.sender.try_write(p, &[payload]).is_ok()) {
+                    break;
+                }
+                out.pop_front();
+                progress = true;
+            }
+            self.sender.flush();
+            if !progress {
+                match self.receiver.prepare_sleep() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.link.waker.wait(Duration::from_millis(20));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        // Transfers never written keep their slots until the primary frees them.
+        let mut inbox = lock(&self.link.inbox);
+        for o in out.into_iter().rev() {
+            inbox.push_front(o);
+        }
+        drop(inbox);
+        self.link.exited.store(true, Ordering::Release);
+        self.primary.ring();
+    }
+}
