@@ -5,7 +5,9 @@
 //! two rings at once as the per-queue baseline for the 2-queue rows). Guest to host
 //! sends in bursts (`Netvsc::send_deferred`, so frames share send sections as Linux
 //! packs them under `xmit_more`); `guest_to_host_1q_unbatched` sends one message per
-//! frame.
+//! frame. With 2 queues each guest queue runs on a thread of its own
+//! (`Netvsc::take_queue`), as does each host queue (netvsp's per-subchannel workers;
+//! received frames are pulled from the backend by the primary's worker).
 //!
 //! Run: `cargo bench -p vmbus-benches --bench nic`. For profiling,
 //! `NIC_BENCH_PROBE=1` runs each direction once outside criterion, and
@@ -25,11 +27,11 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hv_partition::SimPartition;
-use netvsc::{Netvsc, NetvscConfig};
+use netvsc::{Netvsc, NetvscConfig, NetvscQueue};
 use netvsp::{NetEndpoint, Netvsp, NetvspConfig};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
 use vmbus_proto::guid::{Guid, class};
@@ -83,10 +85,73 @@ fn tcp_header(port: u16) -> [u8; 54] {
     h
 }
 
+/// A guest thread driving one taken queue ([`Netvsc::take_queue`]).
+struct QueueThread {
+    jobs: mpsc::Sender<Job>,
+    done: mpsc::Receiver<()>,
+}
+
+enum Job {
+    /// Send `count` frames of `size` bytes in bursts (64 flows), then flush.
+    Send { size: usize, count: u64 },
+    /// Receive until `stop`, counting frames in `got`.
+    Recv {
+        stop: Arc<AtomicBool>,
+        got: Arc<AtomicU64>,
+    },
+}
+
+impl QueueThread {
+    fn spawn(mut q: NetvscQueue) -> Self {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            for job in rx {
+                match job {
+                    Job::Send { size, count } => {
+                        let frames = flows(size, 1000);
+                        for i in 0..count {
+                            q.send_deferred(&frames[i as usize % frames.len()]).unwrap();
+                        }
+                        q.flush().unwrap();
+                    }
+                    Job::Recv { stop, got } => {
+                        while !stop.load(Ordering::Acquire) {
+                            if q.recv_with(Duration::from_millis(1), |f| {
+                                black_box(f.first());
+                            })
+                            .unwrap()
+                            .is_some()
+                            {
+                                got.fetch_add(1, Ordering::Release);
+                            }
+                        }
+                    }
+                }
+                done_tx.send(()).unwrap();
+            }
+        });
+        Self { jobs, done }
+    }
+}
+
+/// 64 frames of `size` bytes, TCP source ports `first..first + 64` (64 flows).
+fn flows(size: usize, first: u16) -> Vec<Vec<u8>> {
+    (first..first + 64)
+        .map(|p| {
+            let mut f = vec![0xA5u8; size];
+            f[..54].copy_from_slice(&tcp_header(p));
+            f
+        })
+        .collect()
+}
+
 struct Nic {
     _host: HostBus<SimPartition>,
     _bus: GuestBus,
     nic: Netvsc,
+    /// With 2 queues: the subchannel's own guest thread.
+    queue1: Option<QueueThread>,
     host_stats: Arc<netvsp::NicStats>,
     sent: Arc<AtomicU64>,
     budget: Arc<AtomicU64>,
@@ -125,12 +190,20 @@ fn nic(queues: u16) -> Nic {
         queues,
         ..Default::default()
     };
-    let nic = Netvsc::open(&bus, &offer, &config).unwrap();
+    let mut nic = Netvsc::open(&bus, &offer, &config).unwrap();
     assert_eq!(nic.queues(), usize::from(queues));
+    // Each queue on a guest thread of its own, as a multi-queue guest runs them.
+    // (NIC_BENCH_ONE_GUEST_THREAD=1: one guest thread drives both, for comparison.)
+    let queue1 = if std::env::var_os("NIC_BENCH_ONE_GUEST_THREAD").is_some() {
+        None
+    } else {
+        nic.take_queue(1).map(QueueThread::spawn)
+    };
     Nic {
         _host: host,
         _bus: bus,
         nic,
+        queue1,
         host_stats,
         sent,
         budget,
@@ -146,17 +219,23 @@ fn guest_to_host(n: &mut Nic, size: usize, iters: u64) -> Duration {
 }
 
 fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Duration {
-    // 64 flows, so two queues both carry traffic.
-    let frames: Vec<Vec<u8>> = (0..64u16)
-        .map(|p| {
-            let mut f = vec![0xA5u8; size];
-            f[..54].copy_from_slice(&tcp_header(p));
-            f
-        })
-        .collect();
+    let frames = flows(size, 0);
     let target = n.sent.load(Ordering::Acquire) + iters;
     let start = Instant::now();
-    for i in 0..iters {
+    // With 2 queues, half the frames go from the subchannel's own thread.
+    let mine = match &n.queue1 {
+        Some(t) => {
+            t.jobs
+                .send(Job::Send {
+                    size,
+                    count: iters / 2,
+                })
+                .unwrap();
+            iters - iters / 2
+        }
+        None => iters,
+    };
+    for i in 0..mine {
         let f = &frames[i as usize % frames.len()];
         if batched {
             n.nic.send_deferred(f).unwrap();
@@ -165,6 +244,9 @@ fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Du
         }
     }
     n.nic.flush().unwrap();
+    if let Some(t) = &n.queue1 {
+        t.done.recv().unwrap();
+    }
     while n.sent.load(Ordering::Acquire) < target {
         n.nic.poll(Duration::from_micros(50)).unwrap();
     }
@@ -173,10 +255,22 @@ fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Du
 
 fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
     n.size.store(size as u64, Ordering::Relaxed);
+    // With 2 queues, the subchannel's thread receives what RSS puts on it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = Arc::new(AtomicU64::new(0));
+    if let Some(t) = &n.queue1 {
+        t.jobs
+            .send(Job::Recv {
+                stop: stop.clone(),
+                got: other.clone(),
+            })
+            .unwrap();
+    }
     let start = Instant::now();
     // Offer frames in windows of 1024 so the guest's receive buffer is never exhausted
     // (exhaustion drops frames by design; this measures delivery, not drops).
-    let (mut given, mut got) = (0u64, 0u64);
+    let (mut given, mut mine) = (0u64, 0u64);
+    let mut got = 0;
     let mut last = (Instant::now(), 0u64);
     while got < iters {
         if got != last.1 {
@@ -206,10 +300,16 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
             .unwrap()
             .is_some()
         {
-            got += 1;
+            mine += 1;
         }
+        got = mine + other.load(Ordering::Acquire);
     }
-    start.elapsed()
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Release);
+    if let Some(t) = &n.queue1 {
+        t.done.recv().unwrap();
+    }
+    elapsed
 }
 
 fn bench(c: &mut Criterion) {
@@ -228,8 +328,14 @@ fn bench(c: &mut Criterion) {
         let batched = std::env::var_os("NIC_BENCH_UNBATCHED").is_none();
         let d = guest_to_host_with(&mut n, 1514, frames, batched);
         let after = n.nic.signals();
+        let messages: u64 = n.host_stats.tx_queue_packets[..2]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum();
         println!(
-            "probe 1q guest_to_host 1514: {:.2} Mpps; signals to host {}, from host {}",
+            "probe {}q guest_to_host 1514: {:.2} Mpps; {messages} messages; signals to host \
+             {}, from host {} (primary channel)",
+            n.nic.queues(),
             frames as f64 / 1e6 / d.as_secs_f64(),
             after.0 - before.0,
             after.1 - before.1
@@ -243,7 +349,8 @@ fn bench(c: &mut Criterion) {
             .unwrap_or(2_000_000u64);
         let d = host_to_guest(&mut n, 1514, frames);
         println!(
-            "probe 1q host_to_guest 1514: {:.2} Mpps",
+            "probe {}q host_to_guest 1514: {:.2} Mpps",
+            n.nic.queues(),
             frames as f64 / 1e6 / d.as_secs_f64()
         );
         return;

@@ -26,6 +26,9 @@
 //! With [`NetvscConfig::queues`] above 1 the driver asks for subchannels as Linux does
 //! (RSS capabilities, SUBCHANNEL, the offers, RSS parameters), receives on every queue
 //! and transmits on the queue the host's send indirection table names for the flow.
+//! Each queue has its own send sections, large-send slots and receive queue, so
+//! [`Netvsc::take_queue`] can move a subchannel to a [`NetvscQueue`] driven by a
+//! thread of its own (the caller then picks which flows it sends there).
 //!
 //! Receive: [`Netvsc::recv_with_info`] also gives what the host said about a frame
 //! ([`RxInfo`]: checksums it verified, the RSS hash). Not implemented: receive segment
@@ -35,21 +38,28 @@
 
 #[cfg(feature = "smoltcp")]
 pub mod phy;
+mod queue;
+mod rx;
 
-use hv_partition::GuestMemory;
+pub use queue::NetvscQueue;
+use queue::{
+    DataQueue, Events, HostEvent, LARGE_SLOT_BYTES, Layout, MAX_ALIGNMENT_SHIFT,
+    MAX_PACKETS_PER_MESSAGE, NVSP_TID,
+};
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use vmbus::{Channel, ChannelError, GuestBus, GuestError, Receiver, Sender};
+use vmbus::{Channel, ChannelError, GuestBus, GuestError};
 use vmbus_proto::channel::OfferChannel;
 use vmbus_proto::nvsp::{
     NdisConfigCapabilities, NvspChannelType, NvspMessage, NvspStatus, NvspVersion,
 };
-use vmbus_proto::packet::{FLAG_COMPLETION_REQUESTED, Packet, PacketKind, PacketLimits};
+use vmbus_proto::packet::FLAG_COMPLETION_REQUESTED;
 use vmbus_proto::rndis::{
     InfoComplete, NdisOffload, NdisOffloadParams, Oid, OidRequest, RndisInitializeRequest,
-    RndisMessage, RndisMessages, RndisStatus,
+    RndisMessage, RndisStatus,
 };
 use vmbus_ring::{Doorbell, OutgoingPacket};
 
@@ -76,7 +86,7 @@ pub struct NetvscConfig {
     /// NDIS config and lowered to the host's maximum frame size if that is smaller.
     /// Receive slots are sized from it; frames above it are refused both ways.
     pub mtu: u32,
-    /// Frames held between receive calls before new ones are dropped.
+    /// Frames held between receive calls, per queue, before new ones are dropped.
     pub rx_queue: usize,
     /// How long control operations wait for the host.
     pub timeout: Duration,
@@ -220,7 +230,7 @@ pub struct RxInfo {
 impl RxInfo {
     /// The infos in one received RNDIS packet's per-packet-info region; malformed
     /// entries are ignored (the frame is still good, the host just told nothing usable).
-    fn of(ppi: &[u8]) -> Self {
+    pub(crate) fn of(ppi: &[u8]) -> Self {
         use vmbus_proto::rndis::ppi::{Ppi, PpiIter};
         let mut info = Self::default();
         for p in PpiIter::new(ppi).flatten() {
@@ -313,208 +323,126 @@ pub struct NetvscStats {
     pub tx_messages: AtomicU64,
 }
 
-/// A send section being filled with several RNDIS packets (Linux's "multi-send data"):
-/// sent as one SEND_RNDIS_PKT when full or flushed.
-#[derive(Copy, Clone, Debug)]
-struct OpenSection {
-    section: u32,
-    /// Bytes written so far (each message padded to the host's alignment).
-    used: u32,
-    /// RNDIS packets in it.
-    count: u32,
-}
-
-/// Most RNDIS packets the driver puts in one send section, whatever the host allows.
-const MAX_PACKETS_PER_MESSAGE: u32 = 64;
-/// Largest packet alignment (as a shift) the driver pads to; a host asking for more
-/// gets one packet per message, which never needs padding.
-const MAX_ALIGNMENT_SHIFT: u32 = 6;
-
-/// Bytes per receive slot at the 1500-byte MTU: a whole RNDIS message carrying a full
-/// frame (header, PPIs, frame) fits, so a message is read from guest memory straight
-/// into its slot. Larger MTUs get [`rx_slot_size`].
-const RX_SLOT: usize = 2048;
-/// Room in a slot for the RNDIS header and per-packet infos before the frame.
-const RX_HEADER_ROOM: usize = 256;
-
-/// Receive slot size for frames of up to `max_frame` bytes.
-fn rx_slot_size(max_frame: usize) -> usize {
-    (max_frame + RX_HEADER_ROOM)
-        .next_multiple_of(64)
-        .max(RX_SLOT)
-}
-
 /// The largest frame at `mtu` (Ethernet header and a VLAN tag added).
-fn frame_size(mtu: u32) -> usize {
+pub(crate) fn frame_size(mtu: u32) -> usize {
     mtu as usize + 18
 }
 
-/// A queued frame's infos: decoded, or where its per-packet infos lie in its slot
-/// (decoded only if asked for).
-#[derive(Copy, Clone, Debug)]
-enum SlotInfo {
-    Known(RxInfo),
-    Ppi { off: u16, len: u16 },
+/// Copies `frame` into `buf`, cut to its length; the bytes copied.
+pub(crate) fn copy_cut(frame: &[u8], buf: &mut [u8]) -> usize {
+    let n = frame.len().min(buf.len());
+    if let (Some(d), Some(s)) = (buf.get_mut(..n), frame.get(..n)) {
+        d.copy_from_slice(s);
+    }
+    n
 }
 
-/// Bounded queue of received frames in preallocated slots; each slot remembers where
-/// in it the frame is.
-#[derive(Default)]
-struct RxQueue {
-    slots: Vec<u8>,
-    slot_size: usize,
-    /// Longest frame accepted (frames above the MTU are refused).
-    max_frame: usize,
-    spans: Vec<(u16, u16)>,
-    infos: Vec<SlotInfo>,
-    head: usize,
-    len: usize,
-}
+/// NVSP answers kept for requests not yet collected (the bring-up waits for one at a
+/// time; anything beyond this is a misbehaving host).
+const MAX_PENDING_RESPONSES: usize = 16;
+/// RNDIS control answers kept for requests not yet collected.
+const MAX_PENDING_CONTROL: usize = 64;
+/// Packets larger than a send section that may be in flight at once (at least; two
+/// per queue with more queues).
+const LARGE_SLOTS: u32 = 8;
 
-impl RxQueue {
-    fn new(n: usize, max_frame: usize) -> Self {
-        let slot_size = rx_slot_size(max_frame);
-        Self {
-            slots: vec![0; n.max(1) * slot_size],
-            slot_size,
-            max_frame,
-            spans: vec![(0, 0); n.max(1)],
-            infos: vec![SlotInfo::Known(RxInfo::default()); n.max(1)],
-            head: 0,
-            len: 0,
-        }
-    }
-
-    fn capacity(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// The slot the next frame goes into, or `None` when the queue is full.
-    fn next_slot(&mut self) -> Option<&mut [u8]> {
-        let cap = self.capacity();
-        if self.len == cap {
-            return None;
-        }
-        let at = (self.head + self.len) % cap * self.slot_size;
-        self.slots.get_mut(at..at + self.slot_size)
-    }
-
-    /// Queues the frame at `off..off + len` of the slot [`RxQueue::next_slot`] gave.
-    fn commit(&mut self, off: usize, len: usize, info: SlotInfo) -> bool {
-        let cap = self.capacity();
-        if self.len == cap || len > self.max_frame || off + len > self.slot_size {
-            return false;
-        }
-        let i = (self.head + self.len) % cap;
-        match (self.spans.get_mut(i), self.infos.get_mut(i)) {
-            (Some(span), Some(slot_info)) => {
-                *span = (off as u16, len as u16);
-                *slot_info = info;
-                self.len += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn push(&mut self, f: &[u8], info: SlotInfo) -> bool {
-        let max = self.max_frame;
-        match self.next_slot().and_then(|s| s.get_mut(..f.len())) {
-            Some(d) if f.len() <= max => {
-                d.copy_from_slice(f);
-                self.commit(0, f.len(), info)
-            }
-            _ => false,
-        }
-    }
-
-    /// Hands the oldest frame and, if `want_info`, its infos (decoded now) to `f` in
-    /// its slot and frees the slot.
-    fn pop_with<R>(&mut self, want_info: bool, f: impl FnOnce(&[u8], RxInfo) -> R) -> Option<R> {
-        if self.len == 0 {
-            return None;
-        }
-        let i = self.head;
-        self.head = (i + 1) % self.capacity();
-        self.len -= 1;
-        let (off, len) = *self.spans.get(i)?;
-        let base = i * self.slot_size;
-        let info = match self.infos.get(i) {
-            Some(SlotInfo::Known(info)) => *info,
-            Some(&SlotInfo::Ppi { off, len }) if want_info => {
-                let at = base + usize::from(off);
-                RxInfo::of(self.slots.get(at..at + usize::from(len)).unwrap_or(&[]))
-            }
-            _ => RxInfo::default(),
-        };
-        let at = base + usize::from(off);
-        Some(f(self.slots.get(at..at + usize::from(len))?, info))
-    }
-}
-
-/// A synthetic NIC, brought up and ready for frames.
-pub struct Netvsc {
-    relid: u32,
-    sender: Sender,
-    receiver: Receiver,
-    waker: Arc<Doorbell>,
-    memory: GuestMemory,
+/// The NIC's control state: what the primary channel's non-data traffic updates.
+struct Control {
     version: NvspVersion,
-    recv: (u64, u64, u32),
-    send: (u64, u64, u32),
-    section_size: u32,
-    free_sections: Vec<u32>,
-    /// Guest pages for packets larger than a section, sent GPA-direct: (first GPA,
-    /// bytes per slot, slots).
-    large: (u64, u64, u32),
-    free_large: Vec<u32>,
-    /// Per large slot: the generation of the send in flight.
-    large_in_flight: Vec<Option<u32>>,
-    offloads: HostOffloads,
-    /// RNDIS packets the host accepts per message (INITIALIZE_COMPLETE
-    /// `max_pkt_per_msg`, clamped to 1..=[`MAX_PACKETS_PER_MESSAGE`]).
-    max_pkt: u32,
-    /// Alignment of packets sharing a message (`1 << pkt_alignment_factor`).
-    pkt_align: u32,
-    /// Per queue: the send section being filled by deferred sends.
-    open: [Option<OpenSection>; MAX_QUEUES as usize],
-    /// Whether any of `open` may be set.
-    any_open: bool,
-    /// Queues 1..: the subchannels (relid, halves).
-    subqueues: Vec<(u32, Sender, Receiver)>,
-    /// The host's send indirection table (queue per transmit hash bucket).
-    send_table: [u32; 16],
-    /// Per send section: the generation of the send in flight, if any (the tid carries
-    /// section and generation, so completions are matched without a map).
-    in_flight: Vec<Option<u32>>,
-    generation: u32,
     /// NVSP responses by tid.
     responses: BTreeMap<u64, NvspMessage>,
     /// RNDIS control completions by request id (copied bytes).
     control: VecDeque<(u32, Vec<u8>)>,
     next_tid: u64,
-    next_req: u32,
-    mac: [u8; 6],
-    mtu: u32,
     link_up: bool,
-    rx: RxQueue,
-    stats: Arc<NetvscStats>,
-    staged: Vec<(usize, usize)>,
-    stage: Vec<u8>,
-    scratch: Vec<u8>,
-    timeout: Duration,
+    /// The host's send indirection table (queue per transmit hash bucket).
+    send_table: [u32; 16],
 }
 
-const NVSP_TID: u64 = 1 << 62;
-/// NVSP answers kept for requests not yet collected (the bring-up waits for one at a
-/// time; anything beyond this is a misbehaving host).
-const MAX_PENDING_RESPONSES: usize = 16;
-const SECTION_TID: u64 = 1 << 61;
-const LARGE_TID: u64 = 1 << 60;
-/// Packets larger than a send section that may be in flight at once.
-const LARGE_SLOTS: u32 = 8;
-/// Bytes per large-send slot: the largest LSO packet plus its RNDIS header and PPIs.
-const LARGE_SLOT_BYTES: u64 = 64 * 1024 + 4096;
+impl Control {
+    /// Acts on one control-path event from the host.
+    fn event(&mut self, layout: &Layout, event: HostEvent<'_>) {
+        let stats = &layout.stats;
+        let bad = || {
+            stats.bad_host_messages.fetch_add(1, Ordering::Relaxed);
+        };
+        match event {
+            HostEvent::NvspCompletion { tid, payload } => {
+                match NvspMessage::parse_completion(payload)
+                    .or_else(|_| NvspMessage::parse(payload))
+                {
+                    // Only tids we issued and have not seen answered: a host that
+                    // completes made-up tids must not grow the map.
+                    Ok(m)
+                        if tid & !NVSP_TID < self.next_tid
+                            && self.responses.len() < MAX_PENDING_RESPONSES =>
+                    {
+                        self.responses.insert(tid, m);
+                    }
+                    Ok(_) => {
+                        stats.unknown_completions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => bad(),
+                }
+            }
+            HostEvent::Rndis(RndisMessage::IndicateStatus(s)) => {
+                if s.status == RndisStatus::MEDIA_CONNECT {
+                    self.link_up = true;
+                    stats.link_changes.fetch_add(1, Ordering::Relaxed);
+                } else if s.status == RndisStatus::MEDIA_DISCONNECT {
+                    self.link_up = false;
+                    stats.link_changes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            HostEvent::Rndis(m) => {
+                if let (Some(req), Ok(bytes)) = (m.request_id(), m.to_vec())
+                    && self.control.len() < MAX_PENDING_CONTROL
+                {
+                    self.control.push_back((req, bytes));
+                }
+            }
+            HostEvent::Inband(payload) => {
+                // The only message a host sends unasked: the send indirection table.
+                match vmbus_proto::nvsp::NvspSendIndirectionTable::parse_linux_compat(
+                    payload,
+                    self.version,
+                ) {
+                    Ok(t) if t.entries().len() == self.send_table.len() => {
+                        for (d, s) in self.send_table.iter_mut().zip(t.entries()) {
+                            *d = *s;
+                        }
+                    }
+                    _ => bad(),
+                }
+            }
+        }
+    }
+}
+
+/// A synthetic NIC, brought up and ready for frames. One thread drives all of its
+/// queues; [`Netvsc::take_queue`] moves a subchannel's queue to a thread of its own.
+pub struct Netvsc {
+    relid: u32,
+    layout: Layout,
+    /// Queue 0 (the primary channel) and the subchannels; `None` once taken.
+    queues: Vec<Option<DataQueue>>,
+    /// The subchannels' relids (closed with the NIC, taken or not).
+    sub_relids: Vec<u32>,
+    /// Rung by the host's signals on every queue this NIC still drives.
+    waker: Arc<Doorbell>,
+    ctl: Control,
+    /// Receive and send buffers: (first GPA, bytes, GPADL).
+    recv_buffer: (u64, u64, u32),
+    send_buffer: (u64, u64, u32),
+    /// Large-send slots: slots allocated.
+    large_slots: u32,
+    next_req: u32,
+    mac: [u8; 6],
+    /// Whether a queue may hold deferred frames.
+    any_open: bool,
+    /// The queue the next receive looks at first (round robin).
+    next_rx: usize,
+}
 
 impl Netvsc {
     /// Opens `offer` on `bus` and runs the whole bring-up.
@@ -531,53 +459,77 @@ impl Netvsc {
             receiver,
             ..
         } = channel;
-        let waker = Arc::new(Doorbell::new());
         // Peer signals also ring `waker`, so `poll` can wait with a timeout.
-        sender.shared().set_waker(waker.clone());
-        let mut nic = Self {
+        let waker = Arc::new(Doorbell::new());
+        let primary = DataQueue::new(
+            0,
             relid,
             sender,
             receiver,
+            waker.clone(),
+            config.rx_queue,
+            mtu,
+        );
+        let mut nic = Self {
+            relid,
+            layout: Layout {
+                memory: bus.memory().clone(),
+                recv: (0, 0),
+                send: 0,
+                section_size: 0,
+                large: 0,
+                offloads: HostOffloads::default(),
+                max_pkt: 1,
+                pkt_align: 1,
+                mtu,
+                stats: Arc::new(NetvscStats::default()),
+                timeout: config.timeout,
+            },
+            queues: vec![Some(primary)],
+            sub_relids: Vec::new(),
             waker,
-            memory: bus.memory().clone(),
-            version: NvspVersion::V1,
-            recv: (0, 0, 0),
-            send: (0, 0, 0),
-            section_size: 0,
-            free_sections: Vec::new(),
-            in_flight: Vec::new(),
-            large: (0, 0, 0),
-            free_large: Vec::new(),
-            large_in_flight: Vec::new(),
-            offloads: HostOffloads::default(),
-            max_pkt: 1,
-            pkt_align: 1,
-            open: [None; MAX_QUEUES as usize],
-            any_open: false,
-            subqueues: Vec::new(),
-            send_table: [0; 16],
-            generation: 0,
-            responses: BTreeMap::new(),
-            control: VecDeque::new(),
-            next_tid: 1,
+            ctl: Control {
+                version: NvspVersion::V1,
+                responses: BTreeMap::new(),
+                control: VecDeque::new(),
+                next_tid: 1,
+                link_up: false,
+                send_table: [0; 16],
+            },
+            recv_buffer: (0, 0, 0),
+            send_buffer: (0, 0, 0),
+            large_slots: 0,
             next_req: 1,
             mac: [0; 6],
-            mtu,
-            link_up: false,
-            rx: RxQueue::new(config.rx_queue, frame_size(mtu)),
-            stats: Arc::new(NetvscStats::default()),
-            staged: Vec::with_capacity(64),
-            stage: Vec::with_capacity(64 * 1024),
-            scratch: vec![0u8; rx_slot_size(frame_size(mtu)).max(8192)],
-            timeout: config.timeout,
+            any_open: false,
+            next_rx: 0,
         };
         nic.negotiate(&config.versions)?;
         nic.setup_buffers(bus, config)?;
         nic.rndis_bring_up()?;
-        if config.queues > 1 && nic.version.0 >= NvspVersion::V5.0 {
+        if config.queues > 1 && nic.ctl.version.0 >= NvspVersion::V5.0 {
             nic.open_subchannels(bus, offer, config)?;
         }
         Ok(nic)
+    }
+
+    /// Runs `f` on queue `q` with the layout and the control path's event handler.
+    fn on_queue<R>(
+        &mut self,
+        q: usize,
+        f: impl FnOnce(&mut DataQueue, &Layout, &mut Events<'_>) -> Result<R, NetvscError>,
+    ) -> Result<R, NetvscError> {
+        let Self {
+            queues,
+            layout,
+            ctl,
+            ..
+        } = self;
+        let dq = queues
+            .get_mut(q)
+            .and_then(Option::as_mut)
+            .ok_or(NetvscError::Refused("a queue that was taken"))?;
+        f(dq, layout, &mut |l, e| ctl.event(l, e))
     }
 
     /// Asks for subchannels as Linux does (RSS capabilities, SUBCHANNEL, the offers,
@@ -629,14 +581,23 @@ impl Netvsc {
                 receiver,
                 ..
             } = bus.open(&offer, config.ring_pages, vp)?;
-            sender.shared().set_waker(self.waker.clone());
-            self.subqueues.push((relid, sender, receiver));
+            self.sub_relids.push(relid);
+            self.queues.push(Some(DataQueue::new(
+                usize::from(index),
+                relid,
+                sender,
+                receiver,
+                self.waker.clone(),
+                config.rx_queue,
+                self.layout.mtu,
+            )));
         }
-        if self.subqueues.is_empty() {
+        if self.sub_relids.is_empty() {
             return Ok(());
         }
+        self.share_send_slots();
         // RSS over every queue: 128 entries round robin, Toeplitz over TCP and IP.
-        let queues = 1 + self.subqueues.len() as u32;
+        let queues = self.queues.len() as u32;
         let table: Vec<u8> = (0..128u32)
             .flat_map(|i| (i % queues).to_le_bytes())
             .collect();
@@ -668,33 +629,72 @@ impl Netvsc {
         Ok(())
     }
 
+    /// Splits the primary's free send sections and large-send slots evenly over the
+    /// queues (each queue's sends complete on that queue, and a queue taken to another
+    /// thread must not share them).
+    fn share_send_slots(&mut self) {
+        let n = self.queues.len();
+        let n_sections = (self.send_buffer.1 / u64::from(self.layout.section_size.max(1))) as u32;
+        let n_large = self.large_slots;
+        let Some(Some(primary)) = self.queues.first_mut() else {
+            return;
+        };
+        let share = primary.free_sections.len() / n;
+        let large_share = primary.free_large.len() / n;
+        let mut parts = Vec::with_capacity(n);
+        for _ in 1..n {
+            let s = primary.free_sections.len() - share;
+            let l = primary.free_large.len() - large_share;
+            parts.push((
+                primary.free_sections.split_off(s),
+                primary.free_large.split_off(l),
+            ));
+        }
+        for (dq, (sections, large)) in self.queues.iter_mut().skip(1).flatten().zip(parts) {
+            dq.own(sections, n_sections, large, n_large);
+        }
+    }
+
+    /// Moves subchannel queue `q` (1 to `queues() - 1`) to a [`NetvscQueue`] the
+    /// caller may run on another thread, with the sections, large-send slots and
+    /// receive queue it already had. Frames this NIC sends whose flow the host's table
+    /// puts on `q` go on the primary queue from now on; frames the host puts on `q`
+    /// arrive at the returned queue. `None` if `q` is not a subchannel or was taken.
+    /// The subchannel closes with the NIC ([`Netvsc::close`]): the queue's calls then
+    /// fail.
+    pub fn take_queue(&mut self, q: usize) -> Option<NetvscQueue> {
+        if q == 0 {
+            return None;
+        }
+        let _ = self.on_queue(q, |dq, layout, _| dq.flush(layout));
+        let mut dq = self.queues.get_mut(q).and_then(Option::take)?;
+        dq.set_waker(Arc::new(Doorbell::new()));
+        Some(NetvscQueue::new(self.layout.clone(), dq))
+    }
+
     /// Signals (sent to the host, received from it) on the primary channel: with
     /// frames counted, how often each side had to interrupt the other.
     pub fn signals(&self) -> (u64, u64) {
-        let s = &self.sender.shared().stats;
+        let Some(Some(q)) = self.queues.first() else {
+            return (0, 0);
+        };
+        let s = &q.sender.shared().stats;
         (
             s.signals_sent.load(Ordering::Relaxed),
             s.signals_received.load(Ordering::Relaxed),
         )
     }
 
-    /// Queues open (1 plus the subchannels).
+    /// Queues open (1 plus the subchannels, taken or not).
     pub fn queues(&self) -> usize {
-        1 + self.subqueues.len()
-    }
-
-    /// The sender of queue `q` (the primary for 0 or an unknown queue).
-    fn sender_of(&mut self, q: usize) -> &mut Sender {
-        match q.checked_sub(1).and_then(|i| self.subqueues.get_mut(i)) {
-            Some((_, s, _)) => s,
-            None => &mut self.sender,
-        }
+        self.queues.len()
     }
 
     /// The transmit queue of a frame: a hash of its addresses and ports into the
-    /// host's send indirection table (as Linux picks it), queue 0 without subchannels.
+    /// host's send indirection table (as Linux picks it), queue 0 without subchannels
+    /// or when the table names a queue that was taken.
     fn tx_queue(&self, frame: &[u8]) -> usize {
-        if self.subqueues.is_empty() {
+        if self.queues.len() < 2 {
             return 0;
         }
         let flow = l4_of(frame).and_then(|(v6, _, l4)| {
@@ -712,9 +712,14 @@ impl Netvsc {
         let h = addrs.iter().chain(ports).fold(0x811c_9dc5u32, |h, b| {
             (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
         });
-        let bucket = (h ^ (h >> 16)) as usize % self.send_table.len();
-        let q = self.send_table.get(bucket).copied().unwrap_or(0) as usize;
-        if q < self.queues() { q } else { 0 }
+        let table = &self.ctl.send_table;
+        let bucket = (h ^ (h >> 16)) as usize % table.len();
+        let q = table.get(bucket).copied().unwrap_or(0) as usize;
+        if self.queues.get(q).is_some_and(Option::is_some) {
+            q
+        } else {
+            0
+        }
     }
 
     /// The channel's relid.
@@ -723,7 +728,7 @@ impl Netvsc {
     }
     /// The negotiated NVSP version.
     pub fn nvsp_version(&self) -> NvspVersion {
-        self.version
+        self.ctl.version
     }
     /// The MAC address the host reported.
     pub fn mac(&self) -> [u8; 6] {
@@ -731,20 +736,20 @@ impl Netvsc {
     }
     /// The MTU.
     pub fn mtu(&self) -> u32 {
-        self.mtu
+        self.layout.mtu
     }
     /// The largest frame the NIC sends or receives: the MTU plus the Ethernet header
     /// and a VLAN tag.
     pub fn max_frame(&self) -> usize {
-        frame_size(self.mtu)
+        frame_size(self.layout.mtu)
     }
     /// Whether the link is up (as last indicated by the host).
     pub fn link_up(&self) -> bool {
-        self.link_up
+        self.ctl.link_up
     }
     /// Counters.
     pub fn stats(&self) -> &Arc<NetvscStats> {
-        &self.stats
+        &self.layout.stats
     }
 
     fn nvsp_request(
@@ -752,8 +757,8 @@ impl Netvsc {
         msg: &NvspMessage,
         completion: bool,
     ) -> Result<Option<NvspMessage>, NetvscError> {
-        let tid = NVSP_TID | self.next_tid;
-        self.next_tid += 1;
+        let tid = NVSP_TID | self.ctl.next_tid;
+        self.ctl.next_tid += 1;
         let mut buf = [0u8; 40];
         let n = msg
             .emit(&mut buf)
@@ -763,16 +768,18 @@ impl Netvsc {
         } else {
             0
         };
-        self.sender.send(
-            &OutgoingPacket::inband(tid, flags),
-            &[buf.get(..n).unwrap_or(&[])],
-        )?;
+        self.on_queue(0, |dq, _, _| {
+            Ok(dq.sender.send(
+                &OutgoingPacket::inband(tid, flags),
+                &[buf.get(..n).unwrap_or(&[])],
+            )?)
+        })?;
         if !completion {
             return Ok(None);
         }
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.layout.timeout;
         loop {
-            if let Some(r) = self.responses.remove(&tid) {
+            if let Some(r) = self.ctl.responses.remove(&tid) {
                 return Ok(Some(r));
             }
             if Instant::now() >= deadline {
@@ -790,7 +797,7 @@ impl Netvsc {
                 ..
             }) = r
             {
-                self.version = v;
+                self.ctl.version = v;
                 if v.0 >= NvspVersion::V2.0 {
                     let mut caps = NdisConfigCapabilities::IEEE8021Q;
                     if v.0 >= NvspVersion::V5.0 {
@@ -798,7 +805,7 @@ impl Netvsc {
                     }
                     self.nvsp_request(
                         &NvspMessage::SendNdisConfig {
-                            mtu: self.mtu + 14,
+                            mtu: self.layout.mtu + 14,
                             capability: caps,
                         },
                         false,
@@ -816,7 +823,8 @@ impl Netvsc {
         let pages = config.recv_buffer_bytes.div_ceil(4096).max(1);
         let start = bus.alloc_pages(pages)?;
         let gpadl = bus.create_gpadl(self.relid, start, pages)?;
-        self.recv = (start * 4096, pages * 4096, gpadl);
+        self.recv_buffer = (start * 4096, pages * 4096, gpadl);
+        self.layout.recv = (start * 4096, pages * 4096);
         match self.nvsp_request(
             &NvspMessage::SendReceiveBuffer {
                 gpadl_handle: gpadl,
@@ -833,7 +841,8 @@ impl Netvsc {
         let pages = config.send_buffer_bytes.div_ceil(4096).max(1);
         let start = bus.alloc_pages(pages)?;
         let gpadl = bus.create_gpadl(self.relid, start, pages)?;
-        self.send = (start * 4096, pages * 4096, gpadl);
+        self.send_buffer = (start * 4096, pages * 4096, gpadl);
+        self.layout.send = start * 4096;
         match self.nvsp_request(
             &NvspMessage::SendSendBuffer {
                 gpadl_handle: gpadl,
@@ -844,17 +853,17 @@ impl Netvsc {
             Some(NvspMessage::SendSendBufferComplete {
                 status: NvspStatus::SUCCESS,
                 section_size,
-            }) if section_size >= 1024 && u64::from(section_size) <= self.send.1 => {
-                self.section_size = section_size;
-                let n = (self.send.1 / u64::from(section_size)) as u32;
-                self.free_sections = (0..n).rev().collect();
-                self.in_flight = vec![None; n as usize];
-                let pages = LARGE_SLOT_BYTES / 4096 * u64::from(LARGE_SLOTS);
-                let start = bus.alloc_pages(pages)?;
-                self.large = (start * 4096, LARGE_SLOT_BYTES, LARGE_SLOTS);
-                self.free_large = (0..LARGE_SLOTS).rev().collect();
-                self.large_in_flight = vec![None; LARGE_SLOTS as usize];
-                Ok(())
+            }) if section_size >= 1024 && u64::from(section_size) <= self.send_buffer.1 => {
+                self.layout.section_size = section_size;
+                let n = (self.send_buffer.1 / u64::from(section_size)) as u32;
+                let slots = LARGE_SLOTS.max(2 * u32::from(config.queues.min(MAX_QUEUES)));
+                let start = bus.alloc_pages(LARGE_SLOT_BYTES / 4096 * u64::from(slots))?;
+                self.layout.large = start * 4096;
+                self.large_slots = slots;
+                self.on_queue(0, |dq, _, _| {
+                    dq.own((0..n).rev().collect(), n, (0..slots).rev().collect(), slots);
+                    Ok(())
+                })
             }
             _ => Err(NetvscError::Refused("the send buffer")),
         }
@@ -871,10 +880,10 @@ impl Netvsc {
             .emit(&mut buf)
             .map_err(|_| NetvscError::Refused("RNDIS encode"))?;
         self.send_rndis(buf.get(..n).unwrap_or(&[]), NvspChannelType::RMC_CONTROL)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.layout.timeout;
         loop {
-            if let Some(i) = self.control.iter().position(|(r, _)| *r == req_id)
-                && let Some((_, bytes)) = self.control.remove(i)
+            if let Some(i) = self.ctl.control.iter().position(|(r, _)| *r == req_id)
+                && let Some((_, bytes)) = self.ctl.control.remove(i)
             {
                 return Ok(bytes);
             }
@@ -939,8 +948,8 @@ impl Netvsc {
                 // out of range here means one packet per message, never an error.
                 let (max_pkt, factor) = (c.max_pkt_per_msg, c.pkt_alignment_factor);
                 if factor <= MAX_ALIGNMENT_SHIFT {
-                    self.max_pkt = max_pkt.clamp(1, MAX_PACKETS_PER_MESSAGE);
-                    self.pkt_align = 1 << factor;
+                    self.layout.max_pkt = max_pkt.clamp(1, MAX_PACKETS_PER_MESSAGE);
+                    self.layout.pkt_align = 1 << factor;
                 }
             }
             _ => return Err(NetvscError::Refused("RNDIS initialize")),
@@ -949,7 +958,9 @@ impl Netvsc {
             && let Some(b) = v.first_chunk::<4>()
         {
             // The host's largest; the driver keeps its own MTU when that is smaller.
-            self.mtu = u32::from_le_bytes(*b).clamp(68, MAX_MTU).min(self.mtu);
+            self.layout.mtu = u32::from_le_bytes(*b)
+                .clamp(68, MAX_MTU)
+                .min(self.layout.mtu);
         }
         match self.query(Oid::OID_802_3_PERMANENT_ADDRESS, &[])? {
             (RndisStatus::SUCCESS, v) if v.len() >= 6 => {
@@ -958,9 +969,9 @@ impl Netvsc {
             _ => return Err(NetvscError::Refused("the MAC address query")),
         }
         // Offload capabilities (mandatory for Linux), then parameters (nothing enabled).
-        let (rev, size) = if self.version.0 >= NvspVersion::V5.0 {
+        let (rev, size) = if self.ctl.version.0 >= NvspVersion::V5.0 {
             (3, 156)
-        } else if self.version.0 >= NvspVersion::V4.0 {
+        } else if self.ctl.version.0 >= NvspVersion::V4.0 {
             (2, 144)
         } else {
             (1, 112)
@@ -975,9 +986,9 @@ impl Netvsc {
             Ok(c) if status == RndisStatus::SUCCESS => c,
             _ => return Err(NetvscError::Refused("the offload capabilities query")),
         };
-        self.offloads = HostOffloads::from_capabilities(&caps);
+        self.layout.offloads = HostOffloads::from_capabilities(&caps);
         let mut params = [0u8; 32];
-        let n = self.offloads.params().emit(&mut params).unwrap_or(0);
+        let n = self.layout.offloads.params().emit(&mut params).unwrap_or(0);
         if self.set(
             Oid::OID_TCP_OFFLOAD_PARAMETERS,
             params.get(..n).unwrap_or(&[]),
@@ -986,11 +997,11 @@ impl Netvsc {
             return Err(NetvscError::Refused("the offload parameters"));
         }
         if let (RndisStatus::SUCCESS, v) = self.query(Oid::OID_GEN_MEDIA_CONNECT_STATUS, &[])? {
-            self.link_up = v
+            self.ctl.link_up = v
                 .first_chunk::<4>()
                 .is_some_and(|b| u32::from_le_bytes(*b) == 0);
         }
-        if self.version.0 >= NvspVersion::V5.0 {
+        if self.ctl.version.0 >= NvspVersion::V5.0 {
             let _ = self.query(Oid::OID_GEN_LINK_SPEED, &[])?;
         }
         // Directed | all-multicast | broadcast, as netvsc sets at ifup.
@@ -1004,64 +1015,23 @@ impl Netvsc {
 
     /// Writes an RNDIS message into a free send section and sends SEND_RNDIS_PKT.
     fn send_rndis(&mut self, msg: &[u8], channel_type: NvspChannelType) -> Result<(), NetvscError> {
-        if msg.len() > self.section_size as usize {
+        if msg.len() > self.layout.section_size as usize {
             return Err(NetvscError::FrameTooLarge(msg.len()));
         }
-        let section = self.take_section()?;
-        let gpa = self.send.0 + u64::from(section) * u64::from(self.section_size);
-        self.memory
-            .write(gpa, msg)
-            .map_err(|_| NetvscError::Refused("send buffer write"))?;
-        self.submit(0, section, msg.len() as u32, channel_type)
-    }
-
-    fn take_section(&mut self) -> Result<u32, NetvscError> {
-        if let Some(s) = self.free_sections.pop() {
-            return Ok(s);
-        }
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            if let Some(s) = self.free_sections.pop() {
-                return Ok(s);
+        self.on_queue(0, |dq, layout, events| {
+            let section = dq.take_section(layout, events)?;
+            let gpa = layout.send + u64::from(section) * u64::from(layout.section_size);
+            if layout.memory.write(gpa, msg).is_err() {
+                dq.free_sections.push(section);
+                return Err(NetvscError::Refused("send buffer write"));
             }
-            if Instant::now() >= deadline {
-                return Err(NetvscError::Timeout("a free send section"));
-            }
-            self.poll(Duration::from_millis(10))?;
-        }
-    }
-
-    fn submit(
-        &mut self,
-        q: usize,
-        section: u32,
-        size: u32,
-        channel_type: NvspChannelType,
-    ) -> Result<(), NetvscError> {
-        self.generation = self.generation.wrapping_add(1) & 0x0FFF_FFFF;
-        let tid = SECTION_TID | u64::from(self.generation) << 32 | u64::from(section);
-        if let Some(g) = self.in_flight.get_mut(section as usize) {
-            *g = Some(self.generation);
-        }
-        let m = NvspMessage::SendRndisPacket {
-            channel_type,
-            send_buf_section_index: section,
-            send_buf_section_size: size,
-        };
-        let mut buf = [0u8; 40];
-        let n = m
-            .emit(&mut buf)
-            .map_err(|_| NetvscError::Refused("NVSP encode"))?;
-        self.sender_of(q).send(
-            &OutgoingPacket::inband(tid, FLAG_COMPLETION_REQUESTED),
-            &[buf.get(..n).unwrap_or(&[])],
-        )?;
-        Ok(())
+            dq.submit(section, msg.len() as u32, channel_type)
+        })
     }
 
     /// The transmit offloads the host offered and the driver enabled.
     pub fn offloads(&self) -> HostOffloads {
-        self.offloads
+        self.layout.offloads
     }
 
     /// Sends one Ethernet frame (without FCS).
@@ -1074,8 +1044,11 @@ impl Netvsc {
     /// does not fit a send section goes GPA-direct from the driver's large-send pages.
     /// Frames deferred before it on the same queue go in the same message.
     pub fn send_with(&mut self, frame: &[u8], offload: &TxOffload) -> Result<(), NetvscError> {
-        let q = self.enqueue(frame, offload)?;
-        self.flush_queue(q)
+        let q = self.tx_queue(frame);
+        self.on_queue(q, |dq, layout, events| {
+            dq.enqueue(layout, frame, offload, events)?;
+            dq.flush(layout)
+        })
     }
 
     /// Queues one frame for the host without sending it yet: frames deferred on the
@@ -1094,225 +1067,26 @@ impl Netvsc {
         frame: &[u8],
         offload: &TxOffload,
     ) -> Result<(), NetvscError> {
-        self.enqueue(frame, offload).map(drop)
+        let q = self.tx_queue(frame);
+        let open = self.on_queue(q, |dq, layout, events| {
+            dq.enqueue(layout, frame, offload, events)?;
+            Ok(dq.has_open())
+        })?;
+        self.any_open |= open;
+        Ok(())
     }
 
     /// Sends every deferred frame now.
     pub fn flush(&mut self) -> Result<(), NetvscError> {
         if std::mem::take(&mut self.any_open) {
-            for q in 0..self.open.len() {
-                if let Err(e) = self.flush_queue(q) {
+            let layout = &self.layout;
+            for dq in self.queues.iter_mut().flatten() {
+                if let Err(e) = dq.flush(layout) {
                     self.any_open = true;
                     return Err(e);
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Sends queue `q`'s open section, if any.
-    fn flush_queue(&mut self, q: usize) -> Result<(), NetvscError> {
-        if let Some(o) = self.open.get_mut(q).and_then(Option::take) {
-            self.submit(q, o.section, o.used, NvspChannelType::RMC_DATA)?;
-            self.stats.tx_messages.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Writes one RNDIS packet (`hdr` then `frame`, `hdr` being the RNDIS header whose
-    /// `msg_len` may be raised to cover the padding) into queue `q`'s open send
-    /// section, opening one (and sending the full one) as needed.
-    fn append(&mut self, q: usize, hdr: &mut [u8], frame: &[u8]) -> Result<(), NetvscError> {
-        let total = (hdr.len() + frame.len()) as u32;
-        // Padded so the next packet starts aligned; a packet that only fits unpadded
-        // goes alone.
-        let padded = Some(total.next_multiple_of(self.pkt_align))
-            .filter(|&p| p <= self.section_size)
-            .unwrap_or(total);
-        let fits = matches!(self.open.get(q), Some(Some(o))
-            if o.count < self.max_pkt && o.used + padded <= self.section_size);
-        if !fits {
-            self.flush_queue(q)?;
-            let section = self.take_section()?;
-            let slot = self.open.get_mut(q).ok_or(NetvscError::Refused("queue"))?;
-            *slot = Some(OpenSection {
-                section,
-                used: 0,
-                count: 0,
-            });
-        }
-        let Some(Some(mut o)) = self.open.get(q).copied() else {
-            return Err(NetvscError::Refused("queue"));
-        };
-        if padded != total
-            && let Some(len) = hdr.get_mut(4..8)
-        {
-            len.copy_from_slice(&padded.to_le_bytes());
-        }
-        let gpa =
-            self.send.0 + u64::from(o.section) * u64::from(self.section_size) + u64::from(o.used);
-        let zeros = [0u8; 1 << MAX_ALIGNMENT_SHIFT];
-        let pad = zeros.get(..(padded - total) as usize).unwrap_or(&[]);
-        self.memory
-            .write(gpa, hdr)
-            .and_then(|()| self.memory.write(gpa + hdr.len() as u64, frame))
-            .and_then(|()| self.memory.write(gpa + u64::from(total), pad))
-            .map_err(|_| NetvscError::Refused("send buffer write"))?;
-        o.used += padded;
-        o.count += 1;
-        if let Some(slot) = self.open.get_mut(q) {
-            *slot = Some(o);
-        }
-        self.any_open = true;
-        if o.count >= self.max_pkt {
-            self.flush_queue(q)?;
-        }
-        Ok(())
-    }
-
-    /// Builds the RNDIS packet for `frame` and puts it in its queue's open section (or
-    /// sends it GPA-direct when it is larger than a section); returns the queue.
-    fn enqueue(&mut self, frame: &[u8], offload: &TxOffload) -> Result<usize, NetvscError> {
-        use vmbus_proto::rndis::ppi::{
-            NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, NdisPkt8021qInfo, NdisTcpIpChecksumInfo,
-            NdisTcpLsoInfo, Ppi,
-        };
-        let mut ppis = [Ppi::HashValue(0); 2];
-        let mut n_ppis = 0;
-        let mut max = frame_size(self.mtu);
-        if offload.checksum || offload.lso_mss.is_some() {
-            let (v6, proto, l4) = l4_of(frame).ok_or(NetvscError::Offload("not IPv4 or IPv6"))?;
-            let tcp = proto == 6;
-            if !tcp && proto != 17 {
-                return Err(NetvscError::Offload("not TCP or UDP"));
-            }
-            let o = self.offloads;
-            if let Some(mss) = offload.lso_mss {
-                let lso_max = if v6 { o.lso6_max } else { o.lso4_max };
-                if !tcp || lso_max == 0 {
-                    return Err(NetvscError::Offload("LSO needs TCP and the host's LSOv2"));
-                }
-                max = lso_max as usize + l4 + 60;
-                let mut l = NdisTcpLsoInfo(0);
-                l.set_lso_type(NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE);
-                l.set_ip_version(u32::from(v6));
-                l.set_mss(mss);
-                l.set_tcp_header_offset(l4 as u32);
-                push_ppi(&mut ppis, &mut n_ppis, Ppi::Lso(l));
-            } else {
-                let allowed = match (v6, tcp) {
-                    (false, true) => o.tcp4,
-                    (false, false) => o.udp4,
-                    (true, true) => o.tcp6,
-                    (true, false) => o.udp6,
-                };
-                if !allowed {
-                    return Err(NetvscError::Offload("the host did not offer this checksum"));
-                }
-                let mut c = NdisTcpIpChecksumInfo(0);
-                c.set_tx_is_ipv4(!v6);
-                c.set_tx_is_ipv6(v6);
-                c.set_tx_tcp_checksum(tcp);
-                c.set_tx_udp_checksum(!tcp);
-                c.set_tx_tcp_header_offset(l4 as u32);
-                push_ppi(&mut ppis, &mut n_ppis, Ppi::Checksum(c));
-            }
-        }
-        if let Some(tci) = offload.vlan_tci {
-            let v = NdisPkt8021qInfo(0)
-                .with_pri(u32::from(tci >> 13))
-                .with_cfi(tci & 0x1000 != 0)
-                .with_vlan_id(u32::from(tci & 0xfff));
-            push_ppi(&mut ppis, &mut n_ppis, Ppi::Vlan(v));
-        }
-        if frame.len() > max {
-            return Err(NetvscError::FrameTooLarge(frame.len()));
-        }
-        let ppis = ppis.get(..n_ppis).unwrap_or(&[]);
-        let header_len = vmbus_proto::rndis::packet_header_len(ppis);
-        let total = header_len + frame.len();
-        let mut hdr = [0u8; 128];
-        let hdr = hdr
-            .get_mut(..header_len)
-            .ok_or(NetvscError::Refused("RNDIS encode"))?;
-        vmbus_proto::rndis::emit_packet_header(hdr, ppis, frame.len())
-            .map_err(|_| NetvscError::Refused("RNDIS encode"))?;
-        let q = self.tx_queue(frame);
-        if total <= self.section_size as usize {
-            self.append(q, hdr, frame)?;
-        } else {
-            // Whatever was deferred on this queue goes first: frames stay in order.
-            self.flush_queue(q)?;
-            self.send_large(q, hdr, frame)?;
-        }
-        self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.stats.tx_queue_frames.get(q) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(q)
-    }
-
-    /// Sends an RNDIS packet (`hdr` then `frame`) from a large-send slot as a
-    /// GPA-direct packet.
-    fn send_large(&mut self, q: usize, hdr: &[u8], frame: &[u8]) -> Result<(), NetvscError> {
-        let total = (hdr.len() + frame.len()) as u64;
-        if total > self.large.1 {
-            return Err(NetvscError::FrameTooLarge(frame.len()));
-        }
-        let deadline = Instant::now() + self.timeout;
-        let slot = loop {
-            if let Some(s) = self.free_large.pop() {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                return Err(NetvscError::Timeout("a free large-send slot"));
-            }
-            self.poll(Duration::from_millis(10))?;
-        };
-        let gpa = self.large.0 + u64::from(slot) * self.large.1;
-        self.memory
-            .write(gpa, hdr)
-            .and_then(|()| self.memory.write(gpa + hdr.len() as u64, frame))
-            .map_err(|_| NetvscError::Refused("large-send write"))?;
-        // vmdata_gpa_direct: reserved, range count 1; one gpa_range: byte count,
-        // offset 0, then the page numbers.
-        let pages = total.div_ceil(4096);
-        let mut header = [0u8; 16 + 8 * (LARGE_SLOT_BYTES as usize / 4096)];
-        for (i, chunk) in header.chunks_exact_mut(8).enumerate() {
-            let word = match i {
-                // range count 1 (high half of the first word)
-                0 => 1u64 << 32,
-                // byte count, offset 0
-                1 => total,
-                n if n - 2 < pages as usize => gpa / 4096 + (n - 2) as u64,
-                _ => 0,
-            };
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
-        let header = header.get(..16 + 8 * pages as usize).unwrap_or(&[]);
-        self.generation = self.generation.wrapping_add(1) & 0x0FFF_FFFF;
-        let tid = LARGE_TID | u64::from(self.generation) << 32 | u64::from(slot);
-        if let Some(g) = self.large_in_flight.get_mut(slot as usize) {
-            *g = Some(self.generation);
-        }
-        let m = NvspMessage::SendRndisPacket {
-            channel_type: NvspChannelType::RMC_DATA,
-            send_buf_section_index: vmbus_proto::nvsp::NETVSC_INVALID_INDEX,
-            send_buf_section_size: 0,
-        };
-        let mut buf = [0u8; 40];
-        let n = m
-            .emit(&mut buf)
-            .map_err(|_| NetvscError::Refused("NVSP encode"))?;
-        self.sender_of(q).send(
-            &OutgoingPacket {
-                packet_type: vmbus_proto::packet::PacketType::DATA_USING_GPA_DIRECT,
-                flags: FLAG_COMPLETION_REQUESTED,
-                transaction_id: tid,
-                header,
-            },
-            &[buf.get(..n).unwrap_or(&[])],
-        )?;
         Ok(())
     }
 
@@ -1323,13 +1097,7 @@ impl Netvsc {
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<Option<usize>, NetvscError> {
-        self.recv_with(timeout, |frame| {
-            let n = frame.len().min(buf.len());
-            if let (Some(d), Some(s)) = (buf.get_mut(..n), frame.get(..n)) {
-                d.copy_from_slice(s);
-            }
-            n
-        })
+        self.recv_inner(timeout, false, |frame, _| copy_cut(frame, buf))
     }
 
     /// Receives one frame and hands it to `f` where it lies in the driver's receive
@@ -1354,6 +1122,17 @@ impl Netvsc {
         self.recv_inner(timeout, true, f)
     }
 
+    /// The next queue (round robin) holding a received frame.
+    fn ready_queue(&self) -> Option<usize> {
+        let n = self.queues.len();
+        (0..n).map(|i| (self.next_rx + i) % n).find(|&q| {
+            self.queues
+                .get(q)
+                .and_then(Option::as_ref)
+                .is_some_and(|d| d.rx.len > 0)
+        })
+    }
+
     /// Waits up to `timeout` for a frame and hands it to `f` (with its infos decoded
     /// only if `want_info`).
     fn recv_inner<R>(
@@ -1364,25 +1143,26 @@ impl Netvsc {
     ) -> Result<Option<R>, NetvscError> {
         self.flush()?;
         // The common case reads no clock.
-        if self.rx.len == 0 {
+        let mut ready = self.ready_queue();
+        if ready.is_none() {
             let deadline = Instant::now() + timeout;
-            while self.rx.len == 0 {
+            while ready.is_none() {
                 let now = Instant::now();
                 if now >= deadline {
                     // Look once even with a zero timeout.
                     self.poll_once()?;
+                    ready = self.ready_queue();
                     break;
                 }
                 self.poll(deadline - now)?;
+                ready = self.ready_queue();
             }
         }
-        let stats = &self.stats;
-        Ok(self.rx.pop_with(want_info, |frame, info| {
-            if info.l4_checksum_valid {
-                stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
-            }
-            f(frame, info)
-        }))
+        let Some(q) = ready else {
+            return Ok(None);
+        };
+        self.next_rx = q + 1;
+        self.on_queue(q, |dq, layout, _| Ok(dq.pop(layout, want_info, f)))
     }
 
     /// Processes what the host sent, waiting up to `timeout` for something to arrive.
@@ -1393,9 +1173,9 @@ impl Netvsc {
             return Ok(n);
         }
         // prepare_sleep says whether something arrived in between.
-        let mut arrived = self.receiver.prepare_sleep()?;
-        for (_, _, r) in &mut self.subqueues {
-            arrived |= r.prepare_sleep()?;
+        let mut arrived = false;
+        for dq in self.queues.iter_mut().flatten() {
+            arrived |= dq.receiver.prepare_sleep()?;
         }
         if !arrived {
             self.waker.wait(timeout);
@@ -1405,146 +1185,12 @@ impl Netvsc {
 
     fn poll_once(&mut self) -> Result<usize, NetvscError> {
         let mut total = 0;
-        for q in 0..self.queues() {
-            self.staged.clear();
-            self.stage.clear();
-            let (staged, stage) = (&mut self.staged, &mut self.stage);
-            let receiver = match q.checked_sub(1) {
-                None => &mut self.receiver,
-                Some(i) => match self.subqueues.get_mut(i) {
-                    Some((_, _, r)) => r,
-                    None => continue,
-                },
-            };
-            total += receiver.try_recv_batch(256, |p| {
-                let start = stage.len();
-                stage.resize(start + p.len(), 0);
-                if let Some(d) = stage.get_mut(start..) {
-                    p.copy_to(d);
-                }
-                staged.push((start, stage.len()));
-            })?;
-            let stage = std::mem::take(&mut self.stage);
-            for i in 0..self.staged.len() {
-                if let Some(p) = self.staged.get(i).and_then(|&(s, e)| stage.get(s..e)) {
-                    self.handle(q, p);
-                }
+        for q in 0..self.queues.len() {
+            if self.queues.get(q).is_some_and(Option::is_some) {
+                total += self.on_queue(q, |dq, layout, events| dq.poll_once(layout, events))?;
             }
-            self.stage = stage;
-            self.sender_of(q).flush();
         }
         Ok(total)
-    }
-
-    fn bad(&self) {
-        self.stats.bad_host_messages.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn handle(&mut self, q: usize, bytes: &[u8]) {
-        let limits = PacketLimits {
-            max_transfer_ranges: 375,
-            max_gpa_ranges: 0,
-        };
-        let Ok(p) = Packet::parse(bytes, &limits) else {
-            return self.bad();
-        };
-        let tid = p.descriptor.transaction_id;
-        match p.kind {
-            PacketKind::Completion if tid & LARGE_TID != 0 => {
-                let slot = tid as u32;
-                let generation = ((tid >> 32) & 0x0FFF_FFFF) as u32;
-                match self.large_in_flight.get_mut(slot as usize) {
-                    Some(g) if *g == Some(generation) => {
-                        *g = None;
-                        self.free_large.push(slot);
-                    }
-                    _ => {
-                        self.stats
-                            .unknown_completions
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            PacketKind::Completion => {
-                let section = tid as u32;
-                let generation = ((tid >> 32) & 0x0FFF_FFFF) as u32;
-                let slot = self.in_flight.get_mut(section as usize);
-                if tid & SECTION_TID != 0 && slot.as_ref().is_some_and(|g| **g == Some(generation))
-                {
-                    if let Some(g) = slot {
-                        *g = None;
-                    }
-                    self.free_sections.push(section);
-                } else if tid & NVSP_TID != 0 {
-                    match NvspMessage::parse_completion(p.payload)
-                        .or_else(|_| NvspMessage::parse(p.payload))
-                    {
-                        // Only tids we issued and have not seen answered: a host that
-                        // completes made-up tids must not grow the map.
-                        Ok(m)
-                            if tid & !NVSP_TID < self.next_tid
-                                && self.responses.len() < MAX_PENDING_RESPONSES =>
-                        {
-                            self.responses.insert(tid, m);
-                        }
-                        Ok(_) => {
-                            self.stats
-                                .unknown_completions
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => self.bad(),
-                    }
-                } else {
-                    self.stats
-                        .unknown_completions
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            PacketKind::TransferPages { header, .. } => {
-                if header.transfer_pageset_id != RECEIVE_BUFFER_ID {
-                    self.bad();
-                }
-                for r in p.kind.transfer_ranges() {
-                    if self.receive_range(r.byte_offset, r.byte_count)
-                        && let Some(c) = self.stats.rx_queue_frames.get(q)
-                    {
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                // Complete the transfer so the host can reuse the sub-allocations.
-                let done = NvspMessage::SendRndisPacketComplete {
-                    status: NvspStatus::SUCCESS,
-                };
-                let mut buf = [0u8; 40];
-                let n = done.emit(&mut buf).unwrap_or(0);
-                // On the queue it came from: the host frees the ranges per channel.
-                if self
-                    .sender_of(q)
-                    .write(
-                        &OutgoingPacket::completion(tid),
-                        &[buf.get(..n).unwrap_or(&[])],
-                    )
-                    .is_err()
-                {
-                    self.bad();
-                }
-            }
-            PacketKind::InBand => {
-                // The only message a host sends unasked: the send indirection table.
-                match vmbus_proto::nvsp::NvspSendIndirectionTable::parse_linux_compat(
-                    p.payload,
-                    self.version,
-                ) {
-                    Ok(t) if t.entries().len() == self.send_table.len() => {
-                        for (d, s) in self.send_table.iter_mut().zip(t.entries()) {
-                            *d = *s;
-                        }
-                    }
-                    _ => self.bad(),
-                }
-            }
-            _ => self.bad(),
-        }
     }
 
     /// Fuzzing hook: writes `receive_buffer` at the start of the receive buffer (as a
@@ -1552,148 +1198,22 @@ impl Netvsc {
     /// the driver's invariants and panics if one is broken. Not for production use.
     #[doc(hidden)]
     pub fn fuzz_host_input(&mut self, receive_buffer: &[u8], packet: &[u8]) {
-        let (base, size, _) = self.recv;
+        let (base, size) = self.layout.recv;
         let n = receive_buffer.len().min(size as usize);
         if let Some(b) = receive_buffer.get(..n) {
-            let _ = self.memory.write(base, b);
+            let _ = self.layout.memory.write(base, b);
         }
-        self.handle(0, packet);
-        let sections = self.in_flight.len();
-        assert!(self.free_sections.len() <= sections, "section freed twice");
-        let mut seen = vec![false; sections];
-        for &s in &self.free_sections {
-            let slot = seen.get_mut(s as usize);
-            assert!(
-                slot.as_ref().is_some_and(|v| !**v),
-                "bad or duplicate free section {s}"
-            );
-            if let Some(v) = slot {
-                *v = true;
-            }
-        }
-        let mut large = vec![false; self.large_in_flight.len()];
-        for &s in &self.free_large {
-            let slot = large.get_mut(s as usize);
-            assert!(
-                slot.as_ref().is_some_and(|v| !**v),
-                "bad or duplicate free large slot {s}"
-            );
-            if let Some(v) = slot {
-                *v = true;
-            }
-        }
-        assert!(self.responses.len() <= MAX_PENDING_RESPONSES);
-        assert!(self.control.len() <= 64);
-        assert!(self.rx.len <= self.rx.capacity());
-        // One queued frame (not all: the queue must still be able to fill up) comes
-        // out within the MTU, its infos decoded from the host's bytes.
-        let max = self.rx.max_frame;
-        if let Some(len) = self.rx.pop_with(true, |f, _| f.len()) {
-            assert!(len <= max, "frame of {len} bytes queued");
-        }
+        let _ = self.on_queue(0, |dq, layout, events| {
+            dq.handle(layout, packet, events);
+            dq.check_invariants();
+            Ok(())
+        });
+        assert!(self.ctl.responses.len() <= MAX_PENDING_RESPONSES);
+        assert!(self.ctl.control.len() <= MAX_PENDING_CONTROL);
     }
 
-    /// Reads the RNDIS messages of one transfer-page range; returns whether it held
-    /// a frame that was queued.
-    fn receive_range(&mut self, offset: u32, len: u32) -> bool {
-        let (base, size, _) = self.recv;
-        let (offset, len) = (u64::from(offset), u64::from(len));
-        if len == 0
-            || len as usize > self.scratch.len()
-            || offset.checked_add(len).is_none_or(|e| e > size)
-        {
-            self.bad();
-            return false;
-        }
-        if let Some(got) = self.receive_in_place(base + offset, len as usize) {
-            return got;
-        }
-        let mut got = false;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let ok = scratch
-            .get_mut(..len as usize)
-            .is_some_and(|d| self.memory.read(base + offset, d).is_ok());
-        if ok {
-            for m in RndisMessages::new(scratch.get(..len as usize).unwrap_or(&[])) {
-                match m {
-                    Ok(RndisMessage::Packet(pkt)) => {
-                        let info = SlotInfo::Known(RxInfo::of(pkt.ppi));
-                        if self.rx.push(pkt.data, info) {
-                            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-                            got = true;
-                        } else {
-                            self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(RndisMessage::IndicateStatus(s)) => {
-                        if s.status == RndisStatus::MEDIA_CONNECT {
-                            self.link_up = true;
-                            self.stats.link_changes.fetch_add(1, Ordering::Relaxed);
-                        } else if s.status == RndisStatus::MEDIA_DISCONNECT {
-                            self.link_up = false;
-                            self.stats.link_changes.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(m) => {
-                        if let (Some(req), Ok(bytes)) = (m.request_id(), m.to_vec())
-                            && self.control.len() < 64
-                        {
-                            self.control.push_back((req, bytes));
-                        }
-                    }
-                    Err(_) => {
-                        self.bad();
-                        break;
-                    }
-                }
-            }
-        } else {
-            self.bad();
-        }
-        self.scratch = scratch;
-        got
-    }
-
-    /// The common case of [`Netvsc::receive_range`]: a range holding exactly one RNDIS
-    /// PACKET is read straight into the next receive slot and queued where its frame
-    /// sits, without a copy through `scratch`. `None`: anything else (several or other
-    /// messages, a full queue, a long range); the caller takes the general path.
-    fn receive_in_place(&mut self, gpa: u64, len: usize) -> Option<bool> {
-        let mut rx = std::mem::take(&mut self.rx);
-        let result = (|| {
-            let max_frame = rx.max_frame;
-            let slot = rx.next_slot()?;
-            let dst = slot.get_mut(..len)?;
-            self.memory.read(gpa, dst).ok()?;
-            let start = slot.as_ptr() as usize;
-            let mut messages = RndisMessages::new(slot.get(..len)?);
-            let Some(Ok(RndisMessage::Packet(pkt))) = messages.next() else {
-                return None;
-            };
-            if messages.next().is_some() || pkt.data.len() > max_frame {
-                return None;
-            }
-            // Where the frame sits in the slot (a subslice of it).
-            let off = (pkt.data.as_ptr() as usize).checked_sub(start)?;
-            let n = pkt.data.len();
-            // The infos stay in the slot, decoded only for recv_with_info.
-            let info = match (pkt.ppi.as_ptr() as usize).checked_sub(start) {
-                Some(ppi_off) if !pkt.ppi.is_empty() => SlotInfo::Ppi {
-                    off: u16::try_from(ppi_off).ok()?,
-                    len: u16::try_from(pkt.ppi.len()).ok()?,
-                },
-                _ => SlotInfo::Known(RxInfo::default()),
-            };
-            Some(rx.commit(off, n, info))
-        })();
-        self.rx = rx;
-        if result == Some(true) {
-            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-
-    /// Closes the NIC: revokes the buffers, closes the channel, frees guest memory.
+    /// Closes the NIC: revokes the buffers, closes the channels (those of taken queues
+    /// too), frees guest memory.
     pub fn close(mut self, bus: &GuestBus) -> Result<(), NetvscError> {
         let _ = self.flush();
         let _ = self.nvsp_request(
@@ -1703,19 +1223,21 @@ impl Netvsc {
             false,
         );
         let _ = self.nvsp_request(&NvspMessage::RevokeSendBuffer { id: 0 }, false);
-        for (relid, _, _) in std::mem::take(&mut self.subqueues) {
+        for relid in std::mem::take(&mut self.sub_relids) {
             bus.close(relid)?;
         }
         bus.close(self.relid)?;
-        for (gpa, len, gpadl) in [self.recv, self.send] {
+        for (gpa, len, gpadl) in [self.recv_buffer, self.send_buffer] {
             if len > 0 {
                 bus.teardown_gpadl(gpadl)?;
                 bus.free_pages(gpa / 4096, len / 4096);
             }
         }
-        let (gpa, bytes, slots) = self.large;
-        if slots > 0 {
-            bus.free_pages(gpa / 4096, bytes / 4096 * u64::from(slots));
+        if self.large_slots > 0 {
+            bus.free_pages(
+                self.layout.large / 4096,
+                LARGE_SLOT_BYTES / 4096 * u64::from(self.large_slots),
+            );
         }
         Ok(())
     }

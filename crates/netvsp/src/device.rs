@@ -6,6 +6,7 @@ use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::OffloadConfig;
 use crate::queue::{NO_SLOT, NicShared, Out, QueueCore, QueueLink, QueueWorker, RecvBuffer, lock};
 use crate::rndis::RndisControl;
+use hv_partition::gpadl::GpadlBuffer;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -240,6 +241,9 @@ struct Batch {
     n: usize,
 }
 
+/// Receive slots the primary takes from the shared table at a time.
+const SLOT_BATCH: usize = 64;
+
 /// Frames per transfer-page packet (Linux accepts up to 375 ranges).
 pub const FRAMES_PER_TRANSFER: usize = 32;
 
@@ -260,7 +264,8 @@ pub struct NicCore {
     published_offload: OffloadConfig,
     /// Each queue's guest-to-host path, made on first use (the primary's, and the
     /// subchannels' when driven through this core rather than their own threads).
-    queues: Vec<Option<QueueCore>>,
+    // Boxed: the primary's is taken out and put back per message.
+    queues: Vec<Option<Box<QueueCore>>>,
     /// Packets owed to the guest, per queue (0 is the primary channel).
     out: Vec<VecDeque<Out>>,
     /// Which queues have an open channel (bit per queue).
@@ -271,6 +276,10 @@ pub struct NicCore {
     offer_request: u16,
     max_queues: u16,
     batches: Vec<Batch>,
+    /// The receive buffer, for writing frames without the slot table's lock.
+    recv_write: Option<GpadlBuffer>,
+    /// Free receive slots taken from the shared table, used first.
+    slot_cache: Vec<u32>,
     frame: Vec<u8>,
     msg: Vec<u8>,
     /// Receive-buffer sub-allocation size ([`recv_section_size`] of the MTU).
@@ -331,6 +340,8 @@ impl NicCore {
                 };
                 usize::from(config.max_queues)
             ],
+            recv_write: None,
+            slot_cache: Vec::with_capacity(SLOT_BATCH),
             frame: vec![0u8; backend_frame],
             msg: vec![0u8; recv_section as usize],
         }
@@ -455,7 +466,7 @@ impl NicCore {
             let Some(slot) = self.queues.get_mut(usize::from(q)) else {
                 return self.bad("packet on a queue that does not exist");
             };
-            let core = slot.get_or_insert_with(|| QueueCore::new(q, self.shared.clone()));
+            let core = slot.get_or_insert_with(|| Box::new(QueueCore::new(q, self.shared.clone())));
             let reply = core.handle_subchannel_packet(bytes);
             if let (Some(o), Some(out)) = (reply, self.out.get_mut(usize::from(q))) {
                 out.push_back(o);
@@ -547,8 +558,8 @@ impl NicCore {
                 let mut recv = lock(&self.shared.recv);
                 match buf {
                     Some(buf) if self.version.is_some() && recv.is_none() && count > 0 => {
+                        self.recv_write = Some(buf.clone());
                         *recv = Some(RecvBuffer {
-                            buf,
                             id,
                             free: (0..count).rev().collect(),
                             in_flight: vec![None; count as usize],
@@ -599,6 +610,8 @@ impl NicCore {
             }
             NvspMessage::RevokeReceiveBuffer { .. } => {
                 *lock(&self.shared.recv) = None;
+                self.recv_write = None;
+                self.slot_cache.clear();
                 None
             }
             NvspMessage::RevokeSendBuffer { .. } => {
@@ -614,7 +627,7 @@ impl NicCore {
                     .queues
                     .first_mut()
                     .and_then(Option::take)
-                    .unwrap_or_else(|| QueueCore::new(0, self.shared.clone()));
+                    .unwrap_or_else(|| Box::new(QueueCore::new(0, self.shared.clone())));
                 let status = core.rndis_packet(
                     channel_type,
                     send_buf_section_index,
@@ -708,8 +721,7 @@ impl NicCore {
     /// sub-allocation; returns its (slot, offset), or `None` (counted) when no
     /// sub-allocation is free.
     fn write_slot(&mut self, parts: &[&[u8]]) -> Option<(u32, u32)> {
-        let mut recv = lock(&self.shared.recv);
-        let Some(recv) = recv.as_mut() else {
+        let Some(buf) = self.recv_write.as_ref() else {
             self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
             return None;
         };
@@ -717,21 +729,43 @@ impl NicCore {
             self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let Some(slot) = recv.free.pop() else {
+        if self.slot_cache.is_empty() {
+            // Slots are taken from the shared table in batches, so the lock the queue
+            // threads' completions also take is held once per batch, never during a copy.
+            let mut recv = lock(&self.shared.recv);
+            if let Some(r) = recv.as_mut() {
+                let at = r.free.len().saturating_sub(SLOT_BATCH);
+                self.slot_cache.extend(r.free.drain(at..));
+            }
+        }
+        let Some(slot) = self.slot_cache.pop() else {
             self.stats.rx_no_buffer.fetch_add(1, Ordering::Relaxed);
             return None;
         };
         let offset = slot * self.recv_section;
         let mut at = offset as usize;
         for part in parts {
-            if recv.buf.write_at(at, part).is_err() {
-                recv.free.push(slot);
+            if buf.write_at(at, part).is_err() {
+                self.slot_cache.push(slot);
                 self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             at += part.len();
         }
         Some((slot, offset))
+    }
+
+    /// Gives the slots [`NicCore::write_slot`] took but did not use back to the shared
+    /// table.
+    fn return_slots(&mut self) {
+        if self.slot_cache.is_empty() {
+            return;
+        }
+        let mut recv = lock(&self.shared.recv);
+        match recv.as_mut() {
+            Some(r) => r.free.append(&mut self.slot_cache),
+            None => self.slot_cache.clear(),
+        }
     }
 
     /// Queues one transfer-page packet for the written sub-allocations `slots`
@@ -779,7 +813,9 @@ impl NicCore {
 
     /// Copies one RNDIS message into a sub-allocation and queues it alone.
     fn send_to_guest(&mut self, message: &[u8], control: bool) -> bool {
-        match self.write_slot(&[message]) {
+        let written = self.write_slot(&[message]);
+        self.return_slots();
+        match written {
             Some((slot, offset)) => {
                 self.queue_transfer(0, &[slot], &[(offset, message.len() as u32)], control);
                 true
@@ -892,6 +928,7 @@ impl NicCore {
             }
         }
         self.batches = batches;
+        self.return_slots();
         any
     }
 }
@@ -945,9 +982,10 @@ struct Worker {
     stage: Vec<u8>,
 }
 
-/// Packets a subchannel's inbox may hold before the primary stops handing it more
-/// (and, with its own queue full too, stops pulling frames from the backend).
-const INBOX_LIMIT: usize = 512;
+/// Packets a subchannel may hold pending (its ring full) before the primary stops
+/// handing it more (and, with its own queue full too, stops pulling frames from the
+/// backend).
+const PENDING_LIMIT: usize = 512;
 
 impl Worker {
     fn new(
@@ -1017,10 +1055,9 @@ impl Worker {
             let Channel {
                 sender, receiver, ..
             } = channel;
-            let link = Arc::new(QueueLink::new(waker));
+            let link = Arc::new(QueueLink::new(sender, waker));
             let worker = QueueWorker {
                 core: self.core.queue_core(q),
-                sender,
                 receiver,
                 link: link.clone(),
                 primary: self.waker.clone(),
@@ -1063,11 +1100,13 @@ impl Worker {
         sub.link.waker.ring();
         let _ = sub.thread.join();
         self.core.set_queue_open(q as u16, false);
-        let left = std::mem::take(&mut *lock(&sub.link.inbox));
+        let left = std::mem::take(&mut lock(&sub.link.out).pending);
         self.core.drop_transfers(left);
     }
 
-    /// Moves the received frames queued for subchannels to their threads.
+    /// Writes the received frames queued for subchannels into their rings (what does
+    /// not fit stays pending there, for the queue's thread to write when the guest
+    /// makes room).
     fn hand_over(&mut self) -> bool {
         let mut progress = false;
         for (q, sub) in self.subqueues.iter().enumerate() {
@@ -1077,13 +1116,15 @@ impl Worker {
             if out.is_empty() {
                 continue;
             }
-            let mut inbox = lock(&sub.link.inbox);
-            let room = INBOX_LIMIT.saturating_sub(inbox.len()).min(out.len());
+            let mut link_out = lock(&sub.link.out);
+            let room = PENDING_LIMIT
+                .saturating_sub(link_out.pending.len())
+                .min(out.len());
             if room > 0 {
-                inbox.extend(out.drain(..room));
-                drop(inbox);
-                sub.link.waker.ring();
-                progress = true;
+                progress |= link_out.write(out.drain(..room));
+                if !link_out.pending.is_empty() {
+                    sub.link.waker.ring();
+                }
             }
         }
         progress

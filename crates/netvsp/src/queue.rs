@@ -30,9 +30,9 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The guest's receive buffer: its sub-allocations and which transfer each is in.
+/// The guest's receive buffer's slot table: its sub-allocations and which transfer
+/// each is in (the primary's worker writes the frames; see `NicCore::write_slot`).
 pub(crate) struct RecvBuffer {
-    pub(crate) buf: GpadlBuffer,
     pub(crate) id: u16,
     pub(crate) free: Vec<u32>,
     /// Per sub-allocation: the generation of the transfer in flight, if any.
@@ -287,11 +287,7 @@ impl QueueCore {
 
     /// Reloads the data-path settings if the control path changed them.
     fn refresh(&mut self) {
-        let g = self.shared.data_generation.load(Ordering::Acquire);
-        if g != self.data_generation {
-            self.data = self.shared.data();
-            self.data_generation = g;
-        }
+        refresh(&self.shared, &mut self.data, &mut self.data_generation);
     }
 
     /// Handles one ring packet from the guest on a subchannel: receive completions
@@ -372,7 +368,7 @@ impl QueueCore {
         let mut ok = len.is_some_and(|l| l > 0);
         let mut refused = false;
         if let Some(len) = len {
-            let shared = self.shared.clone();
+            let shared = &self.shared;
             // The backend is locked once per message for its data packets, and let go
             // before a control message is answered.
             let mut endpoint: Option<MutexGuard<'_, Box<dyn NetEndpoint>>> = None;
@@ -383,10 +379,10 @@ impl QueueCore {
                         // A refused offload is counted in tx_offload_rejected and
                         // reported in the completion status, not as malformed.
                         if p.ppi.is_empty() {
-                            transmit_plain(&shared, ep, p.data);
+                            transmit_plain(shared, ep, p.data);
                         } else {
                             refused |= !transmit(
-                                &shared,
+                                shared,
                                 &self.data.offload,
                                 &mut self.tx,
                                 ep,
@@ -402,7 +398,7 @@ impl QueueCore {
                             break;
                         }
                         // A SET may have changed the offloads the next packets use.
-                        self.refresh();
+                        refresh(shared, &mut self.data, &mut self.data_generation);
                     }
                     Err(_) => {
                         ok = false;
@@ -466,6 +462,17 @@ impl QueueCore {
             }
         }
         Some(len)
+    }
+}
+
+/// Reloads `data` from `shared` if the control path published a change since
+/// `generation` (one atomic load when it did not).
+#[inline]
+fn refresh(shared: &NicShared, data: &mut DataConfig, generation: &mut u64) {
+    let g = shared.data_generation.load(Ordering::Acquire);
+    if g != *generation {
+        *data = shared.data();
+        *generation = g;
     }
 }
 
@@ -546,12 +553,38 @@ fn transmit<'a>(
     }
 }
 
+/// A subchannel's outgoing side, written under one lock by its worker (completions)
+/// and by the primary's worker (received frames, straight into the ring: no hop
+/// through the queue's thread).
+pub(crate) struct QueueOut {
+    pub(crate) sender: Sender,
+    /// Packets that did not fit the ring yet, in order.
+    pub(crate) pending: VecDeque<Out>,
+}
+
+impl QueueOut {
+    /// Writes what is pending, then `more`, in order, keeping what does not fit, and
+    /// publishes; returns whether anything was written.
+    pub(crate) fn write(&mut self, more: impl IntoIterator<Item = Out>) -> bool {
+        self.pending.extend(more);
+        let mut wrote = false;
+        while let Some(o) = self.pending.front() {
+            if !o.write(|p, payload| self.sender.try_write(p, &[payload]).is_ok()) {
+                break;
+            }
+            self.pending.pop_front();
+            wrote = true;
+        }
+        self.sender.flush();
+        wrote
+    }
+}
+
 /// How the primary channel's worker and a subchannel's [`QueueWorker`] talk.
 pub(crate) struct QueueLink {
-    /// Packets the primary queued for this channel (received frames), written by the
-    /// queue's worker, which owns the channel's outgoing ring.
-    pub(crate) inbox: Mutex<VecDeque<Out>>,
-    /// Rung when the inbox gets packets or the NIC closes; also the channel's waker.
+    pub(crate) out: Mutex<QueueOut>,
+    /// The channel's waker: rung by the guest's signals, when the primary left packets
+    /// pending, and when the NIC closes.
     pub(crate) waker: Arc<Doorbell>,
     /// Set by the primary when the NIC closes.
     pub(crate) stop: AtomicBool,
@@ -560,9 +593,12 @@ pub(crate) struct QueueLink {
 }
 
 impl QueueLink {
-    pub(crate) fn new(waker: Arc<Doorbell>) -> Self {
+    pub(crate) fn new(sender: Sender, waker: Arc<Doorbell>) -> Self {
         Self {
-            inbox: Mutex::new(VecDeque::with_capacity(256)),
+            out: Mutex::new(QueueOut {
+                sender,
+                pending: VecDeque::with_capacity(512),
+            }),
             waker,
             stop: AtomicBool::new(false),
             exited: AtomicBool::new(false),
@@ -571,11 +607,10 @@ impl QueueLink {
 }
 
 /// The thread of one subchannel: reads the guest's packets from the channel, runs
-/// them through the queue's [`QueueCore`], and writes completions and the received
-/// frames the primary passed in.
+/// them through the queue's [`QueueCore`], writes the completions, and writes what the
+/// primary left pending when the ring was full.
 pub(crate) struct QueueWorker {
     pub(crate) core: QueueCore,
-    pub(crate) sender: Sender,
     pub(crate) receiver: Receiver,
     pub(crate) link: Arc<QueueLink>,
     /// The primary's waker: rung when completions free receive slots.
@@ -585,7 +620,7 @@ pub(crate) struct QueueWorker {
 impl QueueWorker {
     /// Runs until the channel closes or the NIC stops.
     pub(crate) fn run(mut self) {
-        let mut out: VecDeque<Out> = VecDeque::with_capacity(512);
+        let mut out: Vec<Out> = Vec::with_capacity(256);
         let mut staged: Vec<(usize, usize)> = Vec::with_capacity(256);
         let mut stage: Vec<u8> = Vec::with_capacity(64 * 1024);
         while !self.link.stop.load(Ordering::Acquire) {
@@ -613,25 +648,18 @@ impl QueueWorker {
                 if let Some(p) = stage.get(s..e)
                     && let Some(o) = self.core.handle_subchannel_packet(p)
                 {
-                    out.push_back(o);
+                    out.push(o);
                 }
             }
             if std::mem::take(&mut self.core.freed) {
                 // Receive slots came back: the primary may have frames waiting.
                 self.primary.ring();
             }
-            {
-                let mut inbox = lock(&self.link.inbox);
-                out.extend(inbox.drain(..));
+            let mut link_out = lock(&self.link.out);
+            if !out.is_empty() || !link_out.pending.is_empty() {
+                progress |= link_out.write(out.drain(..));
             }
-            while let Some(o) = out.front() {
-                if !o.write(|p, payload| self.sender.try_write(p, &[payload]).is_ok()) {
-                    break;
-                }
-                out.pop_front();
-                progress = true;
-            }
-            self.sender.flush();
+            drop(link_out);
             if !progress {
                 match self.receiver.prepare_sleep() {
                     Ok(true) => {}
@@ -643,11 +671,6 @@ impl QueueWorker {
             }
         }
         // Transfers never written keep their slots until the primary frees them.
-        let mut inbox = lock(&self.link.inbox);
-        for o in out.into_iter().rev() {
-            inbox.push_front(o);
-        }
-        drop(inbox);
         self.link.exited.store(true, Ordering::Release);
         self.primary.ring();
     }

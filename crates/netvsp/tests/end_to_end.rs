@@ -633,3 +633,95 @@ fn traffic_spreads_over_several_queues() {
     assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
     assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn queues_taken_to_threads_of_their_own() {
+    let ((vm_a, offer_a), (vm_b, offer_b)) = pair_on_a_switch(2048);
+    let config = NetvscConfig {
+        queues: 2,
+        ..Default::default()
+    };
+    let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
+    let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
+    assert!(a.take_queue(0).is_none() && a.take_queue(2).is_none());
+    let mut a1 = a.take_queue(1).expect("subchannel 1");
+    let mut b1 = b.take_queue(1).expect("subchannel 1");
+    assert!(b.take_queue(1).is_none(), "taken once");
+    assert_eq!((a1.index(), b.queues()), (1, 2));
+    let flow = |port: u16, seq: u8| {
+        let mut f = tcp4(100);
+        f[34..36].copy_from_slice(&(10_000 + port).to_be_bytes());
+        f[60] = seq;
+        f
+    };
+    // B's subchannel receives on its own thread what RSS puts on it, in order per
+    // flow; A sends 128 flows from its NIC and 128 more from its own queue 1 thread.
+    let receiver = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1518];
+        while let Some(n) = b1.recv(&mut buf, Duration::from_secs(2)).unwrap() {
+            got.push(buf[..n].to_vec());
+        }
+        (b1, got)
+    });
+    let sender = std::thread::spawn(move || {
+        for port in 128..256u16 {
+            a1.send_deferred(&flow(port, 1)).unwrap();
+            a1.send_deferred(&flow(port, 2)).unwrap();
+        }
+        a1.flush().unwrap();
+        a1
+    });
+    for port in 0..128u16 {
+        a.send(&flow(port, 1)).unwrap();
+        a.send(&flow(port, 2)).unwrap();
+    }
+    let a1 = sender.join().unwrap();
+    let mut on_b0 = Vec::new();
+    let mut buf = [0u8; 1518];
+    while let Some(n) = b.recv(&mut buf, Duration::from_secs(2)).unwrap() {
+        on_b0.push(buf[..n].to_vec());
+    }
+    let (b1, on_b1) = receiver.join().unwrap();
+    // Every frame arrived once, on the queue the host chose, each flow's two frames in
+    // order on one queue.
+    let host_rx: Vec<u64> = vm_b.stats.rx_queue_frames[..2]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    assert_eq!(host_rx, vec![on_b0.len() as u64, on_b1.len() as u64]);
+    assert!(on_b0.len() >= 64 && on_b1.len() >= 64, "{host_rx:?}");
+    let mut all: Vec<Vec<u8>> = on_b0.iter().chain(&on_b1).cloned().collect();
+    assert_eq!(all.len(), 512);
+    for got in [&on_b0, &on_b1] {
+        for port in 0..256u16 {
+            let seqs: Vec<u8> = got
+                .iter()
+                .filter(|f| f[34..36] == (10_000 + port).to_be_bytes())
+                .map(|f| f[60])
+                .collect();
+            assert!(seqs.is_empty() || seqs == [1, 2], "flow {port}: {seqs:?}");
+        }
+    }
+    all.sort();
+    let mut want: Vec<Vec<u8>> = (0..256u16).flat_map(|p| [flow(p, 1), flow(p, 2)]).collect();
+    want.sort();
+    assert_eq!(all, want);
+    // A's queue 1 carried what its thread sent (and nothing of the NIC's: the send
+    // table's queue-1 flows went on the primary once the queue was taken).
+    assert_eq!(a1.stats().tx_queue_frames[1].load(Ordering::Relaxed), 256);
+    assert!(vm_a.stats.tx_queue_packets[1].load(Ordering::Relaxed) > 0);
+    assert_eq!(a.stats().tx_queue_frames[0].load(Ordering::Relaxed), 256);
+    assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(b.stats().bad_host_messages.load(Ordering::Relaxed), 0);
+    // Closing the NIC closes the taken queues' channels too: their calls then fail.
+    drop(b1);
+    a.close(&vm_a.bus).unwrap();
+    let mut a1 = a1;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a1.send(&flow(1, 1)).is_ok() {
+        assert!(Instant::now() < deadline, "a closed queue kept sending");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
