@@ -510,8 +510,9 @@ pub fn netvsp_offload(data: &[u8]) {
 /// length-prefixed (`u16`) ring packets. Guest memory is 1 MiB; GPADL 1 (pages 16..48)
 /// is a receive buffer, GPADL 2 (pages 64..80) a send buffer, both of relid 1. Every
 /// other transfer the core sends is completed, so sub-allocations recycle. Three
-/// queues are open: packets go to queue `step % 3` (subchannel and RSS requests
-/// included), so the multi-queue paths see hostile input too.
+/// queues are open: a packet goes to queue (top byte of its transaction id) % 3, so
+/// the subchannel paths (data and completions only; anything else refused) see
+/// hostile input too.
 pub fn netvsp_guest(data: &[u8]) {
     use hv_partition::GuestMemory;
     use netvsp::{Loopback, NetvspConfig, NicCore, NicStats};
@@ -554,7 +555,8 @@ pub fn netvsp_guest(data: &[u8]) {
         let n = usize::from(u16::from_le_bytes(*len)).min(tail.len());
         let (packet, tail) = tail.split_at(n);
         rest = tail;
-        core.handle_packet_on(steps as u16 % QUEUES, packet);
+        let q = packet.get(15).map_or(0, |b| u16::from(*b) % QUEUES);
+        core.handle_packet_on(q, packet);
         // What a worker would offer on the bus: nothing here, but taking it must
         // leave no request behind.
         if let Some((from, to)) = core.take_offer_request() {

@@ -455,6 +455,14 @@ fn netvsp_guest() -> Vec<Vec<u8>> {
     let mut with_batch = bring_up.clone();
     with_batch[3] = rndis(0, filter.len(), true, 4);
     with_batch.push(partial);
+    // Data on the subchannels (the harness takes a packet's queue from the top byte
+    // of its transaction id), and a control message and an INIT there (refused).
+    let mut on_queues = with_filter.clone();
+    for i in 0..12u64 {
+        on_queues.push(rndis(2, frame.len(), false, (1 + i % 2) << 56 | (300 + i)));
+    }
+    on_queues.push(rndis(1, q.len(), true, 1 << 56 | 400));
+    on_queues.push(inband(&NvspMessage::init(NvspVersion::V6_1), 2 << 56 | 401));
     vec![
         framed(&bring_up, &prefix),
         framed(&with_filter, &prefix2),
@@ -462,6 +470,7 @@ fn netvsp_guest() -> Vec<Vec<u8>> {
         framed(&bring_up[..1], &[]),
         framed(&[vec![9, 0, 4, 0, 4, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]], &[]),
         framed(&with_batch, &batched),
+        framed(&on_queues, &prefix2),
     ]
 }
 
