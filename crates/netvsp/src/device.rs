@@ -4,7 +4,9 @@
 
 use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::OffloadConfig;
-use crate::queue::{NO_SLOT, NicShared, Out, QueueCore, QueueLink, QueueWorker, RecvBuffer, lock};
+use crate::queue::{
+    NO_SLOT, NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, RecvBuffer, lock,
+};
 use crate::rndis::RndisControl;
 use hv_partition::gpadl::GpadlBuffer;
 use std::collections::VecDeque;
@@ -982,11 +984,6 @@ struct Worker {
     stage: Vec<u8>,
 }
 
-/// Packets a subchannel may hold pending (its ring full) before the primary stops
-/// handing it more (and, with its own queue full too, stops pulling frames from the
-/// backend).
-const PENDING_LIMIT: usize = 512;
-
 impl Worker {
     fn new(
         core: NicCore,
@@ -1141,7 +1138,10 @@ impl Worker {
             let (staged, stage) = (&mut self.staged, &mut self.stage);
             // Up to 256 packets: completions must be read faster than frames are
             // delivered, or the receive buffer runs dry while they wait in the ring.
-            match self.receiver.try_recv_batch(256, |p| {
+            // None while the guest leaves what it is owed unread (bounded backlog).
+            let backlog = self.core.out.first().map_or(0, VecDeque::len) >= 2 * PENDING_LIMIT;
+            let max = if backlog { 0 } else { 256 };
+            match self.receiver.try_recv_batch(max, |p| {
                 let start = stage.len();
                 stage.resize(start + p.len(), 0);
                 if let Some(dst) = stage.get_mut(start..) {
@@ -1165,13 +1165,20 @@ impl Worker {
             progress |= self.core.poll_link();
             progress |= self.core.deliver_frames();
             while self.core.pop_outgoing_on(0, |packet, payload| {
-                self.sender.try_write(packet, &[payload]).is_ok()
+                self.sender
+                    .try_write_or_arm(packet, &[payload])
+                    .unwrap_or(false)
             }) {
                 progress = true;
             }
             self.sender.flush();
             progress |= self.hand_over();
-            if !progress {
+            if !progress && backlog {
+                if self.receiver.shared().is_closed() {
+                    break;
+                }
+                self.waker.wait(Duration::from_millis(20));
+            } else if !progress {
                 match self.receiver.prepare_sleep() {
                     Ok(true) => {}
                     Ok(false) => {

@@ -553,6 +553,10 @@ fn transmit<'a>(
     }
 }
 
+/// Packets a queue may owe the guest before its worker stops reading the guest's
+/// ring (and the primary stops pulling frames for it).
+pub(crate) const PENDING_LIMIT: usize = 512;
+
 /// A subchannel's outgoing side, written under one lock by its worker (completions)
 /// and by the primary's worker (received frames, straight into the ring: no hop
 /// through the queue's thread).
@@ -568,8 +572,10 @@ impl QueueOut {
     pub(crate) fn write(&mut self, more: impl IntoIterator<Item = Out>) -> bool {
         self.pending.extend(more);
         let mut wrote = false;
+        // A full ring arms the space signal: the guest's signal when it makes room
+        // wakes the queue's thread, which writes the rest.
         while let Some(o) = self.pending.front() {
-            if !o.write(|p, payload| self.sender.try_write(p, &[payload]).is_ok()) {
+            if !o.write(|p, payload| self.sender.try_write_or_arm(p, &[payload]).unwrap_or(false)) {
                 break;
             }
             self.pending.pop_front();
@@ -627,7 +633,11 @@ impl QueueWorker {
             let mut progress = false;
             staged.clear();
             stage.clear();
-            let read = self.receiver.try_recv_batch(256, |p| {
+            // A guest that does not read its ring gets no more of its packets read
+            // (each may owe it a completion): what is owed stays bounded.
+            let backlog = lock(&self.link.out).pending.len() >= PENDING_LIMIT;
+            let max = if backlog { 0 } else { 256 };
+            let read = self.receiver.try_recv_batch(max, |p| {
                 let start = stage.len();
                 stage.resize(start + p.len(), 0);
                 if let Some(dst) = stage.get_mut(start..) {
@@ -660,7 +670,12 @@ impl QueueWorker {
                 progress |= link_out.write(out.drain(..));
             }
             drop(link_out);
-            if !progress {
+            if !progress && backlog {
+                if self.receiver.shared().is_closed() {
+                    break;
+                }
+                self.link.waker.wait(Duration::from_millis(20));
+            } else if !progress {
                 match self.receiver.prepare_sleep() {
                     Ok(true) => {}
                     Ok(false) => {

@@ -725,3 +725,68 @@ fn queues_taken_to_threads_of_their_own() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Sends NVSP INITs (each owed a completion) on `sender` until the ring stays full
+/// for 300 ms or `limit` went; returns how many went.
+fn flood_inits(sender: &mut vmbus::Sender, limit: u64) -> u64 {
+    use vmbus_proto::nvsp::NvspMessage;
+    use vmbus_proto::packet::FLAG_COMPLETION_REQUESTED;
+    use vmbus_ring::OutgoingPacket;
+    let mut msg = [0u8; 40];
+    let n = NvspMessage::init(NvspVersion::V6_1).emit(&mut msg).unwrap();
+    let mut sent = 0;
+    let mut full_since: Option<Instant> = None;
+    while sent < limit {
+        match sender.try_send(
+            &OutgoingPacket::inband(sent, FLAG_COMPLETION_REQUESTED),
+            &[&msg[..n]],
+        ) {
+            Ok(()) => {
+                sent += 1;
+                full_since = None;
+            }
+            Err(vmbus::ChannelError::Full { .. }) => {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_guest_that_never_reads_gets_backpressure_not_host_memory() {
+    let (endpoint, _link) = Loopback::new(16);
+    let (vm, offer) = vm(A, Box::new(endpoint));
+    // A raw channel (8 data pages per ring): INITs go in, the completions owed pile
+    // up in the host's ring and then in its queue, never read by this guest.
+    let vmbus::Channel {
+        mut sender,
+        mut receiver,
+        ..
+    } = vm.bus.open(&offer, 8, 0).unwrap();
+    let sent = flood_inits(&mut sender, 100_000);
+    // The host stops reading once it owes 1,024 completions beyond its full ring:
+    // about two rings' worth of packets and that backlog, not 100,000.
+    assert!(
+        sent < 5_000,
+        "{sent} packets accepted from a guest that never reads"
+    );
+    // Reading the host's ring lets it go on.
+    let mut completions = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while completions < sent && Instant::now() < deadline {
+        match receiver.try_recv(|_| ()) {
+            Ok(()) => completions += 1,
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!(completions, sent, "every packet read was completed");
+    let more = flood_inits(&mut sender, 100);
+    assert_eq!(more, 100, "the host reads again once the guest drains");
+    assert_eq!(vm.stats.bad_packets.load(Ordering::Relaxed), 0);
+}

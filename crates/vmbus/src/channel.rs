@@ -258,6 +258,39 @@ impl Sender {
         Ok(self.ring.try_write(packet, payload)?)
     }
 
+    /// After [`Sender::try_write`] failed with [`ChannelError::Full`]: publishes what
+    /// was written and asks the peer to signal once `needed` bytes are free (the ring's
+    /// `pending_send_sz`; the signal rings the channel's waker). `Ok(true)`: the space
+    /// is already there, write again now.
+    pub fn arm_space_signal(&mut self, needed: usize) -> Result<bool, ChannelError> {
+        self.flush();
+        Ok(self.ring.prepare_wait(needed)?)
+    }
+
+    /// [`Sender::try_write`] that, when the ring is full, arms the space signal
+    /// ([`Sender::arm_space_signal`]) and tries once more if the room turned up in
+    /// between; `Ok(false)`: still full, the peer will signal.
+    pub fn try_write_or_arm(
+        &mut self,
+        packet: &OutgoingPacket<'_>,
+        payload: &[&[u8]],
+    ) -> Result<bool, ChannelError> {
+        match self.try_write(packet, payload) {
+            Ok(()) => Ok(true),
+            Err(ChannelError::Full { needed }) => {
+                if !self.arm_space_signal(needed)? {
+                    return Ok(false);
+                }
+                match self.try_write(packet, payload) {
+                    Ok(()) => Ok(true),
+                    Err(ChannelError::Full { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes and publishes one packet if there is space now.
     pub fn try_send(
         &mut self,
@@ -279,6 +312,11 @@ impl Sender {
 }
 
 impl Receiver {
+    /// The shared state (close, waker, counters).
+    pub fn shared(&self) -> &Arc<ChannelShared> {
+        &self.shared
+    }
+
     /// Waits until a packet is available (bounded spin, then the interrupt-mask
     /// handshake and sleep).
     pub fn wait(&mut self) -> Result<(), ChannelError> {
