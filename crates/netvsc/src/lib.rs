@@ -1077,6 +1077,7 @@ impl Netvsc {
     }
 
     /// Sends every deferred frame now.
+    #[inline]
     pub fn flush(&mut self) -> Result<(), NetvscError> {
         if std::mem::take(&mut self.any_open) {
             let layout = &self.layout;
@@ -1125,7 +1126,8 @@ impl Netvsc {
     /// The next queue (round robin) holding a received frame.
     fn ready_queue(&self) -> Option<usize> {
         let n = self.queues.len();
-        (0..n).map(|i| (self.next_rx + i) % n).find(|&q| {
+        let start = if self.next_rx < n { self.next_rx } else { 0 };
+        (start..n).chain(0..start).find(|&q| {
             self.queues
                 .get(q)
                 .and_then(Option::as_ref)

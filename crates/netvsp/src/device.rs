@@ -848,8 +848,10 @@ impl NicCore {
             b.n = 0;
         }
         let mut any = false;
+        // Only this loop adds to the queues while it runs: counted, not re-summed.
+        let mut outgoing = self.outgoing();
         for _ in 0..256 {
-            if self.outgoing() >= 512 {
+            if outgoing >= 512 {
                 break; // the outgoing rings are backed up: let the guest catch up
             }
             let mut frame = std::mem::take(&mut self.frame);
@@ -914,6 +916,7 @@ impl NicCore {
                         let full = *b;
                         b.n = 0;
                         self.queue_transfer(q, &full.slots, &full.ranges, false);
+                        outgoing += 1;
                     }
                 }
             }

@@ -463,6 +463,7 @@ impl<'a> RndisMessage<'a> {
     ///
     /// Errors: fewer than 8 bytes; `msg_len` < 8 or beyond `bytes`; a body shorter than
     /// its type's fixed part; an offset/length pair outside the message.
+    #[inline]
     pub fn parse_prefix(bytes: &'a [u8]) -> Result<(Self, &'a [u8])> {
         let (hdr, _) = read_prefix::<RndisMessageHeader>("rndis message header", bytes)?;
         let len = hdr.msg_len as usize;
@@ -761,6 +762,7 @@ impl<'a> RndisMessages<'a> {
 impl<'a> Iterator for RndisMessages<'a> {
     type Item = Result<RndisMessage<'a>>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.done || self.rest.is_empty() {
             return None;
