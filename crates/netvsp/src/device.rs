@@ -4,11 +4,9 @@
 
 use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::OffloadConfig;
-use crate::queue::{
-    NO_SLOT, NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, RecvBuffer, lock,
-};
+use crate::queue::{NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, lock};
 use crate::rndis::RndisControl;
-use hv_partition::gpadl::GpadlBuffer;
+use crate::rxpath::{Batch, NO_SLOT, RecvBuffer, RxFrame, RxWriter};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -235,17 +233,6 @@ impl VmbusDevice for Netvsp {
     }
 }
 
-/// One queue's transfer-page packet being filled by [`NicCore::deliver_frames`].
-#[derive(Copy, Clone)]
-struct Batch {
-    slots: [u32; FRAMES_PER_TRANSFER],
-    ranges: [(u32, u32); FRAMES_PER_TRANSFER],
-    n: usize,
-}
-
-/// Receive slots the primary takes from the shared table at a time.
-const SLOT_BATCH: usize = 64;
-
 /// Frames per transfer-page packet (Linux accepts up to 375 ranges).
 pub const FRAMES_PER_TRANSFER: usize = 32;
 
@@ -278,11 +265,18 @@ pub struct NicCore {
     offer_request: u16,
     max_queues: u16,
     batches: Vec<Batch>,
-    /// The receive buffer, for writing frames without the slot table's lock.
-    recv_write: Option<GpadlBuffer>,
-    /// Free receive slots taken from the shared table, used first.
-    slot_cache: Vec<u32>,
+    /// Writes received frames and control messages into the guest's buffer.
+    rx: RxWriter,
+    /// Per queue: the thread that writes the queue's received frames, if it runs on
+    /// its own (set by the worker); frames for it are handed over, not written here.
+    handoff: Vec<Option<Arc<QueueLink>>>,
+    /// Frames pulled for each handed-over queue in this round (handed over at its end).
+    handing: Vec<Vec<RxFrame>>,
     frame: Vec<u8>,
+    /// Bytes of a frame buffer (the backend's largest frame).
+    frame_len: usize,
+    /// Frame buffers ready for pulls (handed-over frames take theirs along).
+    spare: Vec<Vec<u8>>,
     msg: Vec<u8>,
     /// Receive-buffer sub-allocation size ([`recv_section_size`] of the MTU).
     recv_section: u32,
@@ -315,6 +309,7 @@ impl NicCore {
             endpoint,
             max_frame,
         ));
+        let rx_shared = shared.clone();
         Self {
             rndis: RndisControl::new(config),
             published_offload: OffloadConfig::default(),
@@ -334,25 +329,24 @@ impl NicCore {
             granted: 0,
             offer_request: 0,
             max_queues: config.max_queues,
-            batches: vec![
-                Batch {
-                    slots: [0; FRAMES_PER_TRANSFER],
-                    ranges: [(0, 0); FRAMES_PER_TRANSFER],
-                    n: 0,
-                };
-                usize::from(config.max_queues)
-            ],
-            recv_write: None,
-            slot_cache: Vec::with_capacity(SLOT_BATCH),
+            batches: vec![Batch::default(); usize::from(config.max_queues)],
+            rx: RxWriter::new(Arc::clone(&rx_shared), recv_section),
+            handoff: (0..config.max_queues).map(|_| None).collect(),
+            handing: (0..config.max_queues).map(|_| Vec::new()).collect(),
             frame: vec![0u8; backend_frame],
+            frame_len: backend_frame,
+            spare: Vec::new(),
             msg: vec![0u8; recv_section as usize],
         }
     }
 
     /// The backend, once every queue's thread is gone (`None` if one still holds it).
     fn into_endpoint(self) -> Option<Box<dyn NetEndpoint>> {
-        let Self { shared, queues, .. } = self;
-        drop(queues);
+        // Everything else holding the shared state goes first.
+        let Self {
+            shared, queues, rx, ..
+        } = self;
+        drop((queues, rx));
         Arc::into_inner(shared).map(|s| s.endpoint.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -560,7 +554,9 @@ impl NicCore {
                 let mut recv = lock(&self.shared.recv);
                 match buf {
                     Some(buf) if self.version.is_some() && recv.is_none() && count > 0 => {
-                        self.recv_write = Some(buf.clone());
+                        self.rx.buf = Some(buf.clone());
+                        let handle = buf.clone();
+                        self.shared.publish(|d| d.recv = Some(handle));
                         *recv = Some(RecvBuffer {
                             id,
                             free: (0..count).rev().collect(),
@@ -612,8 +608,9 @@ impl NicCore {
             }
             NvspMessage::RevokeReceiveBuffer { .. } => {
                 *lock(&self.shared.recv) = None;
-                self.recv_write = None;
-                self.slot_cache.clear();
+                self.rx.buf = None;
+                self.rx.forget_slots();
+                self.shared.publish(|d| d.recv = None);
                 None
             }
             NvspMessage::RevokeSendBuffer { .. } => {
@@ -718,105 +715,20 @@ impl NicCore {
         }
     }
 
-    /// Copies an RNDIS message, given as consecutive `parts` (a header and a frame,
-    /// written in place without joining them first), into a free receive-buffer
-    /// sub-allocation; returns its (slot, offset), or `None` (counted) when no
-    /// sub-allocation is free.
-    fn write_slot(&mut self, parts: &[&[u8]]) -> Option<(u32, u32)> {
-        let Some(buf) = self.recv_write.as_ref() else {
-            self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        if parts.iter().map(|p| p.len()).sum::<usize>() > self.recv_section as usize {
-            self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        if self.slot_cache.is_empty() {
-            // Slots are taken from the shared table in batches, so the lock the queue
-            // threads' completions also take is held once per batch, never during a copy.
-            let mut recv = lock(&self.shared.recv);
-            if let Some(r) = recv.as_mut() {
-                let at = r.free.len().saturating_sub(SLOT_BATCH);
-                self.slot_cache.extend(r.free.drain(at..));
-            }
-        }
-        let Some(slot) = self.slot_cache.pop() else {
-            self.stats.rx_no_buffer.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        let offset = slot * self.recv_section;
-        let mut at = offset as usize;
-        for part in parts {
-            if buf.write_at(at, part).is_err() {
-                self.slot_cache.push(slot);
-                self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            at += part.len();
-        }
-        Some((slot, offset))
-    }
-
-    /// Gives the slots [`NicCore::write_slot`] took but did not use back to the shared
-    /// table.
-    fn return_slots(&mut self) {
-        if self.slot_cache.is_empty() {
-            return;
-        }
-        let mut recv = lock(&self.shared.recv);
-        match recv.as_mut() {
-            Some(r) => r.free.append(&mut self.slot_cache),
-            None => self.slot_cache.clear(),
-        }
-    }
-
     /// Queues one transfer-page packet for the written sub-allocations `slots`
     /// (`ranges` are their offsets and lengths).
     fn queue_transfer(&mut self, q: u16, slots: &[u32], ranges: &[(u32, u32)], control: bool) {
-        let mut recv = lock(&self.shared.recv);
-        let Some(recv) = recv.as_mut() else {
-            return;
-        };
-        let (Some(&first), n) = (slots.first(), slots.len().min(FRAMES_PER_TRANSFER)) else {
-            return;
-        };
-        recv.generation = recv.generation.wrapping_add(1);
-        let generation = recv.generation;
-        for (i, &slot) in slots.iter().take(n).enumerate() {
-            if let Some(g) = recv.in_flight.get_mut(slot as usize) {
-                *g = Some(generation);
-            }
-            let next = slots
-                .get(i + 1)
-                .copied()
-                .filter(|_| i + 1 < n)
-                .unwrap_or(NO_SLOT);
-            if let Some(l) = recv.batch_next.get_mut(slot as usize) {
-                *l = next;
-            }
+        if let Some(o) = self.rx.transfer(slots, ranges, control)
+            && let Some(out) = self.out.get_mut(usize::from(q))
+        {
+            out.push_back(o);
         }
-        let mut r = [(0u32, 0u32); FRAMES_PER_TRANSFER];
-        for (d, s) in r.iter_mut().zip(ranges.iter().take(n)) {
-            *d = *s;
-        }
-        let tid = u64::from(first) | u64::from(generation) << 32;
-        let id = recv.id;
-        let Some(out) = self.out.get_mut(usize::from(q)) else {
-            return;
-        };
-        out.push_back(Out::Transfer {
-            tid,
-            id,
-            ranges: r,
-            n: n as u8,
-            control,
-        });
     }
 
     /// Copies one RNDIS message into a sub-allocation and queues it alone.
     fn send_to_guest(&mut self, message: &[u8], control: bool) -> bool {
-        let written = self.write_slot(&[message]);
-        self.return_slots();
+        let written = self.rx.write_slot(&[message]);
+        self.rx.return_slots();
         match written {
             Some((slot, offset)) => {
                 self.queue_transfer(0, &[slot], &[(offset, message.len() as u32)], control);
@@ -842,15 +754,18 @@ impl NicCore {
     /// arriving while the buffer is exhausted or reception is off are dropped and
     /// counted.
     pub fn deliver_frames(&mut self) -> bool {
-        // Allocated once per NIC; only the counts are reset.
+        // Allocated once per NIC; emptied by every round.
         let mut batches = std::mem::take(&mut self.batches);
-        for b in &mut batches {
-            b.n = 0;
-        }
         let mut any = false;
         // Only this loop adds to the queues while it runs: counted, not re-summed.
         let mut outgoing = self.outgoing();
-        for _ in 0..256 {
+        // Frames handed to queue threads wait there: each queue's backlog is bounded.
+        let mut budget = 256usize;
+        for link in self.handoff.iter().flatten() {
+            let queued = link.rx_queued.load(Ordering::Acquire);
+            budget = budget.min(PENDING_LIMIT.saturating_sub(queued));
+        }
+        for _ in 0..budget {
             if outgoing >= 512 {
                 break; // the outgoing rings are backed up: let the guest catch up
             }
@@ -872,69 +787,88 @@ impl NicCore {
                     Some((h, _)) => (Some(h), 0),
                     None => (None, 0),
                 };
-                use vmbus_proto::rndis::Ppi;
                 let csum = self.rndis.offload.rx_checksum_info(f, meta);
                 if csum.is_some() {
                     self.stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
                 }
-                // The hash PPI (RSS), then the checksum PPI, each if present.
-                let mut ppis = [Ppi::HashValue(0); 2];
-                let mut n_ppis = 0;
-                for p in [hash.map(Ppi::HashValue), csum.map(Ppi::Checksum)]
-                    .into_iter()
-                    .flatten()
+                if self
+                    .handoff
+                    .get(usize::from(q))
+                    .is_some_and(Option::is_some)
                 {
-                    if let Some(slot) = ppis.get_mut(n_ppis) {
-                        *slot = p;
-                        n_ppis += 1;
+                    // The queue's thread copies it into the guest's buffer: the frame
+                    // goes with its buffer, a fresh one takes its place.
+                    let full = std::mem::replace(&mut frame, self.fresh_frame());
+                    if let Some(h) = self.handing.get_mut(usize::from(q)) {
+                        h.push(RxFrame {
+                            buf: full,
+                            len,
+                            hash,
+                            csum,
+                        });
                     }
-                }
-                // RNDIS header (and PPIs) here, the frame straight from the backend's
-                // buffer: one copy of the frame into guest memory.
-                let mut header = [0u8; 128];
-                let h = vmbus_proto::rndis::emit_packet_header(
-                    &mut header,
-                    ppis.get(..n_ppis).unwrap_or(&[]),
-                    len,
-                )
-                .ok()
-                .and_then(|l| header.get(..l));
-                if let Some(h) = h
-                    && let Some((slot, offset)) = self.write_slot(&[h, f])
-                    && let Some(b) = batches.get_mut(usize::from(q))
-                    && let (Some(s), Some(r)) = (b.slots.get_mut(b.n), b.ranges.get_mut(b.n))
+                } else if let Some(b) = batches.get_mut(usize::from(q))
+                    && let Some(o) = self.rx.frame(b, q, f, hash, csum)
+                    && let Some(out) = self.out.get_mut(usize::from(q))
                 {
-                    *s = slot;
-                    *r = (offset, (h.len() + f.len()) as u32);
-                    b.n += 1;
-                    self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-                    if let Some(c) = self.stats.rx_queue_frames.get(usize::from(q)) {
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Several frames share one transfer-page packet and one completion.
-                    if b.n == FRAMES_PER_TRANSFER {
-                        let full = *b;
-                        b.n = 0;
-                        self.queue_transfer(q, &full.slots, &full.ranges, false);
-                        outgoing += 1;
-                    }
+                    out.push_back(o);
+                    outgoing += 1;
                 }
             }
             self.frame = frame;
         }
-        for (q, b) in batches.iter().enumerate() {
-            if b.n > 0 {
-                self.queue_transfer(
-                    q as u16,
-                    b.slots.get(..b.n).unwrap_or(&[]),
-                    b.ranges.get(..b.n).unwrap_or(&[]),
-                    false,
-                );
+        for (q, b) in batches.iter_mut().enumerate() {
+            if let Some(o) = self.rx.finish(b)
+                && let Some(out) = self.out.get_mut(q)
+            {
+                out.push_back(o);
             }
         }
         self.batches = batches;
-        self.return_slots();
+        self.rx.return_slots();
+        for (link, frames) in self.handoff.iter().zip(self.handing.iter_mut()) {
+            if let Some(link) = link
+                && !frames.is_empty()
+            {
+                link.rx_queued.fetch_add(frames.len(), Ordering::Release);
+                lock(&link.rx).extend(frames.drain(..));
+                link.waker.ring();
+            }
+        }
         any
+    }
+
+    /// A frame buffer for the next pull: one the queue threads gave back, else a new
+    /// one (their number is bounded by the queues' backlogs).
+    fn fresh_frame(&mut self) -> Vec<u8> {
+        if self.spare.is_empty() {
+            self.spare.append(&mut lock(&self.shared.frame_pool));
+        }
+        self.spare
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.frame_len])
+    }
+
+    /// Hands queue `q`'s received frames to `link`'s thread (or takes them back with
+    /// `None`: frames the thread did not write yet are dropped and counted).
+    fn set_handoff(&mut self, q: u16, link: Option<Arc<QueueLink>>) {
+        if let Some(old) = self
+            .handoff
+            .get_mut(usize::from(q))
+            .map(|h| std::mem::replace(h, link))
+            && let Some(old) = old
+        {
+            let left = std::mem::take(&mut *lock(&old.rx));
+            self.stats
+                .rx_not_ready
+                .fetch_add(left.len() as u64, Ordering::Relaxed);
+            self.spare.extend(left.into_iter().map(|f| f.buf));
+        }
+    }
+
+    /// A writer of received frames for subchannel `q`'s own thread.
+    fn rx_writer(&self) -> RxWriter {
+        RxWriter::new(self.shared.clone(), self.recv_section)
     }
 }
 
@@ -1058,6 +992,7 @@ impl Worker {
             let link = Arc::new(QueueLink::new(sender, waker));
             let worker = QueueWorker {
                 core: self.core.queue_core(q),
+                rx: self.core.rx_writer(),
                 receiver,
                 link: link.clone(),
                 primary: self.waker.clone(),
@@ -1067,6 +1002,7 @@ impl Worker {
                 .spawn(move || worker.run())
             {
                 Ok(thread) => {
+                    self.core.set_handoff(q, Some(link.clone()));
                     if let Some(slot) = self.subqueues.get_mut(usize::from(q)) {
                         *slot = Some(Subqueue { link, thread });
                     }
@@ -1099,6 +1035,7 @@ impl Worker {
         sub.link.stop.store(true, Ordering::Release);
         sub.link.waker.ring();
         let _ = sub.thread.join();
+        self.core.set_handoff(q as u16, None);
         self.core.set_queue_open(q as u16, false);
         let left = std::mem::take(&mut lock(&sub.link.out).pending);
         self.core.drop_transfers(left);

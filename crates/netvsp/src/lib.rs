@@ -27,11 +27,12 @@
 //! queues by the Toeplitz hash of the guest's [`rss`] key and indirection table (the
 //! hash goes with each frame as a per-packet info). Each subchannel has a worker thread
 //! of its own for what the guest sends on it (gathering, software offloads, the
-//! backend's transmit, receive completions); the primary channel's thread keeps the
-//! control path and pulls received frames from the backend for every queue (the
-//! [`NetEndpoint`] is one queue), so receive copies into guest memory happen on that
-//! one thread. A subchannel carries data packets and completions only: RNDIS control
-//! or NVSP setup on it is refused and counted.
+//! backend's transmit, receive completions) and for writing its received frames into
+//! the guest's buffer; the primary channel's thread keeps the control path and pulls
+//! received frames from the backend (the [`NetEndpoint`] is one queue), classifies
+//! them and hands each subchannel's frames to its thread with their buffers (no extra
+//! copy). A subchannel carries data packets and completions only: RNDIS control or
+//! NVSP setup on it is refused and counted.
 //!
 //! A backend that can finish offloads itself says so ([`NetEndpoint::tx_offload_support`])
 //! and gets the packet with the work left ([`TxOffload`]): the TAP backend passes
@@ -43,8 +44,8 @@
 //! enabled it with a TCPIP_CHKSUM info saying so; other frames go unmarked.
 //!
 //! Not implemented (see the issue tracker): receive segment coalescing (RSC), and
-//! multi-queue backends (a backend queue per NIC queue, so received frames are pulled
-//! and copied in parallel too).
+//! multi-queue backends (a backend queue per NIC queue, so received frames are also
+//! pulled and classified in parallel).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]
@@ -56,6 +57,7 @@ pub mod pcap;
 mod queue;
 mod rndis;
 pub mod rss;
+mod rxpath;
 pub mod tap;
 
 pub use backend::{

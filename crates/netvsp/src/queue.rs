@@ -8,10 +8,11 @@
 use crate::backend::NetEndpoint;
 use crate::device::{FRAMES_PER_TRANSFER, NicStats, SEND_SECTION_SIZE};
 use crate::offload::{OffloadConfig, TxEngine, parse_request};
+use crate::rxpath::{Batch, RecvBuffer, RxFrame, RxWriter};
 use hv_partition::GuestMemory;
 use hv_partition::gpadl::GpadlBuffer;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use vmbus::{ChannelError, Receiver, Sender};
@@ -22,7 +23,6 @@ use vmbus_ring::{Doorbell, OutgoingPacket};
 
 /// Largest RNDIS message accepted from the guest.
 pub(crate) const MAX_RNDIS: usize = 64 * 1024;
-pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// Locks `m`, going on with the data if a thread panicked while holding it (every
 /// update below leaves the state consistent between statements).
@@ -30,59 +30,13 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The guest's receive buffer's slot table: its sub-allocations and which transfer
-/// each is in (the primary's worker writes the frames; see `NicCore::write_slot`).
-pub(crate) struct RecvBuffer {
-    pub(crate) id: u16,
-    pub(crate) free: Vec<u32>,
-    /// Per sub-allocation: the generation of the transfer in flight, if any.
-    pub(crate) in_flight: Vec<Option<u32>>,
-    /// Per sub-allocation: the next one in the same transfer-page packet.
-    pub(crate) batch_next: Vec<u32>,
-    pub(crate) generation: u32,
-}
-
-impl RecvBuffer {
-    /// Frees the sub-allocations of the transfer `tid` (its first slot and generation);
-    /// returns how many. A guest may complete a transfer twice, complete one it never
-    /// got, or invent ids: those free nothing.
-    pub(crate) fn free_transfer(&mut self, tid: u64) -> usize {
-        let mut slot = tid as u32;
-        let generation = (tid >> 32) as u32;
-        // Linked from the first slot, all with the same generation; bounded by the
-        // batch size.
-        let mut freed = 0;
-        for _ in 0..FRAMES_PER_TRANSFER {
-            match self.in_flight.get_mut(slot as usize) {
-                Some(g) if *g == Some(generation) => {
-                    *g = None;
-                    self.free.push(slot);
-                    freed += 1;
-                }
-                _ => break,
-            }
-            let next = self
-                .batch_next
-                .get(slot as usize)
-                .copied()
-                .unwrap_or(NO_SLOT);
-            if let Some(l) = self.batch_next.get_mut(slot as usize) {
-                *l = NO_SLOT;
-            }
-            if next == NO_SLOT {
-                break;
-            }
-            slot = next;
-        }
-        freed
-    }
-}
-
 /// Data-path settings the primary channel's control path changes and every queue
-/// reads: the send buffer and the transmit offloads the guest enabled.
+/// reads: the send and receive buffers and the transmit offloads the guest enabled.
 #[derive(Clone, Default)]
 pub(crate) struct DataConfig {
     pub(crate) send: Option<GpadlBuffer>,
+    /// The receive buffer, for the queues that write received frames.
+    pub(crate) recv: Option<GpadlBuffer>,
     pub(crate) offload: OffloadConfig,
 }
 
@@ -93,6 +47,8 @@ pub(crate) struct NicShared {
     pub(crate) stats: Arc<NicStats>,
     pub(crate) endpoint: Mutex<Box<dyn NetEndpoint>>,
     pub(crate) recv: Mutex<Option<RecvBuffer>>,
+    /// Frame buffers the queue threads wrote into the guest and gave back.
+    pub(crate) frame_pool: Mutex<Vec<Vec<u8>>>,
     /// Largest frame the guest may send (the NIC's MTU).
     pub(crate) max_frame: usize,
     data: Mutex<DataConfig>,
@@ -114,6 +70,7 @@ impl NicShared {
             stats,
             endpoint: Mutex::new(endpoint),
             recv: Mutex::new(None),
+            frame_pool: Mutex::new(Vec::new()),
             max_frame,
             data: Mutex::new(DataConfig::default()),
             data_generation: AtomicU64::new(0),
@@ -281,13 +238,14 @@ impl QueueCore {
             rndis_buf: vec![0u8; MAX_RNDIS],
             freed: false,
         };
-        core.refresh();
+        let _ = core.refresh();
         core
     }
 
-    /// Reloads the data-path settings if the control path changed them.
-    fn refresh(&mut self) {
-        refresh(&self.shared, &mut self.data, &mut self.data_generation);
+    /// Reloads the data-path settings if the control path changed them; whether it
+    /// did.
+    pub(crate) fn refresh(&mut self) -> bool {
+        refresh(&self.shared, &mut self.data, &mut self.data_generation)
     }
 
     /// Handles one ring packet from the guest on a subchannel: receive completions
@@ -357,7 +315,7 @@ impl QueueCore {
         packet: &Packet<'_>,
         control: &mut dyn FnMut(&RndisMessage<'_>) -> Option<()>,
     ) -> NvspStatus {
-        self.refresh();
+        let _ = self.refresh();
         if channel_type == NvspChannelType::RMC_DATA
             && let Some(c) = self.shared.stats.tx_queue_packets.get(usize::from(self.q))
         {
@@ -398,7 +356,7 @@ impl QueueCore {
                             break;
                         }
                         // A SET may have changed the offloads the next packets use.
-                        refresh(shared, &mut self.data, &mut self.data_generation);
+                        let _ = refresh(shared, &mut self.data, &mut self.data_generation);
                     }
                     Err(_) => {
                         ok = false;
@@ -468,12 +426,14 @@ impl QueueCore {
 /// Reloads `data` from `shared` if the control path published a change since
 /// `generation` (one atomic load when it did not).
 #[inline]
-fn refresh(shared: &NicShared, data: &mut DataConfig, generation: &mut u64) {
+fn refresh(shared: &NicShared, data: &mut DataConfig, generation: &mut u64) -> bool {
     let g = shared.data_generation.load(Ordering::Acquire);
-    if g != *generation {
-        *data = shared.data();
-        *generation = g;
+    if g == *generation {
+        return false;
     }
+    *data = shared.data();
+    *generation = g;
+    true
 }
 
 /// Sends a frame that needs no offload work.
@@ -596,6 +556,10 @@ pub(crate) struct QueueLink {
     pub(crate) stop: AtomicBool,
     /// Set by the queue's worker when its channel closed or failed.
     pub(crate) exited: AtomicBool,
+    /// Received frames the primary pulled for this queue, for its thread to write.
+    pub(crate) rx: Mutex<VecDeque<RxFrame>>,
+    /// How many frames `rx` holds (read without its lock to bound it).
+    pub(crate) rx_queued: AtomicUsize,
 }
 
 impl QueueLink {
@@ -608,6 +572,8 @@ impl QueueLink {
             waker,
             stop: AtomicBool::new(false),
             exited: AtomicBool::new(false),
+            rx: Mutex::new(VecDeque::with_capacity(PENDING_LIMIT)),
+            rx_queued: AtomicUsize::new(0),
         }
     }
 }
@@ -617,6 +583,8 @@ impl QueueLink {
 /// primary left pending when the ring was full.
 pub(crate) struct QueueWorker {
     pub(crate) core: QueueCore,
+    /// Writes the received frames the primary hands over.
+    pub(crate) rx: RxWriter,
     pub(crate) receiver: Receiver,
     pub(crate) link: Arc<QueueLink>,
     /// The primary's waker: rung when completions free receive slots.
@@ -629,8 +597,39 @@ impl QueueWorker {
         let mut out: Vec<Out> = Vec::with_capacity(256);
         let mut staged: Vec<(usize, usize)> = Vec::with_capacity(256);
         let mut stage: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut frames: VecDeque<RxFrame> = VecDeque::with_capacity(PENDING_LIMIT);
+        let mut used: Vec<Vec<u8>> = Vec::with_capacity(PENDING_LIMIT);
+        let mut batch = Batch::default();
+        self.rx.buf = self.core.data.recv.clone();
         while !self.link.stop.load(Ordering::Acquire) {
             let mut progress = false;
+            if self.core.refresh() {
+                self.rx.buf = self.core.data.recv.clone();
+                if self.rx.buf.is_none() {
+                    self.rx.forget_slots();
+                }
+            }
+            // Received frames the primary pulled for this queue: copied into the
+            // guest's buffer here, in parallel with the other queues.
+            std::mem::swap(&mut *lock(&self.link.rx), &mut frames);
+            if !frames.is_empty() {
+                self.link
+                    .rx_queued
+                    .fetch_sub(frames.len(), Ordering::Release);
+                for f in frames.drain(..) {
+                    let data = f.buf.get(..f.len).unwrap_or(&[]);
+                    if let Some(o) = self.rx.frame(&mut batch, self.core.q, data, f.hash, f.csum) {
+                        out.push(o);
+                    }
+                    used.push(f.buf);
+                }
+                if let Some(o) = self.rx.finish(&mut batch) {
+                    out.push(o);
+                }
+                self.rx.return_slots();
+                lock(&self.core.shared.frame_pool).append(&mut used);
+                progress = true;
+            }
             staged.clear();
             stage.clear();
             // A guest that does not read its ring gets no more of its packets read
