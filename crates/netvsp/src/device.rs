@@ -4,7 +4,9 @@
 
 use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::OffloadConfig;
-use crate::queue::{NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, lock};
+use crate::queue::{
+    IDLE_SPINS, NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, lock,
+};
 use crate::rndis::RndisControl;
 use crate::rxpath::{Batch, NO_SLOT, RecvBuffer, RxFrame, RxWriter};
 use std::collections::VecDeque;
@@ -1069,6 +1071,7 @@ impl Worker {
 
     /// Runs until the primary channel closes; returns the endpoint for the next open.
     fn run(mut self) -> Option<Box<dyn NetEndpoint>> {
+        let mut idle = 0;
         loop {
             let mut progress = self.manage_subchannels();
             // Guest to host: copy the batch out of the ring (reads are committed at
@@ -1113,12 +1116,19 @@ impl Worker {
             }
             self.sender.flush();
             progress |= self.hand_over();
-            if !progress && backlog {
+            if progress {
+                idle = 0;
+            } else if backlog {
                 if self.receiver.shared().is_closed() {
                     break;
                 }
                 self.waker.wait(Duration::from_millis(20));
-            } else if !progress {
+            } else if idle < IDLE_SPINS {
+                // A few empty rounds before sleeping: traffic that is merely bursty
+                // then costs no wake-up.
+                idle += 1;
+                std::hint::spin_loop();
+            } else {
                 match self.receiver.prepare_sleep() {
                     Ok(true) => {}
                     Ok(false) => {

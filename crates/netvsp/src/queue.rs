@@ -513,6 +513,10 @@ fn transmit<'a>(
     }
 }
 
+/// Empty rounds a worker makes before it sleeps (each one polls its rings and, for the
+/// primary, the backend).
+pub(crate) const IDLE_SPINS: u32 = 64;
+
 /// Packets a queue may owe the guest before its worker stops reading the guest's
 /// ring (and the primary stops pulling frames for it).
 pub(crate) const PENDING_LIMIT: usize = 512;
@@ -600,6 +604,7 @@ impl QueueWorker {
         let mut frames: VecDeque<RxFrame> = VecDeque::with_capacity(PENDING_LIMIT);
         let mut used: Vec<Vec<u8>> = Vec::with_capacity(PENDING_LIMIT);
         let mut batch = Batch::default();
+        let mut idle = 0;
         self.rx.buf = self.core.data.recv.clone();
         while !self.link.stop.load(Ordering::Acquire) {
             let mut progress = false;
@@ -669,12 +674,17 @@ impl QueueWorker {
                 progress |= link_out.write(out.drain(..));
             }
             drop(link_out);
-            if !progress && backlog {
+            if progress {
+                idle = 0;
+            } else if backlog {
                 if self.receiver.shared().is_closed() {
                     break;
                 }
                 self.link.waker.wait(Duration::from_millis(20));
-            } else if !progress {
+            } else if idle < IDLE_SPINS {
+                idle += 1;
+                std::hint::spin_loop();
+            } else {
                 match self.receiver.prepare_sleep() {
                     Ok(true) => {}
                     Ok(false) => {
