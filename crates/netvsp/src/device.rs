@@ -5,7 +5,7 @@
 use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::OffloadConfig;
 use crate::queue::{
-    IDLE_SPINS, NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, lock,
+    NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, after_round, lock,
 };
 use crate::rndis::RndisControl;
 use crate::rxpath::{Batch, NO_SLOT, RecvBuffer, RxFrame, RxWriter};
@@ -13,7 +13,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
 use vmbus::{Channel, ChannelError, DeviceContext, OpenRequest, Receiver, Sender, VmbusDevice};
 use vmbus_proto::nvsp::{
     Nvsp1ReceiveBufferSection, NvspMessage, NvspSendIndirectionTable, NvspStatus, NvspSubchannelOp,
@@ -1116,27 +1115,15 @@ impl Worker {
             }
             self.sender.flush();
             progress |= self.hand_over();
-            if progress {
-                idle = 0;
-            } else if backlog {
-                if self.receiver.shared().is_closed() {
-                    break;
-                }
-                self.waker.wait(Duration::from_millis(20));
-            } else if idle < IDLE_SPINS {
-                // A few empty rounds before sleeping: traffic that is merely bursty
-                // then costs no wake-up.
-                idle += 1;
-                std::hint::spin_loop();
-            } else {
-                match self.receiver.prepare_sleep() {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.waker.wait(Duration::from_millis(20));
-                    }
-                    // The primary closed: the NIC is done.
-                    Err(_) => break,
-                }
+            // The primary closing ends the NIC.
+            if !after_round(
+                progress,
+                backlog,
+                &mut idle,
+                &mut self.receiver,
+                &self.waker,
+            ) {
+                break;
             }
         }
         for q in 1..self.subqueues.len() {

@@ -517,6 +517,44 @@ fn transmit<'a>(
 /// primary, the backend).
 pub(crate) const IDLE_SPINS: u32 = 64;
 
+/// Ends a worker's round: nothing to wait for after `progress`; a short spin over the
+/// first empty rounds (bursty traffic then costs no wake-up); then sleep on `waker`
+/// until the guest signals (or 20 ms pass). With a `backlog` (the guest leaves what it
+/// is owed unread) the ring is not read, so the worker sleeps until the guest makes
+/// room. Returns false when the channel closed.
+pub(crate) fn after_round(
+    progress: bool,
+    backlog: bool,
+    idle: &mut u32,
+    receiver: &mut Receiver,
+    waker: &Doorbell,
+) -> bool {
+    if progress {
+        *idle = 0;
+        return true;
+    }
+    if backlog {
+        if receiver.shared().is_closed() {
+            return false;
+        }
+        waker.wait(Duration::from_millis(20));
+        return true;
+    }
+    if *idle < IDLE_SPINS {
+        *idle += 1;
+        std::hint::spin_loop();
+        return true;
+    }
+    match receiver.prepare_sleep() {
+        Ok(true) => true,
+        Ok(false) => {
+            waker.wait(Duration::from_millis(20));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Packets a queue may owe the guest before its worker stops reading the guest's
 /// ring (and the primary stops pulling frames for it).
 pub(crate) const PENDING_LIMIT: usize = 512;
@@ -674,24 +712,14 @@ impl QueueWorker {
                 progress |= link_out.write(out.drain(..));
             }
             drop(link_out);
-            if progress {
-                idle = 0;
-            } else if backlog {
-                if self.receiver.shared().is_closed() {
-                    break;
-                }
-                self.link.waker.wait(Duration::from_millis(20));
-            } else if idle < IDLE_SPINS {
-                idle += 1;
-                std::hint::spin_loop();
-            } else {
-                match self.receiver.prepare_sleep() {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.link.waker.wait(Duration::from_millis(20));
-                    }
-                    Err(_) => break,
-                }
+            if !after_round(
+                progress,
+                backlog,
+                &mut idle,
+                &mut self.receiver,
+                &self.link.waker,
+            ) {
+                break;
             }
         }
         // Transfers never written keep their slots until the primary frees them.
