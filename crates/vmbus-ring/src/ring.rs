@@ -76,6 +76,10 @@ impl OutgoingPacket<'static> {
     }
 }
 
+/// Packets up to this many bytes (with the trailer) are assembled on the stack and
+/// copied into the ring in one piece.
+const SMALL_PACKET: usize = 256;
+
 /// The writing side of one ring.
 pub struct OutgoingRing<M> {
     mem: M,
@@ -209,24 +213,47 @@ impl<M: RingMem> OutgoingRing<M> {
         }
         let start = self.next as usize;
         let size = self.size as usize;
-        let mut pos = start;
-        let put = |bytes: &[u8], pos: &mut usize| {
-            if !bytes.is_empty() {
-                self.mem.write_data(*pos, bytes);
-                *pos = (*pos + bytes.len()) % size;
-            }
-        };
-        put(d.as_bytes(), &mut pos);
-        put(packet.header, &mut pos);
-        for p in payload {
-            put(p, &mut pos);
-        }
         let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
-        put([0u8; 8].get(..pad).unwrap_or(&[]), &mut pos);
-        put(
-            &vmbus_proto::packet::trailer(start as u32).to_le_bytes(),
-            &mut pos,
-        );
+        let trailer = vmbus_proto::packet::trailer(start as u32).to_le_bytes();
+        // A small packet (completions, control messages) is assembled here and copied
+        // in once rather than in five pieces.
+        let mut small = [0u8; SMALL_PACKET];
+        if let Some(buf) = small.get_mut(..total) {
+            let mut at = 0;
+            for part in [d.as_bytes(), packet.header]
+                .into_iter()
+                .chain(payload.iter().copied())
+            {
+                if let Some(dst) = buf.get_mut(at..at + part.len()) {
+                    dst.copy_from_slice(part);
+                }
+                at += part.len();
+            }
+            // (The padding stays zero.)
+            if let Some(dst) = buf.get_mut(packet_len..) {
+                dst.copy_from_slice(&trailer);
+            }
+            self.mem.write_data(start, buf);
+        } else {
+            let mut pos = start;
+            // `bytes` is never longer than the ring: one subtraction wraps.
+            let put = |bytes: &[u8], pos: &mut usize| {
+                if !bytes.is_empty() {
+                    self.mem.write_data(*pos, bytes);
+                    *pos += bytes.len();
+                    if *pos >= size {
+                        *pos -= size;
+                    }
+                }
+            };
+            put(d.as_bytes(), &mut pos);
+            put(packet.header, &mut pos);
+            for p in payload {
+                put(p, &mut pos);
+            }
+            put([0u8; 8].get(..pad).unwrap_or(&[]), &mut pos);
+            put(&trailer, &mut pos);
+        }
         self.next = ((start + total) % size) as u32;
         self.stats.packets += 1;
         if self.pending_send_set {
