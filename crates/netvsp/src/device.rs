@@ -1,6 +1,7 @@
 //! The NetVSP device: the primary channel's worker thread speaks NVSP and RNDIS
-//! control and pulls received frames from the backend; each subchannel has a worker
-//! thread of its own for its guest-to-host traffic and receive completions.
+//! control and pulls and classifies received frames from the backend; each subchannel
+//! has a worker thread of its own for its guest-to-host traffic, its receive
+//! completions and the copies of its received frames into the guest.
 
 use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::OffloadConfig;
@@ -1042,9 +1043,11 @@ impl Worker {
         self.core.drop_transfers(left);
     }
 
-    /// Writes the received frames queued for subchannels into their rings (what does
-    /// not fit stays pending there, for the queue's thread to write when the guest
-    /// makes room).
+    /// Writes what the core queued for a running subchannel itself into its ring (what
+    /// does not fit stays pending there, for the queue's thread to write when the guest
+    /// makes room). Received frames go to the queue's thread instead (see
+    /// [`NicCore::deliver_frames`]), so this is normally empty; it keeps anything
+    /// queued from being stranded.
     fn hand_over(&mut self) -> bool {
         let mut progress = false;
         for (q, sub) in self.subqueues.iter().enumerate() {

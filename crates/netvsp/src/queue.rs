@@ -2,8 +2,9 @@
 //! share ([`NicShared`]): the backend, the receive-buffer slot table and the data-path
 //! settings the control path publishes. Each subchannel runs a [`QueueWorker`] thread
 //! of its own, so guest transmit (gathering, software offloads, the backend's
-//! transmit) and receive completions scale with the queues; the primary channel's
-//! worker keeps the control path and pulls received frames from the backend.
+//! transmit), receive completions and the copies of received frames into the guest
+//! scale with the queues; the primary channel's worker keeps the control path and
+//! pulls and classifies received frames, handing each queue its own.
 
 use crate::backend::NetEndpoint;
 use crate::device::{FRAMES_PER_TRANSFER, NicStats, SEND_SECTION_SIZE};
@@ -559,9 +560,9 @@ pub(crate) fn after_round(
 /// ring (and the primary stops pulling frames for it).
 pub(crate) const PENDING_LIMIT: usize = 512;
 
-/// A subchannel's outgoing side, written under one lock by its worker (completions)
-/// and by the primary's worker (received frames, straight into the ring: no hop
-/// through the queue's thread).
+/// A subchannel's outgoing side, written under one lock by its worker (completions and
+/// received frames) and by the primary's worker (anything the primary queued for the
+/// channel itself).
 pub(crate) struct QueueOut {
     pub(crate) sender: Sender,
     /// Packets that did not fit the ring yet, in order.
