@@ -66,6 +66,22 @@ pub struct FrameMeta {
     pub l4_checksum_valid: bool,
     /// The IPv4 header checksum is known to be correct (same sources).
     pub ip4_checksum_valid: bool,
+    /// The RSS hash the receiving NIC's [`Steer`] computed when a multi-queue backend
+    /// steered the frame (the NIC sends it to the guest without hashing again).
+    pub rss_hash: Option<u32>,
+}
+
+/// How a multi-queue backend spreads received frames over a NIC's queues: the queue
+/// for a frame and its RSS hash (`None`: queue 0, no hash). The NIC builds it from the
+/// guest's RSS settings and installs it with [`NetEndpoint::set_steering`]; the backend
+/// calls it on whatever thread delivers the frame.
+pub type Steer = Arc<dyn Fn(&[u8]) -> Option<(u16, u32)> + Send + Sync>;
+
+/// One receive queue of a multi-queue backend ([`NetEndpoint::take_rx_queue`]), pulled
+/// by the NIC queue's own thread.
+pub trait NetRxQueue: Send + 'static {
+    /// Copies the next frame of this queue into `buf`; its length and meta.
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)>;
 }
 
 /// One NIC's attachment to a network.
@@ -106,6 +122,27 @@ pub trait NetEndpoint: Send + 'static {
     /// MTU): netvsp never offers the guest an MTU above it.
     fn max_frame(&self) -> usize {
         MAX_FRAME
+    }
+    /// Receive queues the backend has (default 1: every frame comes through
+    /// [`NetEndpoint::receive_meta`]). With more, a multi-queue NIC takes queue `q` for
+    /// its subchannel `q` ([`NetEndpoint::take_rx_queue`]), so received frames are
+    /// pulled and copied into the guest in parallel, and tells the backend how to
+    /// spread them ([`NetEndpoint::set_steering`]).
+    fn rx_queues(&self) -> u16 {
+        1
+    }
+    /// Receive queue `q` (1 to `rx_queues() - 1`) for another thread; `waker` is rung
+    /// when a frame arrives there. `None`: no such queue, or it is taken. Dropping the
+    /// queue gives it back.
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        let _ = (q, waker);
+        None
+    }
+    /// How to spread received frames from now on (`None`: all to queue 0, no hash).
+    /// The NIC sends a new one whenever the guest's RSS settings or its set of running
+    /// queues change; a frame steered to a queue nobody took goes to queue 0.
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        let _ = steer;
     }
 }
 
@@ -208,62 +245,75 @@ impl FrameQueue {
     }
 }
 
-/// Shared state of one port: its inbound queue, waker and link.
+/// Shared state of one port: its inbound queues (one per receive queue), their wakers,
+/// the steering between them, and the link.
 struct Port {
-    queue: Mutex<FrameQueue>,
-    waker: Mutex<Option<Arc<Doorbell>>>,
+    queues: Vec<Mutex<FrameQueue>>,
+    /// Per queue: the waker, and whether a NIC queue took it (queue 0 always counts).
+    wakers: Mutex<Vec<(Option<Arc<Doorbell>>, bool)>>,
+    steer: Mutex<Option<Steer>>,
     link: AtomicBool,
     mac: Mutex<Option<[u8; 6]>>,
     dropped: AtomicU64,
 }
 
 impl Port {
-    fn new(depth: usize, max_frame: usize) -> Arc<Self> {
+    fn new(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
+        let n = usize::from(queues.max(1));
         Arc::new(Self {
-            queue: Mutex::new(FrameQueue::with_max_frame(depth, max_frame)),
-            waker: Mutex::new(None),
+            queues: (0..n)
+                .map(|_| Mutex::new(FrameQueue::with_max_frame(depth, max_frame)))
+                .collect(),
+            wakers: Mutex::new(vec![(None, false); n]),
+            steer: Mutex::new(None),
             link: AtomicBool::new(true),
             mac: Mutex::new(None),
             dropped: AtomicU64::new(0),
         })
     }
 
-    fn deliver(&self, frame: &[u8], meta: FrameMeta) -> bool {
+    fn deliver(&self, frame: &[u8], mut meta: FrameMeta) -> bool {
+        // Steered to a taken queue, or else queue 0 (with the hash either way).
+        meta.rss_hash = None;
+        let mut q = 0;
+        if self.queues.len() > 1
+            && let Some(steer) = lock(&self.steer).clone()
+            && let Some((to, hash)) = steer(frame)
+        {
+            meta.rss_hash = Some(hash);
+            if lock(&self.wakers)
+                .get(usize::from(to))
+                .is_some_and(|(_, taken)| *taken)
+            {
+                q = usize::from(to);
+            }
+        }
         let ok = self
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_meta(frame, meta);
+            .queues
+            .get(q)
+            .is_some_and(|fq| lock(fq).push_meta(frame, meta));
         if ok {
-            self.wake();
+            self.wake(q);
         } else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         ok
     }
 
-    fn wake(&self) {
-        if let Some(w) = self
-            .waker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+    fn wake(&self, q: usize) {
+        if let Some((Some(w), _)) = lock(&self.wakers).get(q) {
             w.ring();
         }
     }
-}
 
-impl Port {
-    fn pop(&self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_meta(buf)
+    fn pop(&self, q: usize, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        lock(self.queues.get(q)?).pop_meta(buf)
     }
 
     fn set_waker(&self, waker: Arc<Doorbell>) {
-        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        if let Some(w) = lock(&self.wakers).first_mut() {
+            *w = (Some(waker), true);
+        }
     }
 
     fn is_up(&self) -> bool {
@@ -271,10 +321,59 @@ impl Port {
     }
 
     fn max_frame(&self) -> usize {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .max_frame()
+        self.queues
+            .first()
+            .map_or(MAX_FRAME, |q| lock(q).max_frame())
+    }
+
+    /// Hands out receive queue `q` (1..) to a NIC queue's thread.
+    fn take_queue(self: &Arc<Self>, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        let mut wakers = lock(&self.wakers);
+        let slot = wakers.get_mut(usize::from(q)).filter(|_| q > 0)?;
+        if slot.1 {
+            return None;
+        }
+        *slot = (Some(waker), true);
+        Some(Box::new(PortQueue {
+            port: self.clone(),
+            q: usize::from(q),
+        }))
+    }
+}
+
+/// Locks `m`, going on with the data if a thread panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One taken receive queue of a port; dropping it gives the queue back (frames steered
+/// there then go to queue 0).
+struct PortQueue {
+    port: Arc<Port>,
+    q: usize,
+}
+
+impl NetRxQueue for PortQueue {
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        self.port.pop(self.q, buf)
+    }
+}
+
+impl Drop for PortQueue {
+    fn drop(&mut self) {
+        if let Some(slot) = lock(&self.port.wakers).get_mut(self.q) {
+            *slot = (None, false);
+        }
+        // Frames still queued there go to queue 0's reader, in order.
+        if let Some(from) = self.port.queues.get(self.q) {
+            let mut buf = vec![0u8; MAX_JUMBO_FRAME];
+            while let Some((n, meta)) = lock(from).pop_meta(&mut buf) {
+                if let (Some(f), Some(q0)) = (buf.get(..n), self.port.queues.first()) {
+                    lock(q0).push_meta(f, meta);
+                }
+            }
+        }
+        self.port.wake(0);
     }
 }
 
@@ -286,7 +385,7 @@ impl LinkControl {
     /// Sets the link up or down and wakes the NIC so it can tell the guest.
     pub fn set(&self, up: bool) {
         self.0.link.store(up, Ordering::SeqCst);
-        self.0.wake();
+        self.0.wake(0);
     }
 
     /// Frames dropped because the port's queue was full.
@@ -309,7 +408,13 @@ impl Loopback {
     /// [`Loopback::new`] carrying frames of up to `max_frame` bytes (jumbo frames:
     /// [`frame_size`] of the MTU, at most [`MAX_JUMBO_FRAME`]).
     pub fn with_max_frame(depth: usize, max_frame: usize) -> (Self, LinkControl) {
-        let port = Port::new(depth, max_frame);
+        Self::with_queues(depth, max_frame, 1)
+    }
+
+    /// [`Loopback::with_max_frame`] with `queues` receive queues of `depth` frames
+    /// each (see [`NetEndpoint::rx_queues`]).
+    pub fn with_queues(depth: usize, max_frame: usize, queues: u16) -> (Self, LinkControl) {
+        let port = Port::new(depth, max_frame, queues);
         (Self { port: port.clone() }, LinkControl(port))
     }
 }
@@ -322,10 +427,10 @@ impl NetEndpoint for Loopback {
         self.port.is_up() && self.port.deliver(frame, meta)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port.pop(buf).map(|(n, _)| n)
+        self.port.pop(0, buf).map(|(n, _)| n)
     }
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.port.pop(buf)
+        self.port.pop(0, buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
         self.port.set_waker(waker)
@@ -336,6 +441,15 @@ impl NetEndpoint for Loopback {
     fn max_frame(&self) -> usize {
         self.port.max_frame()
     }
+    fn rx_queues(&self) -> u16 {
+        self.port.queues.len() as u16
+    }
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        self.port.take_queue(q, waker)
+    }
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        *lock(&self.port.steer) = steer;
+    }
 }
 
 /// An in-process L2 switch with MAC learning: unicast to the port that last sent from
@@ -344,6 +458,7 @@ pub struct Switch {
     ports: Mutex<Vec<Arc<Port>>>,
     depth: usize,
     max_frame: usize,
+    queues: u16,
 }
 
 impl Switch {
@@ -356,16 +471,24 @@ impl Switch {
     /// [`frame_size`] of the MTU, at most [`MAX_JUMBO_FRAME`]); longer frames are
     /// dropped and counted.
     pub fn with_max_frame(depth: usize, max_frame: usize) -> Arc<Self> {
+        Self::with_queues(depth, max_frame, 1)
+    }
+
+    /// [`Switch::with_max_frame`] whose ports have `queues` receive queues of `depth`
+    /// frames each: a multi-queue NIC on a port pulls each from its own thread, and
+    /// the switch steers every frame to the queue the NIC's RSS picks.
+    pub fn with_queues(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
         Arc::new(Self {
             ports: Mutex::new(Vec::new()),
             depth,
             max_frame,
+            queues,
         })
     }
 
     /// A new port.
     pub fn port(self: &Arc<Self>) -> (SwitchPort, LinkControl) {
-        let port = Port::new(self.depth, self.max_frame);
+        let port = Port::new(self.depth, self.max_frame, self.queues);
         self.ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -425,10 +548,10 @@ impl NetEndpoint for SwitchPort {
         self.port.is_up() && self.switch.forward(&self.port, frame, meta)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port.pop(buf).map(|(n, _)| n)
+        self.port.pop(0, buf).map(|(n, _)| n)
     }
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.port.pop(buf)
+        self.port.pop(0, buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
         self.port.set_waker(waker)
@@ -438,6 +561,15 @@ impl NetEndpoint for SwitchPort {
     }
     fn max_frame(&self) -> usize {
         self.port.max_frame()
+    }
+    fn rx_queues(&self) -> u16 {
+        self.port.queues.len() as u16
+    }
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        self.port.take_queue(q, waker)
+    }
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        *lock(&self.port.steer) = steer;
     }
 }
 
@@ -509,5 +641,53 @@ mod tests {
         let sw = Switch::with_max_frame(4, 4000);
         assert_eq!(sw.port().0.max_frame(), 4000);
         assert_eq!(Loopback::new(4).0.max_frame(), MAX_FRAME);
+    }
+
+    #[test]
+    fn a_multi_queue_port_steers_to_taken_queues() {
+        let sw = Switch::with_queues(8, MAX_FRAME, 3);
+        let (mut a, _) = sw.port();
+        let (mut b, _) = sw.port();
+        assert_eq!((b.rx_queues(), Switch::new(8).port().0.rx_queues()), (3, 1));
+        let waker = Arc::new(Doorbell::new());
+        let mut q1 = b.take_rx_queue(1, waker.clone()).expect("queue 1");
+        assert!(b.take_rx_queue(1, waker.clone()).is_none(), "taken once");
+        assert!(
+            b.take_rx_queue(0, waker.clone()).is_none(),
+            "0 is the endpoint's"
+        );
+        assert!(b.take_rx_queue(3, waker.clone()).is_none(), "no queue 3");
+        // Steering by the tag byte: 1 -> queue 1, 2 -> queue 2 (not taken), else none.
+        b.set_steering(Some(Arc::new(|f: &[u8]| match f.get(14) {
+            Some(&1) => Some((1, 0x11)),
+            Some(&2) => Some((2, 0x22)),
+            _ => None,
+        })));
+        let mut buf = [0u8; 1518];
+        let _ = waker.take();
+        for tag in [1, 2, 3, 1] {
+            assert!(a.transmit(&frame(0xFF, 1, tag)));
+        }
+        assert!(waker.take(), "queue 1's waker rang");
+        let got = |r: Option<(usize, FrameMeta)>, buf: &[u8]| r.map(|(_, m)| (buf[14], m.rss_hash));
+        let r = q1.receive_meta(&mut buf);
+        assert_eq!(got(r, &buf), Some((1, Some(0x11))));
+        let r = q1.receive_meta(&mut buf);
+        assert_eq!(got(r, &buf), Some((1, Some(0x11))));
+        assert!(q1.receive_meta(&mut buf).is_none());
+        // Queue 2 is not taken: its frame went to queue 0, hash kept; no hash for 3.
+        let r = b.receive_meta(&mut buf);
+        assert_eq!(got(r, &buf), Some((2, Some(0x22))));
+        let r = b.receive_meta(&mut buf);
+        assert_eq!(got(r, &buf), Some((3, None)));
+        // Giving queue 1 back moves what it still held to queue 0.
+        assert!(a.transmit(&frame(0xFF, 1, 1)));
+        drop(q1);
+        let r = b.receive_meta(&mut buf);
+        assert_eq!(got(r, &buf), Some((1, Some(0x11))));
+        assert!(a.transmit(&frame(0xFF, 1, 1)));
+        let r = b.receive_meta(&mut buf);
+        assert_eq!(got(r, &buf), Some((1, Some(0x11))), "now to queue 0");
+        assert!(b.take_rx_queue(1, waker).is_some(), "free to take again");
     }
 }

@@ -121,6 +121,9 @@ pub struct NicStats {
     pub tx_offload_rejected: AtomicU64,
     /// Frames delivered to the guest, per queue.
     pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
+    /// Frames a subchannel's thread pulled from its own queue of a multi-queue
+    /// backend (steered there by the guest's RSS; see [`NetEndpoint::rx_queues`]).
+    pub rx_steered: AtomicU64,
     /// Guest data packets (SEND_RNDIS_PKT with channel type data) received, per queue.
     pub tx_queue_packets: [AtomicU64; MAX_QUEUES as usize],
     /// Subchannels granted to the guest.
@@ -251,8 +254,14 @@ pub struct NicCore {
     stats: Arc<NicStats>,
     version: Option<NvspVersion>,
     rndis: RndisControl,
-    /// The offloads last published to the queues.
-    published_offload: OffloadConfig,
+    /// The data-path state last published to the queues: offloads, receiving, guest
+    /// frame size.
+    published: (OffloadConfig, bool, usize),
+    /// Subchannels whose threads pull their own queue of a multi-queue backend (bit
+    /// per queue).
+    steered: u32,
+    /// The RSS settings the backend's steering was built from.
+    steer_rss: Option<crate::rss::Rss>,
     /// Each queue's guest-to-host path, made on first use (the primary's, and the
     /// subchannels' when driven through this core rather than their own threads).
     // Boxed: the primary's is taken out and put back per message.
@@ -314,7 +323,9 @@ impl NicCore {
         let rx_shared = shared.clone();
         Self {
             rndis: RndisControl::new(config),
-            published_offload: OffloadConfig::default(),
+            published: (OffloadConfig::default(), false, 0),
+            steered: 0,
+            steer_rss: None,
             recv_section,
             max_frame,
             guest_frame: max_frame,
@@ -543,6 +554,7 @@ impl NicCore {
                 let guest = mtu.saturating_sub(14);
                 if (68..=self.max_frame as u32 - 18).contains(&guest) {
                     self.guest_frame = frame_size(guest);
+                    self.publish_data_state();
                 } else {
                     self.bad("NDIS config MTU");
                 }
@@ -692,11 +704,54 @@ impl NicCore {
             self.send_to_guest(r, true);
         }
         self.msg = reply;
-        if self.rndis.offload != self.published_offload {
-            let offload = self.rndis.offload;
-            self.published_offload = offload;
-            self.shared.publish(|d| d.offload = offload);
+        self.publish_data_state();
+        if self.rndis.rss != self.steer_rss {
+            self.install_steering();
         }
+    }
+
+    /// Publishes to the queue threads what a SET or the NDIS config changed: the
+    /// offloads, whether the guest takes frames, its largest frame.
+    fn publish_data_state(&mut self) {
+        let state = (self.rndis.offload, self.rndis.receiving(), self.guest_frame);
+        if state != self.published {
+            self.published = state;
+            let (offload, receiving, guest_frame) = state;
+            self.shared.publish(|d| {
+                d.offload = offload;
+                d.receiving = receiving;
+                d.guest_frame = guest_frame;
+            });
+        }
+    }
+
+    /// Tells a multi-queue backend how to spread received frames: by the guest's RSS,
+    /// to the queues whose threads pull their own backend queue (`steered`), the rest
+    /// to queue 0 (whose thread classifies them again by the hash).
+    fn install_steering(&mut self) {
+        self.steer_rss = self.rndis.rss.clone();
+        let steer: Option<crate::backend::Steer> = match (self.rndis.rss.clone(), self.steered) {
+            (Some(rss), mask) if mask != 0 => Some(Arc::new(move |f: &[u8]| {
+                rss.classify(f)
+                    .map(|(h, q)| (if mask & (1 << q) != 0 { q } else { 0 }, h))
+            })),
+            _ => None,
+        };
+        lock(&self.shared.endpoint).set_steering(steer);
+    }
+
+    /// Marks subchannel `q` as pulling its own backend queue (or no longer) and
+    /// re-steers.
+    fn set_steered(&mut self, q: u16, on: bool) {
+        if q == 0 || q >= self.max_queues {
+            return;
+        }
+        if on {
+            self.steered |= 1 << q;
+        } else {
+            self.steered &= !(1 << q);
+        }
+        self.install_steering();
     }
 
     fn complete(&mut self, q: u16, tid: u64, reply: Option<&NvspMessage>) {
@@ -784,7 +839,13 @@ impl NicCore {
                 self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
             } else {
                 let f = frame.get(..len).unwrap_or(&[]);
-                let (hash, q) = match self.rndis.rss.as_ref().and_then(|r| r.classify(f)) {
+                // A multi-queue backend's steering already hashed it.
+                let rss = self.rndis.rss.as_ref();
+                let classified = match (meta.rss_hash, rss) {
+                    (Some(h), Some(rss)) => Some((h, rss.queue_of(h))),
+                    _ => rss.and_then(|r| r.classify(f)),
+                };
+                let (hash, q) = match classified {
                     Some((h, q)) if self.open_queues & (1 << q) != 0 => (Some(h), q),
                     Some((h, _)) => (Some(h), 0),
                     None => (None, 0),
@@ -991,13 +1052,18 @@ impl Worker {
             let Channel {
                 sender, receiver, ..
             } = channel;
-            let link = Arc::new(QueueLink::new(sender, waker));
+            let link = Arc::new(QueueLink::new(sender, waker.clone()));
+            // A multi-queue backend gives the queue its own receive queue.
+            let source = lock(&self.core.shared.endpoint).take_rx_queue(q, waker);
+            let steered = source.is_some();
             let worker = QueueWorker {
                 core: self.core.queue_core(q),
                 rx: self.core.rx_writer(),
+                source,
                 receiver,
                 link: link.clone(),
                 primary: self.waker.clone(),
+                frame: vec![0u8; self.core.frame_len],
             };
             match std::thread::Builder::new()
                 .name(format!("netvsp-{}-q{q}", self.core.relid))
@@ -1009,6 +1075,9 @@ impl Worker {
                         *slot = Some(Subqueue { link, thread });
                     }
                     self.core.set_queue_open(q, true);
+                    if steered {
+                        self.core.set_steered(q, true);
+                    }
                 }
                 Err(e) => tracing::warn!(q, error = %e, "netvsp: queue thread not started"),
             }
@@ -1034,6 +1103,9 @@ impl Worker {
         let Some(sub) = self.subqueues.get_mut(q).and_then(Option::take) else {
             return;
         };
+        // New frames go to queue 0 first; the thread then gives its backend queue
+        // back (what was still queued there moves to queue 0).
+        self.core.set_steered(q as u16, false);
         sub.link.stop.store(true, Ordering::Release);
         sub.link.waker.ring();
         let _ = sub.thread.join();
@@ -1132,6 +1204,7 @@ impl Worker {
         for q in 1..self.subqueues.len() {
             self.stop_queue(q);
         }
+        lock(&self.core.shared.endpoint).set_steering(None);
         // The guest closed the NIC: withdraw its subchannels so a reopen starts clean
         // (by index, so offers the bus has not made yet go too).
         for index in 1..=self.offered {

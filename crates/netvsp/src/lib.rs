@@ -28,11 +28,14 @@
 //! hash goes with each frame as a per-packet info). Each subchannel has a worker thread
 //! of its own for what the guest sends on it (gathering, software offloads, the
 //! backend's transmit, receive completions) and for writing its received frames into
-//! the guest's buffer; the primary channel's thread keeps the control path and pulls
-//! received frames from the backend (the [`NetEndpoint`] is one queue), classifies
-//! them and hands each subchannel's frames to its thread with their buffers (no extra
-//! copy). A subchannel carries data packets and completions only: RNDIS control or
-//! NVSP setup on it is refused and counted.
+//! the guest's buffer. Received frames reach a queue's thread one of two ways: a
+//! multi-queue backend ([`NetEndpoint::rx_queues`]; [`Switch::with_queues`],
+//! [`Loopback::with_queues`]) gives each subchannel its own receive queue and steers
+//! frames into them by the guest's RSS ([`Steer`]), so pulls run in parallel too;
+//! otherwise the primary channel's thread pulls and classifies every frame and hands
+//! each subchannel's to its thread with its buffer (no extra copy). The primary keeps
+//! the control path. A subchannel carries data packets and completions only: RNDIS
+//! control or NVSP setup on it is refused and counted.
 //!
 //! A backend that can finish offloads itself says so ([`NetEndpoint::tx_offload_support`])
 //! and gets the packet with the work left ([`TxOffload`]): the TAP backend passes
@@ -43,9 +46,8 @@
 //! [`FrameMeta`]) or that the kernel verified (TAP `DATA_VALID`) reach a guest that
 //! enabled it with a TCPIP_CHKSUM info saying so; other frames go unmarked.
 //!
-//! Not implemented (see the issue tracker): receive segment coalescing (RSC), and
-//! multi-queue backends (a backend queue per NIC queue, so received frames are also
-//! pulled and classified in parallel).
+//! Not implemented (see the issue tracker): receive segment coalescing (RSC), and a
+//! multi-queue TAP backend (`IFF_MULTI_QUEUE`; [`tap::Tap`] is one queue).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]
@@ -61,7 +63,7 @@ mod rxpath;
 pub mod tap;
 
 pub use backend::{
-    FrameMeta, Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, Switch,
-    SwitchPort, TxOffload, TxOffloadSupport, frame_size,
+    FrameMeta, Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, NetRxQueue,
+    Steer, Switch, SwitchPort, TxOffload, TxOffloadSupport, frame_size,
 };
 pub use device::{Netvsp, NetvspConfig, NicCore, NicStats, OidRequestRecord};

@@ -192,6 +192,7 @@ impl TxRequest {
         FrameMeta {
             l4_checksum_valid: self.l4_csum.is_some() || self.lso.is_some(),
             ip4_checksum_valid: self.ip_header_csum || self.lso.is_some_and(|(v6, _, _)| !v6),
+            rss_hash: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! scale with the queues; the primary channel's worker keeps the control path and
 //! pulls and classifies received frames, handing each queue its own.
 
-use crate::backend::NetEndpoint;
+use crate::backend::{NetEndpoint, NetRxQueue};
 use crate::device::{FRAMES_PER_TRANSFER, NicStats, SEND_SECTION_SIZE};
 use crate::offload::{OffloadConfig, TxEngine, parse_request};
 use crate::rxpath::{Batch, RecvBuffer, RxFrame, RxWriter};
@@ -32,13 +32,18 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Data-path settings the primary channel's control path changes and every queue
-/// reads: the send and receive buffers and the transmit offloads the guest enabled.
+/// reads: the send and receive buffers, the offloads the guest enabled, and whether
+/// (and up to what size) it takes frames.
 #[derive(Clone, Default)]
 pub(crate) struct DataConfig {
     pub(crate) send: Option<GpadlBuffer>,
     /// The receive buffer, for the queues that write received frames.
     pub(crate) recv: Option<GpadlBuffer>,
     pub(crate) offload: OffloadConfig,
+    /// Whether the guest takes frames (RNDIS initialized, packet filter set).
+    pub(crate) receiving: bool,
+    /// Largest frame at the guest's MTU.
+    pub(crate) guest_frame: usize,
 }
 
 /// What all of a NIC's queues share.
@@ -626,15 +631,56 @@ impl QueueLink {
 /// primary left pending when the ring was full.
 pub(crate) struct QueueWorker {
     pub(crate) core: QueueCore,
-    /// Writes the received frames the primary hands over.
+    /// Writes the received frames the primary hands over or `source` gives.
     pub(crate) rx: RxWriter,
+    /// This queue's own receive queue of a multi-queue backend, pulled here.
+    pub(crate) source: Option<Box<dyn NetRxQueue>>,
     pub(crate) receiver: Receiver,
     pub(crate) link: Arc<QueueLink>,
     /// The primary's waker: rung when completions free receive slots.
     pub(crate) primary: Arc<Doorbell>,
+    /// A frame buffer for `source` (the backend's largest frame).
+    pub(crate) frame: Vec<u8>,
 }
 
 impl QueueWorker {
+    /// Pulls up to 256 frames from this queue's backend queue into the guest's buffer
+    /// (transfer packets into `out`); whether any came.
+    fn pull(&mut self, batch: &mut Batch, out: &mut Vec<Out>) -> bool {
+        let Some(source) = self.source.as_mut() else {
+            return false;
+        };
+        let stats = &self.core.shared.stats;
+        let data = &self.core.data;
+        let mut any = false;
+        for _ in 0..256 {
+            let Some((len, meta)) = source.receive_meta(&mut self.frame) else {
+                break;
+            };
+            any = true;
+            stats.rx_steered.fetch_add(1, Ordering::Relaxed);
+            let f = self.frame.get(..len).unwrap_or(&[]);
+            if !data.receiving {
+                stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+            } else if len > data.guest_frame {
+                stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let csum = data.offload.rx_checksum_info(f, meta);
+                if csum.is_some() {
+                    stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(o) = self.rx.frame(batch, self.core.q, f, meta.rss_hash, csum) {
+                    out.push(o);
+                }
+            }
+        }
+        if let Some(o) = self.rx.finish(batch) {
+            out.push(o);
+        }
+        self.rx.return_slots();
+        any
+    }
+
     /// Runs until the channel closes or the NIC stops.
     pub(crate) fn run(mut self) {
         let mut out: Vec<Out> = Vec::with_capacity(256);
@@ -652,6 +698,11 @@ impl QueueWorker {
                 if self.rx.buf.is_none() {
                     self.rx.forget_slots();
                 }
+            }
+            // Frames from this queue's own backend queue, while the guest keeps up.
+            let backlog = lock(&self.link.out).pending.len() >= PENDING_LIMIT;
+            if !backlog && self.pull(&mut batch, &mut out) {
+                progress = true;
             }
             // Received frames the primary pulled for this queue: copied into the
             // guest's buffer here, in parallel with the other queues.
@@ -678,7 +729,6 @@ impl QueueWorker {
             stage.clear();
             // A guest that does not read its ring gets no more of its packets read
             // (each may owe it a completion): what is owed stays bounded.
-            let backlog = lock(&self.link.out).pending.len() >= PENDING_LIMIT;
             let max = if backlog { 0 } else { 256 };
             let read = self.receiver.try_recv_batch(max, |p| {
                 let start = stage.len();

@@ -161,6 +161,14 @@ impl Rss {
         Ok(Some(rss))
     }
 
+    /// The queue the indirection table names for `hash`.
+    pub fn queue_of(&self, hash: u32) -> u16 {
+        self.table
+            .get(hash as usize % self.table.len().max(1))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The hash of `frame` (untagged Ethernet) and the queue its table entry names, or
     /// `None` when no enabled hash type applies (the frame goes to queue 0 unhashed).
     pub fn classify(&self, frame: &[u8]) -> Option<(u32, u16)> {

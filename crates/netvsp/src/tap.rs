@@ -169,6 +169,7 @@ impl Tap {
                             let meta = FrameMeta {
                                 l4_checksum_valid: valid,
                                 ip4_checksum_valid: valid,
+                                rss_hash: None,
                             };
                             let ok = buf.get(VNET_HDR_LEN..n).is_some_and(|f| {
                                 s.queue

@@ -874,3 +874,118 @@ fn closing_a_nic_while_every_queue_is_busy() {
     assert_eq!(a.queues(), 4);
     assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn a_multi_queue_switch_feeds_each_queue_thread_directly() {
+    // Ports with 4 receive queues: each of B's subchannel threads pulls its own, the
+    // switch steering by B's RSS, so no frame passes through B's primary thread.
+    let switch = Switch::with_queues(512, frame_size(1500), 4);
+    let (pa, _) = switch.port();
+    let (pb, _) = switch.port();
+    let (vm_a, offer_a) = vm(A, Box::new(pa));
+    let (vm_b, offer_b) = vm(B, Box::new(pb));
+    let config = NetvscConfig {
+        queues: 4,
+        ..Default::default()
+    };
+    let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
+    let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
+    let flow = |port: u16, seq: u8| {
+        let mut f = tcp4(100);
+        f[34..36].copy_from_slice(&(20_000 + port).to_be_bytes());
+        f[60] = seq;
+        f
+    };
+    // The subchannel threads start (and take their backend queues) as B opens; give
+    // the steering a moment to be in place for every queue.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut warm = 0u16;
+    while vm_b.stats.rx_steered.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "no frame was steered");
+        a.send(&flow(1000 + warm % 64, 0)).unwrap();
+        warm += 1;
+        let mut buf = [0u8; 1518];
+        while b
+            .recv(&mut buf, Duration::from_millis(10))
+            .unwrap()
+            .is_some()
+        {}
+    }
+    let steered_before = vm_b.stats.rx_steered.load(Ordering::Relaxed);
+    let rx_before: Vec<u64> = vm_b.stats.rx_queue_frames[..4]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    for port in 0..128u16 {
+        a.send_deferred(&flow(port, 1)).unwrap();
+        a.send_deferred(&flow(port, 2)).unwrap();
+    }
+    a.flush().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1518];
+    while got.len() < 256 {
+        match b.recv(&mut buf, Duration::from_secs(5)).unwrap() {
+            // (A late warm-up frame is not one of them.)
+            Some(n) if buf[60] != 0 => got.push(buf[..n].to_vec()),
+            Some(_) => {}
+            None => panic!("only {} of 256 frames arrived", got.len()),
+        }
+    }
+    // Every frame once, each flow's two in order.
+    for port in 0..128u16 {
+        let seqs: Vec<u8> = got
+            .iter()
+            .filter(|f| f[34..36] == (20_000 + port).to_be_bytes())
+            .map(|f| f[60])
+            .collect();
+        assert_eq!(seqs, [1, 2], "flow {port}");
+    }
+    let rx: Vec<u64> = vm_b.stats.rx_queue_frames[..4]
+        .iter()
+        .zip(&rx_before)
+        .map(|(c, b)| c.load(Ordering::Relaxed) - b)
+        .collect();
+    let steered = vm_b.stats.rx_steered.load(Ordering::Relaxed) - steered_before;
+    // Queues 1-3 got theirs straight from the switch; the primary only queue 0's.
+    assert_eq!(steered, rx[1] + rx[2] + rx[3], "{rx:?}");
+    assert!(rx.iter().all(|&n| n >= 16), "RSS spreads 128 flows: {rx:?}");
+    let guest_rx: Vec<u64> = b.stats().rx_queue_frames[..4]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    let host_rx: Vec<u64> = vm_b.stats.rx_queue_frames[..4]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    assert_eq!(guest_rx, host_rx, "each frame on the queue the host chose");
+    // Close and reopen: the backend queues come back and are taken again.
+    b.close(&vm_b.bus).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut b = loop {
+        match Netvsc::open(&vm_b.bus, &offer_b, &config) {
+            Ok(b) => break b,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "reopen: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let before = vm_b.stats.rx_steered.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut port = 0;
+    while vm_b.stats.rx_steered.load(Ordering::Relaxed) == before {
+        assert!(
+            Instant::now() < deadline,
+            "no frame steered after the reopen"
+        );
+        a.send(&flow(port, 3)).unwrap();
+        port += 1;
+        while b
+            .recv(&mut buf, Duration::from_millis(10))
+            .unwrap()
+            .is_some()
+        {}
+    }
+    assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
+}

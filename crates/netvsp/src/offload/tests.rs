@@ -164,10 +164,12 @@ fn receive_checksum_info_says_only_what_is_known_and_asked_for() {
     let known = FrameMeta {
         l4_checksum_valid: true,
         ip4_checksum_valid: true,
+        rss_hash: None,
     };
     let l4_only = FrameMeta {
         l4_checksum_valid: true,
         ip4_checksum_valid: false,
+        rss_hash: None,
     };
     let bits = |c: Option<NdisTcpIpChecksumInfo>| {
         c.map(|c| {
@@ -241,7 +243,8 @@ fn software_offloads_mark_the_checksums_they_computed() {
         l4.meta(),
         FrameMeta {
             l4_checksum_valid: true,
-            ip4_checksum_valid: false
+            ip4_checksum_valid: false,
+            rss_hash: None,
         }
     );
     let lso4 = TxRequest {
