@@ -245,20 +245,20 @@ impl FrameQueue {
     }
 }
 
-/// Shared state of one port: its inbound queues (one per receive queue), their wakers,
-/// the steering between them, and the link.
-struct Port {
+/// A backend's inbound side: one bounded queue per receive queue, their wakers, and
+/// the NIC's steering between them. A frame goes to the queue the steering names if a
+/// NIC queue took it, else to queue 0.
+pub(crate) struct RxQueues {
     queues: Vec<Mutex<FrameQueue>>,
     /// Per queue: the waker, and whether a NIC queue took it (queue 0 always counts).
     wakers: Mutex<Vec<(Option<Arc<Doorbell>>, bool)>>,
     steer: Mutex<Option<Steer>>,
-    link: AtomicBool,
-    mac: Mutex<Option<[u8; 6]>>,
-    dropped: AtomicU64,
+    /// Frames dropped because their queue was full (or they were too long).
+    pub(crate) dropped: AtomicU64,
 }
 
-impl Port {
-    fn new(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
+impl RxQueues {
+    pub(crate) fn new(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
         let n = usize::from(queues.max(1));
         Arc::new(Self {
             queues: (0..n)
@@ -266,14 +266,13 @@ impl Port {
                 .collect(),
             wakers: Mutex::new(vec![(None, false); n]),
             steer: Mutex::new(None),
-            link: AtomicBool::new(true),
-            mac: Mutex::new(None),
             dropped: AtomicU64::new(0),
         })
     }
 
-    fn deliver(&self, frame: &[u8], mut meta: FrameMeta) -> bool {
-        // Steered to a taken queue, or else queue 0 (with the hash either way).
+    /// Queues a frame where the steering says and wakes its reader; false (counted) if
+    /// that queue is full or the frame too long.
+    pub(crate) fn deliver(&self, frame: &[u8], mut meta: FrameMeta) -> bool {
         meta.rss_hash = None;
         let mut q = 0;
         if self.queues.len() > 1
@@ -300,44 +299,78 @@ impl Port {
         ok
     }
 
-    fn wake(&self, q: usize) {
+    pub(crate) fn wake(&self, q: usize) {
         if let Some((Some(w), _)) = lock(&self.wakers).get(q) {
             w.ring();
         }
     }
 
-    fn pop(&self, q: usize, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+    pub(crate) fn pop(&self, q: usize, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         lock(self.queues.get(q)?).pop_meta(buf)
     }
 
-    fn set_waker(&self, waker: Arc<Doorbell>) {
+    /// Queue 0's waker (the NIC's).
+    pub(crate) fn set_waker(&self, waker: Arc<Doorbell>) {
         if let Some(w) = lock(&self.wakers).first_mut() {
             *w = (Some(waker), true);
         }
     }
 
-    fn is_up(&self) -> bool {
-        self.link.load(Ordering::SeqCst)
-    }
-
-    fn max_frame(&self) -> usize {
+    pub(crate) fn max_frame(&self) -> usize {
         self.queues
             .first()
             .map_or(MAX_FRAME, |q| lock(q).max_frame())
     }
 
+    pub(crate) fn count(&self) -> u16 {
+        self.queues.len() as u16
+    }
+
+    pub(crate) fn set_steering(&self, steer: Option<Steer>) {
+        *lock(&self.steer) = steer;
+    }
+
     /// Hands out receive queue `q` (1..) to a NIC queue's thread.
-    fn take_queue(self: &Arc<Self>, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        q: u16,
+        waker: Arc<Doorbell>,
+    ) -> Option<Box<dyn NetRxQueue>> {
         let mut wakers = lock(&self.wakers);
         let slot = wakers.get_mut(usize::from(q)).filter(|_| q > 0)?;
         if slot.1 {
             return None;
         }
         *slot = (Some(waker), true);
-        Some(Box::new(PortQueue {
-            port: self.clone(),
+        Some(Box::new(TakenQueue {
+            rx: self.clone(),
             q: usize::from(q),
         }))
+    }
+}
+
+/// Shared state of one port: its inbound queues, link and learned MAC.
+struct Port {
+    rx: Arc<RxQueues>,
+    link: AtomicBool,
+    mac: Mutex<Option<[u8; 6]>>,
+}
+
+impl Port {
+    fn new(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
+        Arc::new(Self {
+            rx: RxQueues::new(depth, max_frame, queues),
+            link: AtomicBool::new(true),
+            mac: Mutex::new(None),
+        })
+    }
+
+    fn deliver(&self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.rx.deliver(frame, meta)
+    }
+
+    fn is_up(&self) -> bool {
+        self.link.load(Ordering::SeqCst)
     }
 }
 
@@ -346,34 +379,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One taken receive queue of a port; dropping it gives the queue back (frames steered
-/// there then go to queue 0).
-struct PortQueue {
-    port: Arc<Port>,
+/// One taken receive queue; dropping it gives the queue back (frames steered there
+/// then go to queue 0, and what it still held moves to queue 0).
+struct TakenQueue {
+    rx: Arc<RxQueues>,
     q: usize,
 }
 
-impl NetRxQueue for PortQueue {
+impl NetRxQueue for TakenQueue {
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.port.pop(self.q, buf)
+        self.rx.pop(self.q, buf)
     }
 }
 
-impl Drop for PortQueue {
+impl Drop for TakenQueue {
     fn drop(&mut self) {
-        if let Some(slot) = lock(&self.port.wakers).get_mut(self.q) {
+        if let Some(slot) = lock(&self.rx.wakers).get_mut(self.q) {
             *slot = (None, false);
         }
-        // Frames still queued there go to queue 0's reader, in order.
-        if let Some(from) = self.port.queues.get(self.q) {
+        if let Some(from) = self.rx.queues.get(self.q) {
             let mut buf = vec![0u8; MAX_JUMBO_FRAME];
             while let Some((n, meta)) = lock(from).pop_meta(&mut buf) {
-                if let (Some(f), Some(q0)) = (buf.get(..n), self.port.queues.first()) {
+                if let (Some(f), Some(q0)) = (buf.get(..n), self.rx.queues.first()) {
                     lock(q0).push_meta(f, meta);
                 }
             }
         }
-        self.port.wake(0);
+        self.rx.wake(0);
     }
 }
 
@@ -385,12 +417,12 @@ impl LinkControl {
     /// Sets the link up or down and wakes the NIC so it can tell the guest.
     pub fn set(&self, up: bool) {
         self.0.link.store(up, Ordering::SeqCst);
-        self.0.wake(0);
+        self.0.rx.wake(0);
     }
 
     /// Frames dropped because the port's queue was full.
     pub fn dropped(&self) -> u64 {
-        self.0.dropped.load(Ordering::Relaxed)
+        self.0.rx.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -427,28 +459,28 @@ impl NetEndpoint for Loopback {
         self.port.is_up() && self.port.deliver(frame, meta)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port.pop(0, buf).map(|(n, _)| n)
+        self.port.rx.pop(0, buf).map(|(n, _)| n)
     }
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.port.pop(0, buf)
+        self.port.rx.pop(0, buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        self.port.set_waker(waker)
+        self.port.rx.set_waker(waker)
     }
     fn link_up(&self) -> bool {
         self.port.is_up()
     }
     fn max_frame(&self) -> usize {
-        self.port.max_frame()
+        self.port.rx.max_frame()
     }
     fn rx_queues(&self) -> u16 {
-        self.port.queues.len() as u16
+        self.port.rx.count()
     }
     fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
-        self.port.take_queue(q, waker)
+        self.port.rx.take(q, waker)
     }
     fn set_steering(&mut self, steer: Option<Steer>) {
-        *lock(&self.port.steer) = steer;
+        self.port.rx.set_steering(steer);
     }
 }
 
@@ -548,28 +580,28 @@ impl NetEndpoint for SwitchPort {
         self.port.is_up() && self.switch.forward(&self.port, frame, meta)
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port.pop(0, buf).map(|(n, _)| n)
+        self.port.rx.pop(0, buf).map(|(n, _)| n)
     }
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.port.pop(0, buf)
+        self.port.rx.pop(0, buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        self.port.set_waker(waker)
+        self.port.rx.set_waker(waker)
     }
     fn link_up(&self) -> bool {
         self.port.is_up()
     }
     fn max_frame(&self) -> usize {
-        self.port.max_frame()
+        self.port.rx.max_frame()
     }
     fn rx_queues(&self) -> u16 {
-        self.port.queues.len() as u16
+        self.port.rx.count()
     }
     fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
-        self.port.take_queue(q, waker)
+        self.port.rx.take(q, waker)
     }
     fn set_steering(&mut self, steer: Option<Steer>) {
-        *lock(&self.port.steer) = steer;
+        self.port.rx.set_steering(steer);
     }
 }
 

@@ -30,7 +30,7 @@
 //! backend's transmit, receive completions) and for writing its received frames into
 //! the guest's buffer. Received frames reach a queue's thread one of two ways: a
 //! multi-queue backend ([`NetEndpoint::rx_queues`]; [`Switch::with_queues`],
-//! [`Loopback::with_queues`]) gives each subchannel its own receive queue and steers
+//! [`Loopback::with_queues`], [`tap::Tap::open_with_queues`]) gives each subchannel its own receive queue and steers
 //! frames into them by the guest's RSS ([`Steer`]), so pulls run in parallel too;
 //! otherwise the primary channel's thread pulls and classifies every frame and hands
 //! each subchannel's to its thread with its buffer (no extra copy). The primary keeps
@@ -46,8 +46,9 @@
 //! [`FrameMeta`]) or that the kernel verified (TAP `DATA_VALID`) reach a guest that
 //! enabled it with a TCPIP_CHKSUM info saying so; other frames go unmarked.
 //!
-//! Not implemented (see the issue tracker): receive segment coalescing (RSC), and a
-//! multi-queue TAP backend (`IFF_MULTI_QUEUE`; [`tap::Tap`] is one queue).
+//! Not implemented (see the issue tracker): receive segment coalescing (RSC); a TAP
+//! interface with several kernel queues (`IFF_MULTI_QUEUE`: [`tap::Tap`] reads one fd
+//! on one thread and steers from there).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]

@@ -13,12 +13,14 @@
 
 #![allow(unsafe_code)]
 
-use crate::backend::{FrameMeta, FrameQueue, MAX_FRAME, NetEndpoint, TxOffload, TxOffloadSupport};
+use crate::backend::{
+    FrameMeta, MAX_FRAME, NetEndpoint, NetRxQueue, RxQueues, Steer, TxOffload, TxOffloadSupport,
+};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use vmbus_ring::Doorbell;
 
@@ -68,17 +70,17 @@ struct IfReq {
 }
 
 struct Shared {
-    queue: Mutex<FrameQueue>,
-    waker: Mutex<Option<Arc<Doorbell>>>,
+    rx: Arc<RxQueues>,
     stop: AtomicBool,
-    dropped: AtomicU64,
     /// Frames from the kernel with a GSO or partial-checksum header (not enabled, so
     /// not expected), dropped.
     offloaded_rx: AtomicU64,
 }
 
 /// A TAP interface as a NIC endpoint. A reader thread moves frames from the interface
-/// into a bounded queue (dropping and counting when it is full) and wakes the NIC.
+/// into bounded queues (dropping and counting when one is full) and wakes the NIC;
+/// with several receive queues ([`Tap::open_with_queues`]) it steers each frame to the
+/// queue the NIC's RSS picks, so a multi-queue guest's queues copy in parallel.
 pub struct Tap {
     file: File,
     name: String,
@@ -109,6 +111,12 @@ impl Tap {
     /// [`crate::backend::MAX_JUMBO_FRAME`], and set the interface's MTU to match); longer
     /// frames from the kernel are dropped and counted.
     pub fn open_with_max_frame(name: &str, max_frame: usize) -> io::Result<Self> {
+        Self::open_with_queues(name, max_frame, 1)
+    }
+
+    /// [`Tap::open_with_max_frame`] with `queues` receive queues of 1,024 frames each
+    /// (see [`NetEndpoint::rx_queues`]; the interface itself stays single-queue).
+    pub fn open_with_queues(name: &str, max_frame: usize, queues: u16) -> io::Result<Self> {
         if name.is_empty() || name.len() > 15 || name.as_bytes().contains(&0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -133,10 +141,8 @@ impl Tap {
             return Err(io::Error::last_os_error());
         }
         let shared = Arc::new(Shared {
-            queue: Mutex::new(FrameQueue::with_max_frame(1024, max_frame)),
-            waker: Mutex::new(None),
+            rx: RxQueues::new(1024, max_frame, queues),
             stop: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
             offloaded_rx: AtomicU64::new(0),
         });
         let fd = file.as_raw_fd();
@@ -171,23 +177,13 @@ impl Tap {
                                 ip4_checksum_valid: valid,
                                 rss_hash: None,
                             };
-                            let ok = buf.get(VNET_HDR_LEN..n).is_some_and(|f| {
-                                s.queue
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push_meta(f, meta)
-                            });
-                            if !ok {
-                                s.dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                            if let Some(w) =
-                                s.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-                            {
-                                w.ring();
+                            // (A full queue drops and counts it.)
+                            if let Some(f) = buf.get(VNET_HDR_LEN..n) {
+                                s.rx.deliver(f, meta);
                             }
                         }
                         Ok(_) => {
-                            s.dropped.fetch_add(1, Ordering::Relaxed);
+                            s.rx.dropped.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
                     }
@@ -208,7 +204,7 @@ impl Tap {
 
     /// Frames dropped (queue full or oversize).
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.rx.dropped.load(Ordering::Relaxed)
     }
 
     /// Writes a virtio-net header and `frame` in one `writev`.
@@ -248,24 +244,25 @@ impl NetEndpoint for Tap {
         self.receive_meta(buf).map(|(n, _)| n)
     }
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_meta(buf)
+        self.shared.rx.pop(0, buf)
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        *self.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        self.shared.rx.set_waker(waker);
     }
     fn link_up(&self) -> bool {
         true
     }
     fn max_frame(&self) -> usize {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .max_frame()
+        self.shared.rx.max_frame()
+    }
+    fn rx_queues(&self) -> u16 {
+        self.shared.rx.count()
+    }
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        self.shared.rx.take(q, waker)
+    }
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        self.shared.rx.set_steering(steer);
     }
 }
 

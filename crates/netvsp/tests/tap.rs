@@ -1,5 +1,6 @@
 //! TAP backend in a network namespace of our own: Linux's `ping` reaches a smoltcp guest
-//! with no loss, and a TCP stream from Linux arrives intact, at MTU 1500 and 9000. Skipped (with the reason
+//! with no loss, and a TCP stream from Linux arrives intact, at MTU 1500 and 9000; a
+//! TAP with two receive queues steers Linux's frames to a 2-queue guest's queue threads. Skipped (with the reason
 //! printed) without /dev/net/tun, root, `ip`, `ping` or `python3`. Addresses are from
 //! the documentation range (RFC 5737) inside the namespace this test creates.
 
@@ -358,4 +359,129 @@ fn tap_test(mtu: u32) {
         "both went to the kernel with a virtio-net header"
     );
     println!("offloads: UDP checksum and a 20000-byte LSO packet handed to the kernel");
+}
+
+/// A 2-queue guest on a TAP with 2 receive queues: the TAP's reader steers each frame
+/// from Linux by the guest's RSS, and queue 1's frames are pulled by its own thread.
+#[test]
+fn tap_steers_frames_to_the_guests_queue_threads() {
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIPPED: /dev/net/tun is missing");
+        return;
+    }
+    for tool in ["ip", "python3"] {
+        if !have(tool) {
+            println!("SKIPPED: `{tool}` is not installed");
+            return;
+        }
+    }
+    let id = std::process::id() % 100_000;
+    let (tap_name, ns) = (format!("hvtap{id}q"), format!("hvns{id}q"));
+    let tap = match Tap::open_with_queues(&tap_name, frame_size(1500), 2) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: cannot create a TAP interface ({e}); needs root / CAP_NET_ADMIN");
+            return;
+        }
+    };
+    assert_eq!(tap.rx_queues(), 2);
+    if !run(&["ip", "netns", "add", &ns]) {
+        println!("SKIPPED: cannot create a network namespace");
+        return;
+    }
+    let _guard = Netns(ns.clone());
+    let mac = [0x02, 0x15, 0x5D, 0, 0, 0x43];
+    let mac_text = "02:15:5d:00:00:43";
+    for args in [
+        vec!["ip", "link", "set", &tap_name, "netns", &ns],
+        vec![
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            "192.0.2.100/24",
+            "dev",
+            &tap_name,
+        ],
+        vec!["ip", "-n", &ns, "link", "set", &tap_name, "up"],
+        // The guest has no stack to answer ARP: its MAC is given.
+        vec![
+            "ip",
+            "-n",
+            &ns,
+            "neigh",
+            "add",
+            "192.0.2.1",
+            "lladdr",
+            mac_text,
+            "dev",
+            &tap_name,
+        ],
+    ] {
+        assert!(run(&args), "{args:?}");
+    }
+    let partition = SimPartition::new(128 << 20, 2).unwrap();
+    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
+    let netvsp = Netvsp::new(
+        NetvspConfig {
+            mac,
+            ..Default::default()
+        },
+        Box::new(tap),
+    );
+    let stats = netvsp.stats();
+    let relid = host
+        .offer(
+            OfferParams::new(class::NETWORK, Guid::ZERO),
+            Box::new(netvsp),
+        )
+        .unwrap();
+    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
+    bus.connect().unwrap();
+    let offers = bus.request_offers().unwrap();
+    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
+    let config = NetvscConfig {
+        queues: 2,
+        ..Default::default()
+    };
+    let mut nic = Netvsc::open(&bus, &offer, &config).unwrap();
+    assert_eq!(nic.queues(), 2);
+    // 64 TCP connection attempts from Linux: 64 flows (their SYNs, and the retries).
+    let script = "import socket\nfor p in range(2000, 2064):\n    s = socket.socket()\n    s.setblocking(False)\n    try:\n        s.connect(('192.0.2.1', p))\n    except BlockingIOError:\n        pass\n    s.close()\n";
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns, "python3", "-c", script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut syns = 0;
+    let mut buf = [0u8; 1518];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while syns < 64 && Instant::now() < deadline {
+        if let Some(n) = nic.recv(&mut buf, Duration::from_millis(100)).unwrap() {
+            // IPv4/TCP with only SYN set, to the guest.
+            if n >= 54 && buf[12..14] == [8, 0] && buf[23] == 6 && buf[47] == 0x02 {
+                syns += 1;
+            }
+        }
+    }
+    assert!(syns >= 64, "{syns} SYNs arrived");
+    let per_queue: Vec<u64> = stats.rx_queue_frames[..2]
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    let steered = stats.rx_steered.load(std::sync::atomic::Ordering::Relaxed);
+    println!("per queue {per_queue:?}, pulled by queue 1's thread {steered}");
+    assert!(
+        per_queue.iter().all(|&n| n >= 8),
+        "RSS spread: {per_queue:?}"
+    );
+    assert_eq!(
+        steered, per_queue[1],
+        "queue 1's frames came from its own TAP queue"
+    );
+    assert_eq!(
+        stats.bad_packets.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
