@@ -287,7 +287,9 @@ pub fn tap_in_netns(tag: &str, host_cidr: &str) -> Result<(Tap, Netns), NoTap> {
     }
     let id = std::process::id() % 100_000;
     let (tap_name, ns) = (format!("{tag}t{id}"), format!("{tag}n{id}"));
-    let tap = Tap::open(&tap_name).map_err(|e| {
+    // Receive queues for up to 4 guest queues: a multi-queue guest's subchannels then
+    // pull theirs on their own threads, steered by its RSS.
+    let tap = Tap::open_with_queues(&tap_name, netvsp::backend::MAX_FRAME, 4).map_err(|e| {
         NoTap(format!(
             "cannot create TAP {tap_name} ({e}); needs CAP_NET_ADMIN"
         ))
@@ -435,13 +437,14 @@ impl<V: GuestVm> LinuxGuest<V> {
                 .join("/")
         };
         format!(
-            "{}; NIC {} queue(s), tx {} ({} per queue) rx {} ({} per queue) rx_no_buffer {} bad {}, offloaded tx {} (LSO segments {}, native {}, refused {})",
+            "{}; NIC {} queue(s), tx {} ({} per queue) rx {} ({} per queue, {} pulled by subchannel threads) rx_no_buffer {} bad {}, offloaded tx {} (LSO segments {}, native {}, refused {})",
             self.vm.exit_counters(),
             queues,
             n.tx_frames.load(Relaxed),
             per_queue(&n.tx_queue_packets),
             n.rx_frames.load(Relaxed),
             per_queue(&n.rx_queue_frames),
+            n.rx_steered.load(Relaxed),
             n.rx_no_buffer.load(Relaxed),
             n.bad_packets.load(Relaxed),
             n.tx_offloaded.load(Relaxed),

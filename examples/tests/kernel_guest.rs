@@ -96,6 +96,14 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         sum(&nic.rx_queue_frames),
         nic.rx_frames.load(Ordering::Relaxed)
     );
+    // The TAP has a receive queue per guest queue: queue 1's frames (RSS put any there)
+    // were pulled by queue 1's own thread, not handed over by the primary's.
+    assert_eq!(
+        nic.rx_steered.load(Ordering::Relaxed),
+        nic.rx_queue_frames[1].load(Ordering::Relaxed),
+        "{}",
+        r.guest.counters()
+    );
     // And the drivers complained about nothing we sent (Linux logs malformed host
     // messages; "Invalid per_pkt_info_len: 0" was one, for every received frame).
     let log =
