@@ -131,7 +131,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(256);
     let total = mib << 20;
-    let switch = Switch::new(1024);
+    // Two receive queues per port: each NIC's subchannel thread pulls its own, the
+    // switch steering frames by the receiving guest's RSS.
+    let switch = Switch::with_queues(1024, netvsp::backend::MAX_FRAME, 2);
     let (pa, _link_a) = switch.port();
     let (pb, _link_b) = switch.port();
     let mut a = guest(
@@ -277,12 +279,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             per_queue(&gs.rx_queue_frames),
         );
         println!(
-            "  NIC {name}: guest tx {} ({tx_q} per queue) rx {} ({rx_q} per queue; rx queue drops {}), host tx {} rx {}, drops: no receive buffer {}, backend {}, bad packets {}, link {}",
+            "  NIC {name}: guest tx {} ({tx_q} per queue) rx {} ({rx_q} per queue; rx queue drops {}), host tx {} rx {} ({} pulled by subchannel threads), drops: no receive buffer {}, backend {}, bad packets {}, link {}",
             gs.tx_frames.load(Ordering::Relaxed),
             gs.rx_frames.load(Ordering::Relaxed),
             gs.rx_dropped.load(Ordering::Relaxed),
             h.tx_frames.load(Ordering::Relaxed),
             h.rx_frames.load(Ordering::Relaxed),
+            h.rx_steered.load(Ordering::Relaxed),
             h.rx_no_buffer.load(Ordering::Relaxed),
             h.tx_dropped.load(Ordering::Relaxed),
             h.bad_packets.load(Ordering::Relaxed),
