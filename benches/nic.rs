@@ -6,8 +6,10 @@
 //! sends in bursts (`Netvsc::send_deferred`, so frames share send sections as Linux
 //! packs them under `xmit_more`); `guest_to_host_1q_unbatched` sends one message per
 //! frame. With 2 queues each guest queue runs on a thread of its own
-//! (`Netvsc::take_queue`), as does each host queue (netvsp's per-subchannel workers;
-//! received frames are pulled from the backend by the primary's worker).
+//! (`Netvsc::take_queue`), as does each host queue (netvsp's per-subchannel workers),
+//! and the bench backend is a multi-queue one: queue 1's frames are pulled by the
+//! host's queue-1 thread (each flow's queue and hash worked out once from the NIC's
+//! steering).
 //!
 //! Run: `cargo bench -p vmbus-benches --bench nic`. For profiling,
 //! `NIC_BENCH_PROBE=1` runs each direction once outside criterion, and
@@ -28,7 +30,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hv_partition::SimPartition;
 use netvsc::{Netvsc, NetvscConfig, NetvscQueue};
-use netvsp::{NetEndpoint, Netvsp, NetvspConfig};
+use netvsp::{FrameMeta, NetEndpoint, NetRxQueue, Netvsp, NetvspConfig, Steer};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -38,12 +40,82 @@ use vmbus_proto::guid::{Guid, class};
 use vmbus_ring::{Doorbell, DoubleMappedRingMem};
 
 /// Counts the guest's frames (guest to host) and produces frames on demand (host to
-/// guest).
+/// guest). With 2 queues it is a multi-queue backend: queue 1's frames come from its
+/// own source, pulled by the NIC's queue-1 thread. Each flow's queue and hash are
+/// worked out once when the NIC installs its steering (what a switch would compute per
+/// frame on the sending side is not measured here).
 struct Bench {
     sent_by_guest: Arc<AtomicU64>,
-    budget: Arc<AtomicU64>,
-    size: Arc<AtomicU64>,
+    frames: Arc<Frames>,
     waker: Arc<Mutex<Option<Arc<Doorbell>>>>,
+    queues: u16,
+}
+
+/// The frames the bench backend hands out, shared by its receive queues.
+struct Frames {
+    budget: AtomicU64,
+    size: AtomicU64,
+    /// Per queue: the TCP source ports (flows) the NIC's steering sends there, with
+    /// their hash; empty until steering is installed (then all go to queue 0).
+    flows: Mutex<Vec<Vec<(u16, u32)>>>,
+    generation: AtomicU64,
+    /// The wakers of the queues taken by the NIC's subchannel threads (rung with the
+    /// NIC's own when the budget is refilled).
+    wakers: Mutex<Vec<Arc<Doorbell>>>,
+}
+
+impl Frames {
+    /// The next frame for queue `q` (the budget is shared by all queues).
+    fn next(
+        &self,
+        q: usize,
+        cache: &mut (u64, Vec<(u16, u32)>),
+        buf: &mut [u8],
+    ) -> Option<(usize, FrameMeta)> {
+        let b = self
+            .budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1))
+            .ok()?;
+        let g = self.generation.load(Ordering::Acquire);
+        if cache.0 != g {
+            cache.1 = self
+                .flows
+                .lock()
+                .unwrap()
+                .get(q)
+                .cloned()
+                .unwrap_or_default();
+            cache.0 = g;
+        }
+        let n = (self.size.load(Ordering::Relaxed) as usize).min(buf.len());
+        let (port, hash) = match cache.1.len() {
+            0 => (b as u16, None),
+            len => {
+                let (p, h) = cache.1[b as usize % len];
+                (p, Some(h))
+            }
+        };
+        buf[..54].copy_from_slice(&tcp_header(port));
+        Some((
+            n,
+            FrameMeta {
+                rss_hash: hash,
+                ..Default::default()
+            },
+        ))
+    }
+}
+
+/// Queue 1's frames of the bench backend.
+struct BenchQueue {
+    frames: Arc<Frames>,
+    cache: (u64, Vec<(u16, u32)>),
+}
+
+impl NetRxQueue for BenchQueue {
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        self.frames.next(1, &mut self.cache, buf)
+    }
 }
 
 impl NetEndpoint for Bench {
@@ -53,20 +125,48 @@ impl NetEndpoint for Bench {
         true
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let b = self.budget.load(Ordering::Acquire);
-        if b == 0 {
-            return None;
+        self.receive_meta(buf).map(|(n, _)| n)
+    }
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        thread_local! {
+            static CACHE: std::cell::RefCell<(u64, Vec<(u16, u32)>)> =
+                const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
         }
-        self.budget.store(b - 1, Ordering::Release);
-        let n = (self.size.load(Ordering::Relaxed) as usize).min(buf.len());
-        buf[..54].copy_from_slice(&tcp_header(b as u16));
-        Some(n)
+        CACHE.with(|c| self.frames.next(0, &mut c.borrow_mut(), buf))
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
         *self.waker.lock().unwrap() = Some(waker);
     }
     fn link_up(&self) -> bool {
         true
+    }
+    fn rx_queues(&self) -> u16 {
+        self.queues
+    }
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        (q == 1 && self.queues == 2).then(|| {
+            self.frames.wakers.lock().unwrap().push(waker);
+            Box::new(BenchQueue {
+                frames: self.frames.clone(),
+                cache: (u64::MAX, Vec::new()),
+            }) as Box<dyn NetRxQueue>
+        })
+    }
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        let mut flows = vec![Vec::new(); usize::from(self.queues)];
+        if let Some(steer) = steer {
+            let mut frame = [0u8; 54];
+            for port in 0..256u16 {
+                frame.copy_from_slice(&tcp_header(port));
+                if let Some((q, h)) = steer(&frame)
+                    && let Some(f) = flows.get_mut(usize::from(q))
+                {
+                    f.push((port, h));
+                }
+            }
+        }
+        *self.frames.flows.lock().unwrap() = flows;
+        self.frames.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -154,8 +254,7 @@ struct Nic {
     queue1: Option<QueueThread>,
     host_stats: Arc<netvsp::NicStats>,
     sent: Arc<AtomicU64>,
-    budget: Arc<AtomicU64>,
-    size: Arc<AtomicU64>,
+    frames: Arc<Frames>,
     waker: Arc<Mutex<Option<Arc<Doorbell>>>>,
 }
 
@@ -163,14 +262,19 @@ fn nic(queues: u16) -> Nic {
     let partition = SimPartition::new(256 << 20, 2).unwrap();
     let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
     let sent = Arc::new(AtomicU64::new(0));
-    let budget = Arc::new(AtomicU64::new(0));
-    let size = Arc::new(AtomicU64::new(64));
     let waker = Arc::new(Mutex::new(None));
+    let frames = Arc::new(Frames {
+        budget: AtomicU64::new(0),
+        size: AtomicU64::new(64),
+        flows: Mutex::new(Vec::new()),
+        generation: AtomicU64::new(1),
+        wakers: Mutex::new(Vec::new()),
+    });
     let ep = Bench {
         sent_by_guest: sent.clone(),
-        budget: budget.clone(),
-        size: size.clone(),
+        frames: frames.clone(),
         waker: waker.clone(),
+        queues,
     };
     let netvsp = Netvsp::new(NetvspConfig::default(), Box::new(ep));
     let host_stats = netvsp.stats();
@@ -206,8 +310,7 @@ fn nic(queues: u16) -> Nic {
         queue1,
         host_stats,
         sent,
-        budget,
-        size,
+        frames,
         waker,
     }
 }
@@ -254,7 +357,7 @@ fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Du
 }
 
 fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
-    n.size.store(size as u64, Ordering::Relaxed);
+    n.frames.size.store(size as u64, Ordering::Relaxed);
     // With 2 queues, the subchannel's thread receives what RSS puts on it.
     let stop = Arc::new(AtomicBool::new(false));
     let other = Arc::new(AtomicU64::new(0));
@@ -283,11 +386,14 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
                 n.host_stats
             );
         }
-        if n.budget.load(Ordering::Acquire) == 0 && given - got < 1024 && given < iters {
+        if n.frames.budget.load(Ordering::Acquire) == 0 && given - got < 1024 && given < iters {
             let add = (iters - given).min(1024);
             given += add;
-            n.budget.store(add, Ordering::Release);
+            n.frames.budget.store(add, Ordering::Release);
             if let Some(w) = n.waker.lock().unwrap().as_ref() {
+                w.ring();
+            }
+            for w in n.frames.wakers.lock().unwrap().iter() {
                 w.ring();
             }
         }
