@@ -245,6 +245,35 @@ impl FrameQueue {
     }
 }
 
+/// The receive-side [`NetEndpoint`] methods of an endpoint whose inbound side is the
+/// [`RxQueues`] at `self.$field` (or `self.$a.$b`).
+macro_rules! inbound_methods {
+    ($($field:ident).+) => {
+        fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+            self.$($field).+.pop(0, buf).map(|(n, _)| n)
+        }
+        fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+            self.$($field).+.pop(0, buf)
+        }
+        fn set_waker(&mut self, waker: Arc<Doorbell>) {
+            self.$($field).+.set_waker(waker)
+        }
+        fn max_frame(&self) -> usize {
+            self.$($field).+.max_frame()
+        }
+        fn rx_queues(&self) -> u16 {
+            self.$($field).+.count()
+        }
+        fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+            self.$($field).+.take(q, waker)
+        }
+        fn set_steering(&mut self, steer: Option<Steer>) {
+            self.$($field).+.set_steering(steer);
+        }
+    };
+}
+pub(crate) use inbound_methods;
+
 /// A backend's inbound side: one bounded queue per receive queue, their wakers, and
 /// the NIC's steering between them. A frame goes to the queue the steering names if a
 /// NIC queue took it, else to queue 0.
@@ -458,30 +487,10 @@ impl NetEndpoint for Loopback {
     fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
         self.port.is_up() && self.port.deliver(frame, meta)
     }
-    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port.rx.pop(0, buf).map(|(n, _)| n)
-    }
-    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.port.rx.pop(0, buf)
-    }
-    fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        self.port.rx.set_waker(waker)
-    }
     fn link_up(&self) -> bool {
         self.port.is_up()
     }
-    fn max_frame(&self) -> usize {
-        self.port.rx.max_frame()
-    }
-    fn rx_queues(&self) -> u16 {
-        self.port.rx.count()
-    }
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
-        self.port.rx.take(q, waker)
-    }
-    fn set_steering(&mut self, steer: Option<Steer>) {
-        self.port.rx.set_steering(steer);
-    }
+    inbound_methods!(port.rx);
 }
 
 /// An in-process L2 switch with MAC learning: unicast to the port that last sent from
@@ -579,30 +588,10 @@ impl NetEndpoint for SwitchPort {
     fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
         self.port.is_up() && self.switch.forward(&self.port, frame, meta)
     }
-    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.port.rx.pop(0, buf).map(|(n, _)| n)
-    }
-    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.port.rx.pop(0, buf)
-    }
-    fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        self.port.rx.set_waker(waker)
-    }
     fn link_up(&self) -> bool {
         self.port.is_up()
     }
-    fn max_frame(&self) -> usize {
-        self.port.rx.max_frame()
-    }
-    fn rx_queues(&self) -> u16 {
-        self.port.rx.count()
-    }
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
-        self.port.rx.take(q, waker)
-    }
-    fn set_steering(&mut self, steer: Option<Steer>) {
-        self.port.rx.set_steering(steer);
-    }
+    inbound_methods!(port.rx);
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 
 use crate::backend::{
     FrameMeta, MAX_FRAME, NetEndpoint, NetRxQueue, RxQueues, Steer, TxOffload, TxOffloadSupport,
+    inbound_methods,
 };
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -240,30 +241,10 @@ impl NetEndpoint for Tap {
     fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
         self.write_with_header(&vnet_header(offload), frame)
     }
-    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.receive_meta(buf).map(|(n, _)| n)
-    }
-    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.shared.rx.pop(0, buf)
-    }
-    fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        self.shared.rx.set_waker(waker);
-    }
     fn link_up(&self) -> bool {
         true
     }
-    fn max_frame(&self) -> usize {
-        self.shared.rx.max_frame()
-    }
-    fn rx_queues(&self) -> u16 {
-        self.shared.rx.count()
-    }
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
-        self.shared.rx.take(q, waker)
-    }
-    fn set_steering(&mut self, steer: Option<Steer>) {
-        self.shared.rx.set_steering(steer);
-    }
+    inbound_methods!(shared.rx);
 }
 
 impl Drop for Tap {
