@@ -437,11 +437,12 @@ impl<V: GuestVm> LinuxGuest<V> {
                 .join("/")
         };
         format!(
-            "{}; NIC {} queue(s), tx {} ({} per queue) rx {} ({} per queue, {} pulled by subchannel threads) rx_no_buffer {} bad {}, offloaded tx {} (LSO segments {}, native {}, refused {})",
+            "{}; NIC {} queue(s), tx {} ({} per queue, {} through subchannel threads' own transmit queues) rx {} ({} per queue, {} pulled by subchannel threads) rx_no_buffer {} bad {}, offloaded tx {} (LSO segments {}, native {}, refused {})",
             self.vm.exit_counters(),
             queues,
             n.tx_frames.load(Relaxed),
             per_queue(&n.tx_queue_packets),
+            n.tx_own_queue.load(Relaxed),
             n.rx_frames.load(Relaxed),
             per_queue(&n.rx_queue_frames),
             n.rx_steered.load(Relaxed),

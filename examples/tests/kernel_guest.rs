@@ -96,6 +96,13 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         sum(&nic.rx_queue_frames),
         nic.rx_frames.load(Ordering::Relaxed)
     );
+    // What Linux sent on queue 1 went through the TAP from queue 1's own thread.
+    assert_eq!(
+        nic.tx_own_queue.load(Ordering::Relaxed) > 0,
+        nic.tx_queue_packets[1].load(Ordering::Relaxed) > 0,
+        "{}",
+        r.guest.counters()
+    );
     // The TAP has a receive queue per guest queue: queue 1's frames (RSS put any there)
     // were pulled by queue 1's own thread, not handed over by the primary's.
     assert_eq!(

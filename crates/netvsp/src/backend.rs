@@ -77,6 +77,35 @@ pub struct FrameMeta {
 /// calls it on whatever thread delivers the frame.
 pub type Steer = Arc<dyn Fn(&[u8]) -> Option<(u16, u32)> + Send + Sync>;
 
+/// A transmit queue of a backend ([`NetEndpoint::take_tx_queue`]): a NIC queue's thread
+/// sends through it without sharing the endpoint (and its lock) with the other queues.
+/// The endpoint itself is one too (for the queues that have none of their own).
+pub trait NetTxQueue: Send + 'static {
+    /// A frame the guest sent, with what netvsp knows about it; false if dropped.
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool;
+    /// What [`NetTxQueue::transmit_offload`] can do (default: nothing).
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        TxOffloadSupport::default()
+    }
+    /// A frame with `offload` work left, as [`NetEndpoint::transmit_offload`].
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        let _ = offload;
+        self.transmit_meta(frame, FrameMeta::default())
+    }
+}
+
+impl NetTxQueue for Box<dyn NetEndpoint> {
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        (**self).transmit_meta(frame, meta)
+    }
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        (**self).tx_offload_support()
+    }
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        (**self).transmit_offload(frame, offload)
+    }
+}
+
 /// One receive queue of a multi-queue backend ([`NetEndpoint::take_rx_queue`]), pulled
 /// by the NIC queue's own thread.
 pub trait NetRxQueue: Send + 'static {
@@ -136,6 +165,13 @@ pub trait NetEndpoint: Send + 'static {
     /// queue gives it back.
     fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
         let _ = (q, waker);
+        None
+    }
+    /// A transmit queue for NIC queue `q` (1 and up), used from that queue's thread while
+    /// the endpoint is used elsewhere (default `None`: every queue transmits through the
+    /// endpoint, one at a time).
+    fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
+        let _ = q;
         None
     }
     /// How to spread received frames from now on (`None`: all to queue 0, no hash).
@@ -480,9 +516,21 @@ impl Loopback {
     }
 }
 
+/// A transmit queue of a [`Loopback`].
+struct LoopbackTx(Arc<Port>);
+
+impl NetTxQueue for LoopbackTx {
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.0.is_up() && self.0.deliver(frame, meta)
+    }
+}
+
 impl NetEndpoint for Loopback {
     fn transmit(&mut self, frame: &[u8]) -> bool {
         self.transmit_meta(frame, FrameMeta::default())
+    }
+    fn take_tx_queue(&mut self, _q: u16) -> Option<Box<dyn NetTxQueue>> {
+        Some(Box::new(LoopbackTx(self.port.clone())))
     }
     fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
         self.port.is_up() && self.port.deliver(frame, meta)
@@ -581,9 +629,27 @@ pub struct SwitchPort {
     port: Arc<Port>,
 }
 
+/// A transmit queue of a [`SwitchPort`].
+struct SwitchTx {
+    switch: Arc<Switch>,
+    port: Arc<Port>,
+}
+
+impl NetTxQueue for SwitchTx {
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.port.is_up() && self.switch.forward(&self.port, frame, meta)
+    }
+}
+
 impl NetEndpoint for SwitchPort {
     fn transmit(&mut self, frame: &[u8]) -> bool {
         self.transmit_meta(frame, FrameMeta::default())
+    }
+    fn take_tx_queue(&mut self, _q: u16) -> Option<Box<dyn NetTxQueue>> {
+        Some(Box::new(SwitchTx {
+            switch: self.switch.clone(),
+            port: self.port.clone(),
+        }))
     }
     fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
         self.port.is_up() && self.switch.forward(&self.port, frame, meta)

@@ -124,6 +124,9 @@ pub struct NicStats {
     /// Frames a subchannel's thread pulled from its own queue of a multi-queue
     /// backend (steered there by the guest's RSS; see [`NetEndpoint::rx_queues`]).
     pub rx_steered: AtomicU64,
+    /// Guest packets a subchannel's thread sent through its own transmit queue of the
+    /// backend ([`NetEndpoint::take_tx_queue`]) rather than the shared endpoint.
+    pub tx_own_queue: AtomicU64,
     /// Guest data packets (SEND_RNDIS_PKT with channel type data) received, per queue.
     pub tx_queue_packets: [AtomicU64; MAX_QUEUES as usize],
     /// Subchannels granted to the guest.
@@ -1056,8 +1059,10 @@ impl Worker {
             // A multi-queue backend gives the queue its own receive queue.
             let source = lock(&self.core.shared.endpoint).take_rx_queue(q, waker);
             let steered = source.is_some();
+            let mut core = self.core.queue_core(q);
+            core.own_tx = lock(&self.core.shared.endpoint).take_tx_queue(q);
             let worker = QueueWorker {
-                core: self.core.queue_core(q),
+                core,
                 rx: self.core.rx_writer(),
                 source,
                 receiver,

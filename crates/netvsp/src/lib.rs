@@ -28,7 +28,10 @@
 //! hash goes with each frame as a per-packet info). Each subchannel has a worker thread
 //! of its own for what the guest sends on it (gathering, software offloads, the
 //! backend's transmit, receive completions) and for writing its received frames into
-//! the guest's buffer. Received frames reach a queue's thread one of two ways: a
+//! the guest's buffer. A backend that hands out transmit queues
+//! ([`NetEndpoint::take_tx_queue`]: the switch, loopback and TAP do) lets each
+//! subchannel thread send without the lock the endpoint is otherwise shared under.
+//! Received frames reach a queue's thread one of two ways: a
 //! multi-queue backend ([`NetEndpoint::rx_queues`]; [`Switch::with_queues`],
 //! [`Loopback::with_queues`], [`tap::Tap::open_with_queues`]) gives each subchannel its own receive queue and steers
 //! frames into them by the guest's RSS ([`Steer`]), so pulls run in parallel too;
@@ -65,6 +68,6 @@ pub mod tap;
 
 pub use backend::{
     FrameMeta, Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, NetRxQueue,
-    Steer, Switch, SwitchPort, TxOffload, TxOffloadSupport, frame_size,
+    NetTxQueue, Steer, Switch, SwitchPort, TxOffload, TxOffloadSupport, frame_size,
 };
 pub use device::{Netvsp, NetvspConfig, NicCore, NicStats, OidRequestRecord};

@@ -6,7 +6,7 @@
 //! scale with the queues; the primary channel's worker keeps the control path and
 //! pulls and classifies received frames, handing each queue its own.
 
-use crate::backend::{NetEndpoint, NetRxQueue};
+use crate::backend::{NetRxQueue, NetTxQueue};
 use crate::device::{FRAMES_PER_TRANSFER, NicStats, SEND_SECTION_SIZE};
 use crate::offload::{OffloadConfig, TxEngine, parse_request};
 use crate::rxpath::{Batch, RecvBuffer, RxFrame, RxWriter};
@@ -51,7 +51,7 @@ pub(crate) struct NicShared {
     pub(crate) relid: u32,
     pub(crate) memory: GuestMemory,
     pub(crate) stats: Arc<NicStats>,
-    pub(crate) endpoint: Mutex<Box<dyn NetEndpoint>>,
+    pub(crate) endpoint: Mutex<Box<dyn crate::NetEndpoint>>,
     pub(crate) recv: Mutex<Option<RecvBuffer>>,
     /// Frame buffers the queue threads wrote into the guest and gave back.
     pub(crate) frame_pool: Mutex<Vec<Vec<u8>>>,
@@ -67,7 +67,7 @@ impl NicShared {
         relid: u32,
         memory: GuestMemory,
         stats: Arc<NicStats>,
-        endpoint: Box<dyn NetEndpoint>,
+        endpoint: Box<dyn crate::NetEndpoint>,
         max_frame: usize,
     ) -> Self {
         Self {
@@ -229,6 +229,8 @@ pub(crate) struct QueueCore {
     rndis_buf: Vec<u8>,
     /// Set when a completion freed receive slots (the worker then wakes the primary).
     pub(crate) freed: bool,
+    /// This queue's own transmit queue of the backend, if it gave one.
+    pub(crate) own_tx: Option<Box<dyn NetTxQueue>>,
 }
 
 impl QueueCore {
@@ -243,6 +245,7 @@ impl QueueCore {
             // Filled once: messages are read into a prefix of it, never zero-filled again.
             rndis_buf: vec![0u8; MAX_RNDIS],
             freed: false,
+            own_tx: None,
         };
         let _ = core.refresh();
         core
@@ -333,13 +336,20 @@ impl QueueCore {
         let mut refused = false;
         if let Some(len) = len {
             let shared = &self.shared;
-            // The backend is locked once per message for its data packets, and let go
-            // before a control message is answered.
-            let mut endpoint: Option<MutexGuard<'_, Box<dyn NetEndpoint>>> = None;
+            // The queue's own transmit queue if the backend gave it one; else the
+            // backend, locked once per message for its data packets and let go before
+            // a control message is answered.
+            let mut endpoint: Option<MutexGuard<'_, Box<dyn crate::NetEndpoint>>> = None;
             for m in RndisMessages::new(buf.get(..len).unwrap_or(&[])) {
                 match m {
                     Ok(RndisMessage::Packet(p)) => {
-                        let ep = endpoint.get_or_insert_with(|| lock(&shared.endpoint));
+                        let ep: &mut dyn NetTxQueue = match self.own_tx.as_deref_mut() {
+                            Some(own) => {
+                                shared.stats.tx_own_queue.fetch_add(1, Ordering::Relaxed);
+                                own
+                            }
+                            None => &mut **endpoint.get_or_insert_with(|| lock(&shared.endpoint)),
+                        };
                         // A refused offload is counted in tx_offload_rejected and
                         // reported in the completion status, not as malformed.
                         if p.ppi.is_empty() {
@@ -443,14 +453,14 @@ fn refresh(shared: &NicShared, data: &mut DataConfig, generation: &mut u64) -> b
 }
 
 /// Sends a frame that needs no offload work.
-fn transmit_plain(shared: &NicShared, endpoint: &mut Box<dyn NetEndpoint>, frame: &[u8]) {
+fn transmit_plain(shared: &NicShared, endpoint: &mut dyn NetTxQueue, frame: &[u8]) {
     let stats = &shared.stats;
     if frame.len() > shared.max_frame {
         stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
         stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if endpoint.transmit(frame) {
+    if endpoint.transmit_meta(frame, crate::backend::FrameMeta::default()) {
         stats.tx_frames.fetch_add(1, Ordering::Relaxed);
     } else {
         stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
@@ -463,7 +473,7 @@ fn transmit<'a>(
     shared: &NicShared,
     offload: &OffloadConfig,
     tx: &mut TxEngine,
-    endpoint: &mut Box<dyn NetEndpoint>,
+    endpoint: &mut dyn NetTxQueue,
     frame: &[u8],
     ppis: impl Iterator<Item = Result<vmbus_proto::rndis::Ppi<'a>, vmbus_proto::Error>>,
 ) -> bool {

@@ -14,8 +14,8 @@
 #![allow(unsafe_code)]
 
 use crate::backend::{
-    FrameMeta, MAX_FRAME, NetEndpoint, NetRxQueue, RxQueues, Steer, TxOffload, TxOffloadSupport,
-    inbound_methods,
+    FrameMeta, MAX_FRAME, NetEndpoint, NetRxQueue, NetTxQueue, RxQueues, Steer, TxOffload,
+    TxOffloadSupport, inbound_methods,
 };
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -83,7 +83,9 @@ struct Shared {
 /// with several receive queues ([`Tap::open_with_queues`]) it steers each frame to the
 /// queue the NIC's RSS picks, so a multi-queue guest's queues copy in parallel.
 pub struct Tap {
-    file: File,
+    /// Shared with the transmit queues ([`NetEndpoint::take_tx_queue`]): writes on one
+    /// fd from several threads are each a whole frame.
+    file: Arc<File>,
     name: String,
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
@@ -191,7 +193,7 @@ impl Tap {
                 }
             })?;
         Ok(Self {
-            file,
+            file: Arc::new(file),
             name: name.to_string(),
             shared,
             reader: Some(reader),
@@ -207,39 +209,60 @@ impl Tap {
     pub fn dropped(&self) -> u64 {
         self.shared.rx.dropped.load(Ordering::Relaxed)
     }
+}
 
-    /// Writes a virtio-net header and `frame` in one `writev`.
-    fn write_with_header(&self, header: &[u8; VNET_HDR_LEN], frame: &[u8]) -> bool {
-        let iov = [
-            libc::iovec {
-                iov_base: header.as_ptr() as *mut libc::c_void,
-                iov_len: header.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: two iovecs over live, readable buffers (`writev` only reads them);
-        // the fd is owned by `self.file`.
-        let n = unsafe { libc::writev(self.file.as_raw_fd(), iov.as_ptr(), 2) };
-        n == (header.len() + frame.len()) as isize
+/// Writes a virtio-net header and `frame` to `file` in one `writev`.
+fn write_with_header(file: &File, header: &[u8; VNET_HDR_LEN], frame: &[u8]) -> bool {
+    let iov = [
+        libc::iovec {
+            iov_base: header.as_ptr() as *mut libc::c_void,
+            iov_len: header.len(),
+        },
+        libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        },
+    ];
+    // SAFETY: two iovecs over live, readable buffers (`writev` only reads them); the
+    // fd is owned by `file`, borrowed for the call.
+    let n = unsafe { libc::writev(file.as_raw_fd(), iov.as_ptr(), 2) };
+    n == (header.len() + frame.len()) as isize
+}
+
+/// The offloads the kernel finishes from a virtio-net header.
+const TAP_OFFLOADS: TxOffloadSupport = TxOffloadSupport {
+    checksum: true,
+    tso4: true,
+    tso6: true,
+};
+
+/// A transmit queue of a [`Tap`]: the same fd, written from a NIC queue's own thread.
+struct TapTx(Arc<File>);
+
+impl NetTxQueue for TapTx {
+    fn transmit_meta(&mut self, frame: &[u8], _meta: FrameMeta) -> bool {
+        write_with_header(&self.0, &[0; VNET_HDR_LEN], frame)
+    }
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        TAP_OFFLOADS
+    }
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        write_with_header(&self.0, &vnet_header(offload), frame)
     }
 }
 
 impl NetEndpoint for Tap {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.write_with_header(&[0; VNET_HDR_LEN], frame)
+        write_with_header(&self.file, &[0; VNET_HDR_LEN], frame)
     }
     fn tx_offload_support(&self) -> TxOffloadSupport {
-        TxOffloadSupport {
-            checksum: true,
-            tso4: true,
-            tso6: true,
-        }
+        TAP_OFFLOADS
     }
     fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
-        self.write_with_header(&vnet_header(offload), frame)
+        write_with_header(&self.file, &vnet_header(offload), frame)
+    }
+    fn take_tx_queue(&mut self, _q: u16) -> Option<Box<dyn NetTxQueue>> {
+        Some(Box::new(TapTx(self.file.clone())))
     }
     fn link_up(&self) -> bool {
         true

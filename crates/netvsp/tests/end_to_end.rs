@@ -710,6 +710,8 @@ fn queues_taken_to_threads_of_their_own() {
     // table's queue-1 flows went on the primary once the queue was taken).
     assert_eq!(a1.stats().tx_queue_frames[1].load(Ordering::Relaxed), 256);
     assert!(vm_a.stats.tx_queue_packets[1].load(Ordering::Relaxed) > 0);
+    // The host's queue-1 thread sent them through its own transmit queue of the switch.
+    assert_eq!(vm_a.stats.tx_own_queue.load(Ordering::Relaxed), 256);
     assert_eq!(a.stats().tx_queue_frames[0].load(Ordering::Relaxed), 256);
     assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
     assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
