@@ -462,10 +462,13 @@ impl Drop for TakenQueue {
         if let Some(slot) = lock(&self.rx.wakers).get_mut(self.q) {
             *slot = (None, false);
         }
-        if let Some(from) = self.rx.queues.get(self.q) {
+        if let (Some(from), Some(q0)) = (self.rx.queues.get(self.q), self.rx.queues.first()) {
             let mut buf = vec![0u8; MAX_JUMBO_FRAME];
-            while let Some((n, meta)) = lock(from).pop_meta(&mut buf) {
-                if let (Some(f), Some(q0)) = (buf.get(..n), self.rx.queues.first()) {
+            loop {
+                // One lock at a time.
+                let popped = lock(from).pop_meta(&mut buf);
+                let Some((n, meta)) = popped else { break };
+                if let Some(f) = buf.get(..n) {
                     lock(q0).push_meta(f, meta);
                 }
             }
