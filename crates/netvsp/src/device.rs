@@ -735,8 +735,11 @@ impl NicCore {
         self.steer_rss = self.rndis.rss.clone();
         let steer: Option<crate::backend::Steer> = match (self.rndis.rss.clone(), self.steered) {
             (Some(rss), mask) if mask != 0 => Some(Arc::new(move |f: &[u8]| {
+                // (Table entries were checked against the queue count; a shift past
+                // the mask still means "not steered".)
+                let steered = |q: u16| mask.checked_shr(u32::from(q)).is_some_and(|m| m & 1 != 0);
                 rss.classify(f)
-                    .map(|(h, q)| (if mask & (1 << q) != 0 { q } else { 0 }, h))
+                    .map(|(h, q)| (if steered(q) { q } else { 0 }, h))
             })),
             _ => None,
         };
