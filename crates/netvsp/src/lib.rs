@@ -49,9 +49,7 @@
 //! [`FrameMeta`]) or that the kernel verified (TAP `DATA_VALID`) reach a guest that
 //! enabled it with a TCPIP_CHKSUM info saying so; other frames go unmarked.
 //!
-//! Not implemented (see the issue tracker): receive segment coalescing (RSC); a TAP
-//! interface with several kernel queues (`IFF_MULTI_QUEUE`: [`tap::Tap`] reads one fd
-//! on one thread and steers from there).
+//! Not implemented (see the issue tracker): receive segment coalescing (RSC).
 
 // Denied everywhere but the TAP module (ioctl and raw read/write on its fd).
 #![deny(unsafe_code)]

@@ -8,6 +8,11 @@
 //! Offloads toward the guest are not enabled (`TUNSETOFFLOAD` is left at none), so the
 //! kernel hands this side finished frames.
 //!
+//! Several queues ([`Tap::open_with_queues`]): the interface gets a kernel queue per
+//! NIC queue (`IFF_MULTI_QUEUE`), each read by a thread of its own that steers frames
+//! by the guest's RSS (the kernel keeps a flow on one of its queues, so a flow stays
+//! in order), and each NIC queue writes to a kernel queue of its own.
+//!
 //! This module is the crate's only `unsafe`: the TUNSETIFF ioctl and raw `read`/`write`
 //! on the TAP fd, each with a SAFETY comment.
 
@@ -78,17 +83,91 @@ struct Shared {
     offloaded_rx: AtomicU64,
 }
 
-/// A TAP interface as a NIC endpoint. A reader thread moves frames from the interface
-/// into bounded queues (dropping and counting when one is full) and wakes the NIC;
-/// with several receive queues ([`Tap::open_with_queues`]) it steers each frame to the
-/// queue the NIC's RSS picks, so a multi-queue guest's queues copy in parallel.
+/// A TAP interface as a NIC endpoint. A reader thread per kernel queue moves frames
+/// from the interface into bounded queues (dropping and counting when one is full) and
+/// wakes the NIC; with several queues ([`Tap::open_with_queues`]) each frame goes to
+/// the queue the NIC's RSS picks, so a multi-queue guest's queues copy in parallel.
 pub struct Tap {
-    /// Shared with the transmit queues ([`NetEndpoint::take_tx_queue`]): writes on one
-    /// fd from several threads are each a whole frame.
-    file: Arc<File>,
+    /// One fd per kernel queue, shared with the reader threads and the transmit queues
+    /// ([`NetEndpoint::take_tx_queue`]); a write is always a whole frame.
+    files: Vec<Arc<File>>,
     name: String,
     shared: Arc<Shared>,
-    reader: Option<JoinHandle<()>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// `IFF_MULTI_QUEUE`: every fd attached with it is one kernel queue of the interface.
+const IFF_MULTI_QUEUE: i16 = 0x0100;
+/// Most kernel queues opened (Linux allows 256).
+const MAX_KERNEL_QUEUES: u16 = 16;
+
+/// Opens `/dev/net/tun` and attaches it to interface `name` (creating it on the first
+/// call) as one queue.
+fn open_queue(name: &str, multi_queue: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")?;
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
+        pad: [0; 22],
+    };
+    if let Some(d) = req.name.get_mut(..name.len()) {
+        d.copy_from_slice(name.as_bytes());
+    }
+    // SAFETY: TUNSETIFF reads (and writes back the final name into) a struct ifreq;
+    // `req` is a properly sized, initialized, exclusively borrowed ifreq.
+    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// One kernel queue's reader: frames from `file` into the NIC's receive queues, until
+/// the TAP is dropped.
+fn read_loop(file: &File, s: &Shared, max_frame: usize) {
+    let fd = file.as_raw_fd();
+    let mut buf = vec![0u8; 65536 + VNET_HDR_LEN];
+    while !s.stop.load(Ordering::SeqCst) {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, 100 ms timeout.
+        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if r <= 0 {
+            continue;
+        }
+        match read_frame(fd, &mut buf) {
+            Ok(n) if n > VNET_HDR_LEN && n <= max_frame + VNET_HDR_LEN => {
+                let (Some(&flags), Some(&gso)) = (buf.first(), buf.get(1)) else {
+                    continue;
+                };
+                // flags (NEEDS_CSUM) or gso_type: work this side did not ask the
+                // kernel to leave undone.
+                if flags & VNET_F_NEEDS_CSUM != 0 || gso != 0 {
+                    s.offloaded_rx.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let valid = flags & VNET_F_DATA_VALID != 0;
+                let meta = FrameMeta {
+                    l4_checksum_valid: valid,
+                    ip4_checksum_valid: valid,
+                    rss_hash: None,
+                };
+                // (A full queue drops and counts it.)
+                if let Some(f) = buf.get(VNET_HDR_LEN..n) {
+                    s.rx.deliver(f, meta);
+                }
+            }
+            Ok(_) => {
+                s.rx.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
 }
 
 fn read_frame(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
@@ -118,7 +197,10 @@ impl Tap {
     }
 
     /// [`Tap::open_with_max_frame`] with `queues` receive queues of 1,024 frames each
-    /// (see [`NetEndpoint::rx_queues`]; the interface itself stays single-queue).
+    /// (see [`NetEndpoint::rx_queues`]). With more than one the interface gets as many
+    /// kernel queues (`IFF_MULTI_QUEUE`), each read by a thread of its own, which steers
+    /// its frames to the NIC queue the guest's RSS picks; transmit queues
+    /// ([`NetEndpoint::take_tx_queue`]) write to them in turn.
     pub fn open_with_queues(name: &str, max_frame: usize, queues: u16) -> io::Result<Self> {
         if name.is_empty() || name.len() > 15 || name.as_bytes().contains(&0) {
             return Err(io::Error::new(
@@ -126,78 +208,31 @@ impl Tap {
                 "bad interface name",
             ));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/net/tun")?;
-        let mut req = IfReq {
-            name: [0; 16],
-            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
-            pad: [0; 22],
-        };
-        if let Some(d) = req.name.get_mut(..name.len()) {
-            d.copy_from_slice(name.as_bytes());
-        }
-        // SAFETY: TUNSETIFF reads (and writes back the final name into) a struct ifreq;
-        // `req` is a properly sized, initialized, exclusively borrowed ifreq.
-        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let queues = queues.clamp(1, MAX_KERNEL_QUEUES);
+        let files = (0..queues)
+            .map(|_| open_queue(name, queues > 1).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             rx: RxQueues::new(1024, max_frame, queues),
             stop: AtomicBool::new(false),
             offloaded_rx: AtomicU64::new(0),
         });
-        let fd = file.as_raw_fd();
-        let s = shared.clone();
         let max_frame = max_frame.clamp(60, crate::backend::MAX_JUMBO_FRAME);
-        let reader = std::thread::Builder::new()
-            .name(format!("tap-{name}"))
-            .spawn(move || {
-                let mut buf = [0u8; 65536 + VNET_HDR_LEN];
-                while !s.stop.load(Ordering::SeqCst) {
-                    let mut pfd = libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd, 100 ms timeout.
-                    let r = unsafe { libc::poll(&mut pfd, 1, 100) };
-                    if r <= 0 {
-                        continue;
-                    }
-                    match read_frame(fd, &mut buf) {
-                        Ok(n) if n > VNET_HDR_LEN && n <= max_frame + VNET_HDR_LEN => {
-                            // flags (NEEDS_CSUM) or gso_type: work this side did not
-                            // ask the kernel to leave undone.
-                            if buf[0] & VNET_F_NEEDS_CSUM != 0 || buf[1] != 0 {
-                                s.offloaded_rx.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                            let valid = buf[0] & VNET_F_DATA_VALID != 0;
-                            let meta = FrameMeta {
-                                l4_checksum_valid: valid,
-                                ip4_checksum_valid: valid,
-                                rss_hash: None,
-                            };
-                            // (A full queue drops and counts it.)
-                            if let Some(f) = buf.get(VNET_HDR_LEN..n) {
-                                s.rx.deliver(f, meta);
-                            }
-                        }
-                        Ok(_) => {
-                            s.rx.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-                    }
-                }
-            })?;
-        Ok(Self {
-            file: Arc::new(file),
+        let mut tap = Self {
+            files,
             name: name.to_string(),
             shared,
-            reader: Some(reader),
-        })
+            readers: Vec::new(),
+        };
+        for (i, file) in tap.files.iter().enumerate() {
+            let (file, s) = (file.clone(), tap.shared.clone());
+            // (On an error here, dropping `tap` stops the readers already started.)
+            let reader = std::thread::Builder::new()
+                .name(format!("tap-{name}-{i}"))
+                .spawn(move || read_loop(&file, &s, max_frame))?;
+            tap.readers.push(reader);
+        }
+        Ok(tap)
     }
 
     /// The interface name.
@@ -253,16 +288,21 @@ impl NetTxQueue for TapTx {
 
 impl NetEndpoint for Tap {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        write_with_header(&self.file, &[0; VNET_HDR_LEN], frame)
+        self.files
+            .first()
+            .is_some_and(|f| write_with_header(f, &[0; VNET_HDR_LEN], frame))
     }
     fn tx_offload_support(&self) -> TxOffloadSupport {
         TAP_OFFLOADS
     }
     fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
-        write_with_header(&self.file, &vnet_header(offload), frame)
+        self.files
+            .first()
+            .is_some_and(|f| write_with_header(f, &vnet_header(offload), frame))
     }
-    fn take_tx_queue(&mut self, _q: u16) -> Option<Box<dyn NetTxQueue>> {
-        Some(Box::new(TapTx(self.file.clone())))
+    fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
+        let file = self.files.get(usize::from(q) % self.files.len().max(1))?;
+        Some(Box::new(TapTx(file.clone())))
     }
     fn link_up(&self) -> bool {
         true
@@ -273,7 +313,7 @@ impl NetEndpoint for Tap {
 impl Drop for Tap {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(r) = self.reader.take() {
+        for r in self.readers.drain(..) {
             let _ = r.join();
         }
     }

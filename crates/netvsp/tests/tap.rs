@@ -421,6 +421,26 @@ fn tap_steers_frames_to_the_guests_queue_threads() {
     ] {
         assert!(run(&args), "{args:?}");
     }
+    // Two kernel queues (IFF_MULTI_QUEUE), each read by a thread of its own.
+    let sys = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "ls",
+            &format!("/sys/class/net/{tap_name}/queues"),
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&sys.stdout).to_string();
+    assert_eq!(
+        listing
+            .split_whitespace()
+            .filter(|q| q.starts_with("rx-"))
+            .count(),
+        2,
+        "{listing}"
+    );
     let partition = SimPartition::new(128 << 20, 2).unwrap();
     let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
     let netvsp = Netvsp::new(
