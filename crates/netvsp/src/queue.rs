@@ -783,7 +783,9 @@ impl QueueWorker {
                 break;
             }
         }
-        // Transfers never written keep their slots until the primary frees them.
+        // What was never written stays pending: the primary frees the transfers'
+        // receive slots when it drops the queue.
+        lock(&self.link.out).pending.extend(out.drain(..));
         self.link.exited.store(true, Ordering::Release);
         self.primary.ring();
     }
