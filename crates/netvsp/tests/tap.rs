@@ -48,6 +48,34 @@ impl Drop for Netns {
     }
 }
 
+/// A simulated partition whose host offers a NetVSP on `tap` and whose guest bus is
+/// connected: the host (keep it alive), the guest bus, the NIC's offer and counters.
+fn guest_on(
+    config: NetvspConfig,
+    tap: Tap,
+) -> (
+    HostBus<SimPartition>,
+    GuestBus,
+    vmbus_proto::channel::OfferChannel,
+    std::sync::Arc<NicStats>,
+) {
+    let partition = SimPartition::new(128 << 20, 2).unwrap();
+    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
+    let netvsp = Netvsp::new(config, Box::new(tap));
+    let stats = netvsp.stats();
+    let relid = host
+        .offer(
+            OfferParams::new(class::NETWORK, Guid::ZERO),
+            Box::new(netvsp),
+        )
+        .unwrap();
+    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
+    bus.connect().unwrap();
+    let offers = bus.request_offers().unwrap();
+    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
+    (host, bus, offer, stats)
+}
+
 /// Checks that `buf` is the stream's bytes from `offset` on.
 fn check(buf: &[u8], offset: usize) {
     for (i, x) in buf.iter().enumerate() {
@@ -122,27 +150,14 @@ fn tap_test(mtu: u32) {
 
     // The guest: netvsp on the TAP, netvsc + smoltcp at 192.0.2.1.
     let mac = [0x02, 0x15, 0x5D, 0, 0, 0x42];
-    let partition = SimPartition::new(128 << 20, 2).unwrap();
-    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
-    let netvsp = Netvsp::new(
+    let (_host, bus, offer, nic_stats) = guest_on(
         NetvspConfig {
             mac,
             mtu,
             ..Default::default()
         },
-        Box::new(tap),
+        tap,
     );
-    let nic_stats = netvsp.stats();
-    let relid = host
-        .offer(
-            OfferParams::new(class::NETWORK, Guid::ZERO),
-            Box::new(netvsp),
-        )
-        .unwrap();
-    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
-    bus.connect().unwrap();
-    let offers = bus.request_offers().unwrap();
-    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
     let config = NetvscConfig {
         mtu,
         ..Default::default()
@@ -441,26 +456,13 @@ fn tap_steers_frames_to_the_guests_queue_threads() {
         2,
         "{listing}"
     );
-    let partition = SimPartition::new(128 << 20, 2).unwrap();
-    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
-    let netvsp = Netvsp::new(
+    let (_host, bus, offer, stats) = guest_on(
         NetvspConfig {
             mac,
             ..Default::default()
         },
-        Box::new(tap),
+        tap,
     );
-    let stats = netvsp.stats();
-    let relid = host
-        .offer(
-            OfferParams::new(class::NETWORK, Guid::ZERO),
-            Box::new(netvsp),
-        )
-        .unwrap();
-    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
-    bus.connect().unwrap();
-    let offers = bus.request_offers().unwrap();
-    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
     let config = NetvscConfig {
         queues: 2,
         ..Default::default()
