@@ -48,6 +48,58 @@ impl Drop for Netns {
     }
 }
 
+/// A TAP interface (opened by `open` under a name made from `tag`) moved into a
+/// network namespace of its own, addressed 192.0.2.100/24 and up: the TAP, its name and
+/// the namespace (deleted on drop). `None` (with the reason printed) when this machine
+/// cannot: no /dev/net/tun, a missing tool, no CAP_NET_ADMIN.
+fn tap_in_namespace(
+    tag: &str,
+    tools: &[&str],
+    open: impl FnOnce(&str) -> std::io::Result<Tap>,
+) -> Option<(Tap, String, Netns)> {
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIPPED: /dev/net/tun is missing");
+        return None;
+    }
+    for tool in tools {
+        if !have(tool) {
+            println!("SKIPPED: `{tool}` is not installed");
+            return None;
+        }
+    }
+    let id = std::process::id() % 100_000;
+    let (tap_name, ns) = (format!("hvtap{id}{tag}"), format!("hvns{id}{tag}"));
+    let tap = match open(&tap_name) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: cannot create a TAP interface ({e}); needs root / CAP_NET_ADMIN");
+            return None;
+        }
+    };
+    if !run(&["ip", "netns", "add", &ns]) {
+        println!("SKIPPED: cannot create a network namespace");
+        return None;
+    }
+    let guard = Netns(ns.clone());
+    for args in [
+        vec!["ip", "link", "set", &tap_name, "netns", &ns],
+        vec![
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            "192.0.2.100/24",
+            "dev",
+            &tap_name,
+        ],
+        vec!["ip", "-n", &ns, "link", "set", &tap_name, "up"],
+    ] {
+        assert!(run(&args), "{args:?}");
+    }
+    Some((tap, tap_name, guard))
+}
+
 /// A simulated partition whose host offers a NetVSP on `tap` and whose guest bus is
 /// connected: the host (keep it alive), the guest bus, the NIC's offer and counters.
 fn guest_on(
@@ -106,46 +158,18 @@ fn jumbo_frames_through_tap() {
 }
 
 fn tap_test(mtu: u32) {
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        println!("SKIPPED: /dev/net/tun is missing");
+    let Some((tap, tap_name, guard)) =
+        tap_in_namespace(&format!("m{mtu}"), &["ip", "ping", "python3"], |name| {
+            Tap::open_with_max_frame(name, frame_size(mtu))
+        })
+    else {
         return;
-    }
-    for tool in ["ip", "ping", "python3"] {
-        if !have(tool) {
-            println!("SKIPPED: `{tool}` is not installed");
-            return;
-        }
-    }
-    let id = std::process::id() % 100_000;
-    let (tap_name, ns) = (format!("hvtap{id}m{mtu}"), format!("hvns{id}m{mtu}"));
-    let tap = match Tap::open_with_max_frame(&tap_name, frame_size(mtu)) {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: cannot create a TAP interface ({e}); needs root / CAP_NET_ADMIN");
-            return;
-        }
     };
-    if !run(&["ip", "netns", "add", &ns]) {
-        println!("SKIPPED: cannot create a network namespace");
-        return;
-    }
-    let _guard = Netns(ns.clone());
-    assert!(run(&["ip", "link", "set", &tap_name, "netns", &ns]));
-    assert!(run(&[
-        "ip",
-        "-n",
-        &ns,
-        "addr",
-        "add",
-        "192.0.2.100/24",
-        "dev",
-        &tap_name
-    ]));
+    let ns = guard.0.clone();
     let mtu_arg = mtu.to_string();
     assert!(run(&[
         "ip", "-n", &ns, "link", "set", &tap_name, "mtu", &mtu_arg
     ]));
-    assert!(run(&["ip", "-n", &ns, "link", "set", &tap_name, "up"]));
     assert!(run(&["ip", "-n", &ns, "link", "set", "lo", "up"]));
 
     // The guest: netvsp on the TAP, netvsc + smoltcp at 192.0.2.1.
@@ -380,62 +404,27 @@ fn tap_test(mtu: u32) {
 /// from Linux by the guest's RSS, and queue 1's frames are pulled by its own thread.
 #[test]
 fn tap_steers_frames_to_the_guests_queue_threads() {
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        println!("SKIPPED: /dev/net/tun is missing");
+    let Some((tap, tap_name, guard)) = tap_in_namespace("q", &["ip", "python3"], |name| {
+        Tap::open_with_queues(name, frame_size(1500), 2)
+    }) else {
         return;
-    }
-    for tool in ["ip", "python3"] {
-        if !have(tool) {
-            println!("SKIPPED: `{tool}` is not installed");
-            return;
-        }
-    }
-    let id = std::process::id() % 100_000;
-    let (tap_name, ns) = (format!("hvtap{id}q"), format!("hvns{id}q"));
-    let tap = match Tap::open_with_queues(&tap_name, frame_size(1500), 2) {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: cannot create a TAP interface ({e}); needs root / CAP_NET_ADMIN");
-            return;
-        }
     };
+    let ns = guard.0.clone();
     assert_eq!(tap.rx_queues(), 2);
-    if !run(&["ip", "netns", "add", &ns]) {
-        println!("SKIPPED: cannot create a network namespace");
-        return;
-    }
-    let _guard = Netns(ns.clone());
     let mac = [0x02, 0x15, 0x5D, 0, 0, 0x43];
-    let mac_text = "02:15:5d:00:00:43";
-    for args in [
-        vec!["ip", "link", "set", &tap_name, "netns", &ns],
-        vec![
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            "192.0.2.100/24",
-            "dev",
-            &tap_name,
-        ],
-        vec!["ip", "-n", &ns, "link", "set", &tap_name, "up"],
-        // The guest has no stack to answer ARP: its MAC is given.
-        vec![
-            "ip",
-            "-n",
-            &ns,
-            "neigh",
-            "add",
-            "192.0.2.1",
-            "lladdr",
-            mac_text,
-            "dev",
-            &tap_name,
-        ],
-    ] {
-        assert!(run(&args), "{args:?}");
-    }
+    // The guest has no stack to answer ARP: its MAC is given.
+    assert!(run(&[
+        "ip",
+        "-n",
+        &ns,
+        "neigh",
+        "add",
+        "192.0.2.1",
+        "lladdr",
+        "02:15:5d:00:00:43",
+        "dev",
+        &tap_name,
+    ]));
     // Two kernel queues (IFF_MULTI_QUEUE), each read by a thread of its own.
     let sys = Command::new("ip")
         .args([
