@@ -30,9 +30,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hv_partition::SimPartition;
 use netvsc::{Netvsc, NetvscConfig, NetvscQueue};
-use netvsp::{FrameMeta, NetEndpoint, NetRxQueue, Netvsp, NetvspConfig, Steer};
+use netvsp::{FrameMeta, NetEndpoint, NetRxQueue, NetTxQueue, Netvsp, NetvspConfig, Steer};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
@@ -45,15 +45,75 @@ use vmbus_ring::{Doorbell, DoubleMappedRingMem};
 /// worked out once when the NIC installs its steering (what a switch would compute per
 /// frame on the sending side is not measured here).
 struct Bench {
-    sent_by_guest: Arc<AtomicU64>,
+    sent_by_guest: Arc<Sent>,
     frames: Arc<Frames>,
-    waker: Arc<Mutex<Option<Arc<Doorbell>>>>,
     queues: u16,
 }
 
+/// Frames in flight host to guest: the backend is credited with more while the guest
+/// has received all but `WINDOW / 2` of those credited, so the guest's receive buffer
+/// is never exhausted (exhaustion drops frames by design; this measures delivery, not
+/// drops) and the pipeline never drains while the guest catches up.
+const WINDOW: u64 = 2048;
+
+/// A counter on a cache line of its own (queues counting side by side must not
+/// bounce one line between their threads).
+#[repr(align(128))]
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+impl std::ops::Deref for Counter {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
+
+/// Frames the guest sent, counted per queue.
+#[derive(Default)]
+struct Sent([Counter; 2]);
+
+impl Sent {
+    fn total(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Acquire)).sum()
+    }
+}
+
+/// Queue 1's transmit side of the bench backend.
+struct BenchTx(Arc<Sent>);
+
+impl NetTxQueue for BenchTx {
+    fn transmit_meta(&mut self, frame: &[u8], _meta: FrameMeta) -> bool {
+        black_box(frame);
+        self.0.0[1].fetch_add(1, Ordering::Release);
+        true
+    }
+}
+
+/// A receive queue's view of [`Frames`]: the flows steered to it and the frames it
+/// may still hand out.
+struct QueueState {
+    generation: u64,
+    flows: Vec<(u16, u32)>,
+    /// Frames taken from the shared budget, a few at a time (not one atomic update
+    /// of a line both queues share per frame).
+    credit: u64,
+}
+
+impl QueueState {
+    const fn new() -> Self {
+        Self {
+            generation: u64::MAX,
+            flows: Vec::new(),
+            credit: 0,
+        }
+    }
+}
+
 /// The frames the bench backend hands out, shared by its receive queues.
+/// Each field written while frames flow is on a line of its own.
 struct Frames {
-    budget: AtomicU64,
+    budget: Counter,
     size: AtomicU64,
     /// Per queue: the TCP source ports (flows) the NIC's steering sends there, with
     /// their hash; empty until steering is installed (then all go to queue 0).
@@ -62,36 +122,73 @@ struct Frames {
     /// The wakers of the queues taken by the NIC's subchannel threads (rung with the
     /// NIC's own when the budget is refilled).
     wakers: Mutex<Vec<Arc<Doorbell>>>,
+    /// The NIC's own waker.
+    waker: Mutex<Option<Arc<Doorbell>>>,
+    /// Frames to deliver host to guest (cumulative over runs).
+    target: AtomicU64,
+    /// Frames credited to the budget (cumulative).
+    given: Counter,
+    /// Frames the guest's threads have received (cumulative).
+    got: Counter,
 }
 
 impl Frames {
+    /// The guest received `k` more frames: credit the backend while the window allows
+    /// (any receiving thread may do it; one wins each step).
+    fn received(&self, k: u64) {
+        let got = self.got.fetch_add(k, Ordering::AcqRel) + k;
+        loop {
+            let target = self.target.load(Ordering::Acquire);
+            let given = self.given.load(Ordering::Acquire);
+            if given >= target || given.saturating_sub(got) > WINDOW / 2 {
+                return;
+            }
+            let add = (target - given).min(WINDOW / 2);
+            if self
+                .given
+                .compare_exchange(given, given + add, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.budget.fetch_add(add, Ordering::AcqRel);
+                if let Some(w) = self.waker.lock().unwrap().as_ref() {
+                    w.ring();
+                }
+                for w in self.wakers.lock().unwrap().iter() {
+                    w.ring();
+                }
+            }
+        }
+    }
+
     /// The next frame for queue `q` (the budget is shared by all queues).
-    fn next(
-        &self,
-        q: usize,
-        cache: &mut (u64, Vec<(u16, u32)>),
-        buf: &mut [u8],
-    ) -> Option<(usize, FrameMeta)> {
-        let b = self
-            .budget
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1))
-            .ok()?;
+    fn next(&self, q: usize, st: &mut QueueState, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        if st.credit == 0 {
+            let b = self
+                .budget
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                    (b > 0).then(|| b - b.min(16))
+                })
+                .ok()?;
+            st.credit = b.min(16);
+        }
+        st.credit -= 1;
+        let b = st.credit;
         let g = self.generation.load(Ordering::Acquire);
-        if cache.0 != g {
-            cache.1 = self
+        if st.generation != g {
+            st.flows = self
                 .flows
                 .lock()
                 .unwrap()
                 .get(q)
                 .cloned()
                 .unwrap_or_default();
-            cache.0 = g;
+            st.generation = g;
         }
         let n = (self.size.load(Ordering::Relaxed) as usize).min(buf.len());
-        let (port, hash) = match cache.1.len() {
+        let (port, hash) = match st.flows.len() {
             0 => (b as u16, None),
             len => {
-                let (p, h) = cache.1[b as usize % len];
+                let (p, h) = st.flows[b as usize % len];
                 (p, Some(h))
             }
         };
@@ -109,19 +206,19 @@ impl Frames {
 /// Queue 1's frames of the bench backend.
 struct BenchQueue {
     frames: Arc<Frames>,
-    cache: (u64, Vec<(u16, u32)>),
+    state: QueueState,
 }
 
 impl NetRxQueue for BenchQueue {
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        self.frames.next(1, &mut self.cache, buf)
+        self.frames.next(1, &mut self.state, buf)
     }
 }
 
 impl NetEndpoint for Bench {
     fn transmit(&mut self, frame: &[u8]) -> bool {
         black_box(frame);
-        self.sent_by_guest.fetch_add(1, Ordering::Release);
+        self.sent_by_guest.0[0].fetch_add(1, Ordering::Release);
         true
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
@@ -129,13 +226,13 @@ impl NetEndpoint for Bench {
     }
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         thread_local! {
-            static CACHE: std::cell::RefCell<(u64, Vec<(u16, u32)>)> =
-                const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
+            static STATE: std::cell::RefCell<QueueState> =
+                const { std::cell::RefCell::new(QueueState::new()) };
         }
-        CACHE.with(|c| self.frames.next(0, &mut c.borrow_mut(), buf))
+        STATE.with(|c| self.frames.next(0, &mut c.borrow_mut(), buf))
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
-        *self.waker.lock().unwrap() = Some(waker);
+        *self.frames.waker.lock().unwrap() = Some(waker);
     }
     fn link_up(&self) -> bool {
         true
@@ -148,9 +245,13 @@ impl NetEndpoint for Bench {
             self.frames.wakers.lock().unwrap().push(waker);
             Box::new(BenchQueue {
                 frames: self.frames.clone(),
-                cache: (u64::MAX, Vec::new()),
+                state: QueueState::new(),
             }) as Box<dyn NetRxQueue>
         })
+    }
+    fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
+        (q == 1 && self.queues == 2)
+            .then(|| Box::new(BenchTx(self.sent_by_guest.clone())) as Box<dyn NetTxQueue>)
     }
     fn set_steering(&mut self, steer: Option<Steer>) {
         let mut flows = vec![Vec::new(); usize::from(self.queues)];
@@ -194,11 +295,9 @@ struct QueueThread {
 enum Job {
     /// Send `count` frames of `size` bytes in bursts (64 flows), then flush.
     Send { size: usize, count: u64 },
-    /// Receive until `stop`, counting frames in `got`.
-    Recv {
-        stop: Arc<AtomicBool>,
-        got: Arc<AtomicU64>,
-    },
+    /// Receive until the guest has received `target` frames, reporting them to
+    /// `frames`.
+    Recv { target: u64, frames: Arc<Frames> },
 }
 
 impl QueueThread {
@@ -215,17 +314,14 @@ impl QueueThread {
                         }
                         q.flush().unwrap();
                     }
-                    Job::Recv { stop, got } => {
-                        while !stop.load(Ordering::Acquire) {
-                            if q.recv_with(Duration::from_millis(1), |f| {
+                    Job::Recv { target, frames } => {
+                        receive(&frames, target, |t| {
+                            q.recv_with(t, |f| {
                                 black_box(f.first());
                             })
                             .unwrap()
                             .is_some()
-                            {
-                                got.fetch_add(1, Ordering::Release);
-                            }
-                        }
+                        });
                     }
                 }
                 done_tx.send(()).unwrap();
@@ -233,6 +329,33 @@ impl QueueThread {
         });
         Self { jobs, done }
     }
+}
+
+/// Receives frames with `recv` (given a timeout, true if it got one) until the guest's
+/// threads have received `target` frames in all,
+/// reporting them to `frames` in batches (so two receiving threads do not bounce one
+/// counter per frame) and whenever the queue is empty. The frame is read where it lies
+/// (`recv_with`), as a stack processing it in place would; `recv` would add a copy.
+fn receive(frames: &Frames, target: u64, mut recv: impl FnMut(Duration) -> bool) {
+    let mut unreported = 0;
+    while frames.got.load(Ordering::Acquire) < target {
+        if recv(Duration::ZERO) {
+            unreported += 1;
+            if unreported == 64 {
+                frames.received(unreported);
+                unreported = 0;
+            }
+            continue;
+        }
+        if unreported > 0 {
+            frames.received(unreported);
+            unreported = 0;
+        }
+        if recv(Duration::from_millis(1)) {
+            unreported += 1;
+        }
+    }
+    frames.received(unreported);
 }
 
 /// 64 frames of `size` bytes, TCP source ports `first..first + 64` (64 flows).
@@ -253,27 +376,28 @@ struct Nic {
     /// With 2 queues: the subchannel's own guest thread.
     queue1: Option<QueueThread>,
     host_stats: Arc<netvsp::NicStats>,
-    sent: Arc<AtomicU64>,
+    sent: Arc<Sent>,
     frames: Arc<Frames>,
-    waker: Arc<Mutex<Option<Arc<Doorbell>>>>,
 }
 
 fn nic(queues: u16) -> Nic {
     let partition = SimPartition::new(256 << 20, 2).unwrap();
     let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
-    let sent = Arc::new(AtomicU64::new(0));
-    let waker = Arc::new(Mutex::new(None));
+    let sent = Arc::new(Sent::default());
     let frames = Arc::new(Frames {
-        budget: AtomicU64::new(0),
+        budget: Counter::default(),
         size: AtomicU64::new(64),
         flows: Mutex::new(Vec::new()),
         generation: AtomicU64::new(1),
         wakers: Mutex::new(Vec::new()),
+        waker: Mutex::new(None),
+        target: AtomicU64::new(0),
+        given: Counter::default(),
+        got: Counter::default(),
     });
     let ep = Bench {
         sent_by_guest: sent.clone(),
         frames: frames.clone(),
-        waker: waker.clone(),
         queues,
     };
     let netvsp = Netvsp::new(NetvspConfig::default(), Box::new(ep));
@@ -311,7 +435,6 @@ fn nic(queues: u16) -> Nic {
         host_stats,
         sent,
         frames,
-        waker,
     }
 }
 
@@ -323,7 +446,7 @@ fn guest_to_host(n: &mut Nic, size: usize, iters: u64) -> Duration {
 
 fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Duration {
     let frames = flows(size, 0);
-    let target = n.sent.load(Ordering::Acquire) + iters;
+    let target = n.sent.total() + iters;
     let start = Instant::now();
     // With 2 queues, half the frames go from the subchannel's own thread.
     let mine = match &n.queue1 {
@@ -350,7 +473,7 @@ fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Du
     if let Some(t) = &n.queue1 {
         t.done.recv().unwrap();
     }
-    while n.sent.load(Ordering::Acquire) < target {
+    while n.sent.total() < target {
         n.nic.poll(Duration::from_micros(50)).unwrap();
     }
     start.elapsed()
@@ -358,63 +481,57 @@ fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Du
 
 fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
     n.frames.size.store(size as u64, Ordering::Relaxed);
+    let frames = n.frames.clone();
+    let start_got = frames.got.load(Ordering::Acquire);
+    let target = frames.target.fetch_add(iters, Ordering::AcqRel) + iters;
+    let watchdog = {
+        let (frames, host_stats) = (frames.clone(), n.host_stats.clone());
+        std::thread::spawn(move || {
+            let mut last = (Instant::now(), start_got);
+            loop {
+                let got = frames.got.load(Ordering::Acquire);
+                if got >= target {
+                    return;
+                }
+                if got != last.1 {
+                    last = (Instant::now(), got);
+                } else if last.0.elapsed() > Duration::from_secs(10) {
+                    // The receiving threads would wait forever: end the process.
+                    eprintln!(
+                        "host to guest stalled: {} of {iters} frames received, host stats \
+                         {host_stats:?}",
+                        got - start_got
+                    );
+                    std::process::exit(1);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let start = Instant::now();
     // With 2 queues, the subchannel's thread receives what RSS puts on it.
-    let stop = Arc::new(AtomicBool::new(false));
-    let other = Arc::new(AtomicU64::new(0));
     if let Some(t) = &n.queue1 {
         t.jobs
             .send(Job::Recv {
-                stop: stop.clone(),
-                got: other.clone(),
+                target,
+                frames: frames.clone(),
             })
             .unwrap();
     }
-    let start = Instant::now();
-    // Offer frames in windows of 1024 so the guest's receive buffer is never exhausted
-    // (exhaustion drops frames by design; this measures delivery, not drops).
-    let (mut given, mut mine) = (0u64, 0u64);
-    let mut got = 0;
-    let mut last = (Instant::now(), 0u64);
-    while got < iters {
-        if got != last.1 {
-            last = (Instant::now(), got);
-        } else if last.0.elapsed() > Duration::from_secs(10) {
-            panic!(
-                "host to guest stalled: {got} of {iters} frames received, {given} offered, \
-                 guest stats {:?}, host stats {:?}",
-                n.nic.stats(),
-                n.host_stats
-            );
-        }
-        if n.frames.budget.load(Ordering::Acquire) == 0 && given - got < 1024 && given < iters {
-            let add = (iters - given).min(1024);
-            given += add;
-            n.frames.budget.store(add, Ordering::Release);
-            if let Some(w) = n.waker.lock().unwrap().as_ref() {
-                w.ring();
-            }
-            for w in n.frames.wakers.lock().unwrap().iter() {
-                w.ring();
-            }
-        }
-        // The frame is read where it lies (`recv_with`), as a stack processing it in
-        // place would; `recv` would add a copy into `buf`.
-        if n.nic
-            .recv_with(Duration::from_millis(1), |f| {
-                black_box(f.first());
-            })
-            .unwrap()
-            .is_some()
-        {
-            mine += 1;
-        }
-        got = mine + other.load(Ordering::Acquire);
-    }
+    frames.received(0);
+    let nic = &mut n.nic;
+    receive(&frames, target, |t| {
+        nic.recv_with(t, |f| {
+            black_box(f.first());
+        })
+        .unwrap()
+        .is_some()
+    });
     let elapsed = start.elapsed();
-    stop.store(true, Ordering::Release);
     if let Some(t) = &n.queue1 {
         t.done.recv().unwrap();
     }
+    watchdog.join().unwrap();
     elapsed
 }
 
