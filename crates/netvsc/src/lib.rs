@@ -295,7 +295,10 @@ fn l4_of(frame: &[u8]) -> Option<(bool, u8, usize)> {
     }
 }
 
-/// Counters.
+/// Counters. The data path counts once per message, not per frame (every queue's
+/// thread updates them): a frame is counted as sent when its message goes to the host
+/// (a deferred one once flushed), and as received when the transfer that carried it
+/// has been read, before it can be taken.
 #[derive(Debug, Default)]
 pub struct NetvscStats {
     /// Frames sent.
@@ -317,7 +320,8 @@ pub struct NetvscStats {
     /// Frames handed out by [`Netvsc::recv_with_info`] whose checksums the host
     /// verified ([`RxInfo`]).
     pub rx_checksum_valid: AtomicU64,
-    /// Data messages (SEND_RNDIS_PKT) sent to the host: with batching
+    /// Data messages (SEND_RNDIS_PKT, from a send section or GPA-direct) sent to the
+    /// host: with batching
     /// ([`Netvsc::send_deferred`]) several frames share one, so `tx_frames /
     /// tx_messages` is the batching factor.
     pub tx_messages: AtomicU64,

@@ -228,9 +228,22 @@ impl DataQueue {
     pub(crate) fn flush(&mut self, layout: &Layout) -> Result<(), NetvscError> {
         if let Some(o) = self.open.take() {
             self.submit(o.section, o.used, NvspChannelType::RMC_DATA)?;
-            layout.stats.tx_messages.fetch_add(1, Ordering::Relaxed);
+            self.count_sent(layout, o.count);
         }
         Ok(())
+    }
+
+    /// Counts a data message of `frames` frames sent to the host: once per message,
+    /// not per frame (the counters are shared by every queue's thread).
+    fn count_sent(&self, layout: &Layout, frames: u32) {
+        let stats = &layout.stats;
+        stats.tx_messages.fetch_add(1, Ordering::Relaxed);
+        stats
+            .tx_frames
+            .fetch_add(u64::from(frames), Ordering::Relaxed);
+        if let Some(c) = stats.tx_queue_frames.get(self.q) {
+            c.fetch_add(u64::from(frames), Ordering::Relaxed);
+        }
     }
 
     /// Writes one RNDIS packet (`hdr` then `frame`, `hdr` being the RNDIS header whose
@@ -373,10 +386,6 @@ impl DataQueue {
             self.flush(layout)?;
             self.send_large(layout, hdr, frame, events)?;
         }
-        layout.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = layout.stats.tx_queue_frames.get(self.q) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
         Ok(())
     }
 
@@ -454,6 +463,7 @@ impl DataQueue {
             },
             &[buf.get(..n).unwrap_or(&[])],
         )?;
+        self.count_sent(layout, 1);
         Ok(())
     }
 
@@ -549,11 +559,16 @@ impl DataQueue {
                 if header.transfer_pageset_id != RECEIVE_BUFFER_ID {
                     layout.bad();
                 }
+                // Counted once per packet (the counters are shared by every
+                // queue's thread), before the frames can be taken.
+                let mut frames = 0u64;
                 for r in p.kind.transfer_ranges() {
-                    if self.receive_range(layout, r.byte_offset, r.byte_count, events)
-                        && let Some(c) = layout.stats.rx_queue_frames.get(self.q)
-                    {
-                        c.fetch_add(1, Ordering::Relaxed);
+                    frames += self.receive_range(layout, r.byte_offset, r.byte_count, events);
+                }
+                if frames > 0 {
+                    layout.stats.rx_frames.fetch_add(frames, Ordering::Relaxed);
+                    if let Some(c) = layout.stats.rx_queue_frames.get(self.q) {
+                        c.fetch_add(frames, Ordering::Relaxed);
                     }
                 }
                 // Complete the transfer so the host can reuse the sub-allocations, on
@@ -579,15 +594,15 @@ impl DataQueue {
         }
     }
 
-    /// Reads the RNDIS messages of one transfer-page range; returns whether it held
-    /// a frame that was queued.
+    /// Reads the RNDIS messages of one transfer-page range; returns how many frames
+    /// it held that were queued.
     fn receive_range(
         &mut self,
         layout: &Layout,
         offset: u32,
         len: u32,
         events: &mut Events<'_>,
-    ) -> bool {
+    ) -> u64 {
         let (base, size) = layout.recv;
         let (offset, len) = (u64::from(offset), u64::from(len));
         if len == 0
@@ -595,12 +610,12 @@ impl DataQueue {
             || offset.checked_add(len).is_none_or(|e| e > size)
         {
             layout.bad();
-            return false;
+            return 0;
         }
         if let Some(got) = self.receive_in_place(layout, base + offset, len as usize) {
-            return got;
+            return u64::from(got);
         }
-        let mut got = false;
+        let mut got = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
         let ok = scratch
             .get_mut(..len as usize)
@@ -611,8 +626,7 @@ impl DataQueue {
                     Ok(RndisMessage::Packet(pkt)) => {
                         let info = SlotInfo::Known(RxInfo::of(pkt.ppi));
                         if self.rx.push(pkt.data, info) {
-                            layout.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-                            got = true;
+                            got += 1;
                         } else {
                             layout.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -660,11 +674,7 @@ impl DataQueue {
             },
             _ => SlotInfo::Known(RxInfo::default()),
         };
-        let queued = rx.commit(off, n, info);
-        if queued {
-            layout.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(queued)
+        Some(rx.commit(off, n, info))
     }
 
     /// Hands the oldest received frame to `f`, counting verified checksums.

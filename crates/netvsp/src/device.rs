@@ -82,7 +82,10 @@ impl Default for NetvspConfig {
     }
 }
 
-/// NIC counters, readable while it runs.
+/// NIC counters, readable while it runs. Every queue's thread updates them, so the
+/// data path counts per guest message or per transfer-page packet, not per frame: a
+/// sent frame once its message is done (before its completion goes to the guest), a
+/// received frame when its transfer-page packet is made (before the guest sees it).
 #[derive(Debug, Default)]
 pub struct NicStats {
     /// Frames the guest sent that went to the backend.
@@ -363,7 +366,8 @@ impl NicCore {
             shared, queues, rx, ..
         } = self;
         drop((queues, rx));
-        Arc::into_inner(shared).map(|s| s.endpoint.into_inner().unwrap_or_else(|e| e.into_inner()))
+        Arc::into_inner(shared)
+            .map(|s| s.endpoint.0.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A guest-to-host path for subchannel `q`, to run on its own thread.
@@ -824,6 +828,8 @@ impl NicCore {
         let mut outgoing = self.outgoing();
         // Frames handed to queue threads wait there: each queue's backlog is bounded.
         let mut budget = 256usize;
+        // Counted once per round (the counters are shared with the queue threads).
+        let mut csum_valid = 0u64;
         for link in self.handoff.iter().flatten() {
             let queued = link.rx_queued.load(Ordering::Acquire);
             budget = budget.min(PENDING_LIMIT.saturating_sub(queued));
@@ -857,9 +863,7 @@ impl NicCore {
                     None => (None, 0),
                 };
                 let csum = self.rndis.offload.rx_checksum_info(f, meta);
-                if csum.is_some() {
-                    self.stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
-                }
+                csum_valid += u64::from(csum.is_some());
                 if self
                     .handoff
                     .get(usize::from(q))
@@ -895,6 +899,11 @@ impl NicCore {
         }
         self.batches = batches;
         self.rx.return_slots();
+        if csum_valid > 0 {
+            self.stats
+                .rx_checksum_valid
+                .fetch_add(csum_valid, Ordering::Relaxed);
+        }
         for (link, frames) in self.handoff.iter().zip(self.handing.iter_mut()) {
             if let Some(link) = link
                 && !frames.is_empty()

@@ -31,6 +31,19 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A value on cache lines of its own (128 bytes: two lines, for the adjacent-line
+/// prefetcher), so a lock one queue's thread takes does not slow down what the others
+/// read beside it.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Data-path settings the primary channel's control path changes and every queue
 /// reads: the send and receive buffers, the offloads the guest enabled, and whether
 /// (and up to what size) it takes frames.
@@ -51,10 +64,12 @@ pub(crate) struct NicShared {
     pub(crate) relid: u32,
     pub(crate) memory: GuestMemory,
     pub(crate) stats: Arc<NicStats>,
-    pub(crate) endpoint: Mutex<Box<dyn crate::NetEndpoint>>,
-    pub(crate) recv: Mutex<Option<RecvBuffer>>,
+    /// Each lock taken on the data path sits apart from the others and from what
+    /// every queue reads per message (`data_generation`).
+    pub(crate) endpoint: Padded<Mutex<Box<dyn crate::NetEndpoint>>>,
+    pub(crate) recv: Padded<Mutex<Option<RecvBuffer>>>,
     /// Frame buffers the queue threads wrote into the guest and gave back.
-    pub(crate) frame_pool: Mutex<Vec<Vec<u8>>>,
+    pub(crate) frame_pool: Padded<Mutex<Vec<Vec<u8>>>>,
     /// Largest frame the guest may send (the NIC's MTU).
     pub(crate) max_frame: usize,
     data: Mutex<DataConfig>,
@@ -74,9 +89,9 @@ impl NicShared {
             relid,
             memory,
             stats,
-            endpoint: Mutex::new(endpoint),
-            recv: Mutex::new(None),
-            frame_pool: Mutex::new(Vec::new()),
+            endpoint: Padded(Mutex::new(endpoint)),
+            recv: Padded(Mutex::new(None)),
+            frame_pool: Padded(Mutex::new(Vec::new())),
             max_frame,
             data: Mutex::new(DataConfig::default()),
             data_generation: AtomicU64::new(0),
@@ -325,11 +340,15 @@ impl QueueCore {
         control: &mut dyn FnMut(&RndisMessage<'_>) -> Option<()>,
     ) -> NvspStatus {
         let _ = self.refresh();
+        let stats = &self.shared.stats;
         if channel_type == NvspChannelType::RMC_DATA
-            && let Some(c) = self.shared.stats.tx_queue_packets.get(usize::from(self.q))
+            && let Some(c) = stats.tx_queue_packets.get(usize::from(self.q))
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
+        // Frames sent, counted once per message: the counters are shared by every
+        // queue's thread.
+        let (mut sent, mut on_own) = (0u64, 0u64);
         let mut buf = std::mem::take(&mut self.rndis_buf);
         let len = self.gather(section, size, packet, &mut buf);
         let mut ok = len.is_some_and(|l| l > 0);
@@ -345,7 +364,7 @@ impl QueueCore {
                     Ok(RndisMessage::Packet(p)) => {
                         let ep: &mut dyn NetTxQueue = match self.own_tx.as_deref_mut() {
                             Some(own) => {
-                                shared.stats.tx_own_queue.fetch_add(1, Ordering::Relaxed);
+                                on_own += 1;
                                 own
                             }
                             None => &mut **endpoint.get_or_insert_with(|| lock(&shared.endpoint)),
@@ -353,16 +372,19 @@ impl QueueCore {
                         // A refused offload is counted in tx_offload_rejected and
                         // reported in the completion status, not as malformed.
                         if p.ppi.is_empty() {
-                            transmit_plain(shared, ep, p.data);
+                            sent += transmit_plain(shared, ep, p.data);
                         } else {
-                            refused |= !transmit(
+                            match transmit(
                                 shared,
                                 &self.data.offload,
                                 &mut self.tx,
                                 ep,
                                 p.data,
                                 p.ppis(),
-                            );
+                            ) {
+                                Some(n) => sent += n,
+                                None => refused = true,
+                            }
                         }
                     }
                     Ok(m) => {
@@ -380,6 +402,12 @@ impl QueueCore {
                     }
                 }
             }
+        }
+        if sent > 0 {
+            stats.tx_frames.fetch_add(sent, Ordering::Relaxed);
+        }
+        if on_own > 0 {
+            stats.tx_own_queue.fetch_add(on_own, Ordering::Relaxed);
         }
         if !ok {
             self.shared.bad("RNDIS");
@@ -452,23 +480,27 @@ fn refresh(shared: &NicShared, data: &mut DataConfig, generation: &mut u64) -> b
     true
 }
 
-/// Sends a frame that needs no offload work.
-fn transmit_plain(shared: &NicShared, endpoint: &mut dyn NetTxQueue, frame: &[u8]) {
+/// Sends a frame that needs no offload work; returns the frames sent (0 or 1, for the
+/// caller to count in `tx_frames`; a drop is counted here).
+fn transmit_plain(shared: &NicShared, endpoint: &mut dyn NetTxQueue, frame: &[u8]) -> u64 {
     let stats = &shared.stats;
     if frame.len() > shared.max_frame {
         stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
         stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-        return;
+        return 0;
     }
     if endpoint.transmit_meta(frame, crate::backend::FrameMeta::default()) {
-        stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+        1
     } else {
         stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+        0
     }
 }
 
 /// Sends one guest packet to the backend, doing the offload work its per-packet infos
-/// ask for; false if the request was refused (the packet is dropped and counted).
+/// ask for; returns the frames sent (segments of an LSO packet; for the caller to
+/// count in `tx_frames`), or `None` if the request was refused (the packet is dropped
+/// and counted).
 fn transmit<'a>(
     shared: &NicShared,
     offload: &OffloadConfig,
@@ -476,18 +508,15 @@ fn transmit<'a>(
     endpoint: &mut dyn NetTxQueue,
     frame: &[u8],
     ppis: impl Iterator<Item = Result<vmbus_proto::rndis::Ppi<'a>, vmbus_proto::Error>>,
-) -> bool {
+) -> Option<u64> {
     let stats = &shared.stats;
     let refuse = |e: &dyn std::fmt::Display| {
         stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(relid = shared.relid, "netvsp: offload refused: {e}");
-        false
+        None
     };
     let req = match parse_request(ppis, offload) {
-        Ok(r) if r.is_empty() => {
-            transmit_plain(shared, endpoint, frame);
-            return true;
-        }
+        Ok(r) if r.is_empty() => return Some(transmit_plain(shared, endpoint, frame)),
         Ok(r) => r,
         Err(e) => return refuse(&e),
     };
@@ -497,12 +526,11 @@ fn transmit<'a>(
         match tx.prepare_native(frame, &req, support) {
             Ok(Some((f, native))) => {
                 if endpoint.transmit_offload(f, &native) {
-                    stats.tx_frames.fetch_add(1, Ordering::Relaxed);
                     stats.tx_native_offloads.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    return Some(1);
                 }
-                return true;
+                stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                return Some(0);
             }
             Ok(None) => {}
             Err(e) => return refuse(&e),
@@ -512,18 +540,17 @@ fn transmit<'a>(
     let meta = req.meta();
     match tx.process(frame, &req, &mut |f| endpoint.transmit_meta(f, meta)) {
         Ok(out) => {
-            stats
-                .tx_frames
-                .fetch_add(u64::from(out.sent), Ordering::Relaxed);
-            stats
-                .tx_dropped
-                .fetch_add(u64::from(out.dropped), Ordering::Relaxed);
+            if out.dropped > 0 {
+                stats
+                    .tx_dropped
+                    .fetch_add(u64::from(out.dropped), Ordering::Relaxed);
+            }
             if req.lso.is_some() {
                 stats
                     .tx_lso_segments
                     .fetch_add(u64::from(out.sent + out.dropped), Ordering::Relaxed);
             }
-            true
+            Some(u64::from(out.sent))
         }
         Err(e) => refuse(&e),
     }
@@ -662,13 +689,13 @@ impl QueueWorker {
         };
         let stats = &self.core.shared.stats;
         let data = &self.core.data;
-        let mut any = false;
+        // Counted once per pull: the counters are shared by every queue's thread.
+        let (mut pulled, mut csum_valid) = (0u64, 0u64);
         for _ in 0..256 {
             let Some((len, meta)) = source.receive_meta(&mut self.frame) else {
                 break;
             };
-            any = true;
-            stats.rx_steered.fetch_add(1, Ordering::Relaxed);
+            pulled += 1;
             let f = self.frame.get(..len).unwrap_or(&[]);
             if !data.receiving {
                 stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
@@ -676,9 +703,7 @@ impl QueueWorker {
                 stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
             } else {
                 let csum = data.offload.rx_checksum_info(f, meta);
-                if csum.is_some() {
-                    stats.rx_checksum_valid.fetch_add(1, Ordering::Relaxed);
-                }
+                csum_valid += u64::from(csum.is_some());
                 if let Some(o) = self.rx.frame(batch, self.core.q, f, meta.rss_hash, csum) {
                     out.push(o);
                 }
@@ -687,6 +712,15 @@ impl QueueWorker {
         if let Some(o) = self.rx.finish(batch) {
             out.push(o);
         }
+        if pulled > 0 {
+            stats.rx_steered.fetch_add(pulled, Ordering::Relaxed);
+        }
+        if csum_valid > 0 {
+            stats
+                .rx_checksum_valid
+                .fetch_add(csum_valid, Ordering::Relaxed);
+        }
+        let any = pulled > 0;
         self.rx.return_slots();
         any
     }

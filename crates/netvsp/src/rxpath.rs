@@ -70,6 +70,8 @@ pub(crate) struct Batch {
     slots: [u32; FRAMES_PER_TRANSFER],
     ranges: [(u32, u32); FRAMES_PER_TRANSFER],
     n: usize,
+    /// The queue the frames are for (counted per queue when the packet is made).
+    q: u16,
 }
 
 impl Default for Batch {
@@ -78,6 +80,7 @@ impl Default for Batch {
             slots: [0; FRAMES_PER_TRANSFER],
             ranges: [(0, 0); FRAMES_PER_TRANSFER],
             n: 0,
+            q: 0,
         }
     }
 }
@@ -253,27 +256,36 @@ impl RxWriter {
         *s = slot;
         *r = (offset, (h.len() + frame.len()) as u32);
         batch.n += 1;
-        let stats = &self.shared.stats;
-        stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = stats.rx_queue_frames.get(usize::from(q)) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        batch.q = q;
         // Several frames share one transfer-page packet and one completion.
         (batch.n == FRAMES_PER_TRANSFER)
             .then(|| self.finish(batch))
             .flatten()
     }
 
-    /// The transfer-page packet for what `batch` holds (emptying it).
+    /// The transfer-page packet for what `batch` holds (emptying it). Its frames are
+    /// counted here, once per packet and before the guest can see it (the counters are
+    /// shared by every queue's thread: one update per frame made them bounce between
+    /// CPUs). Frames whose buffer went away meanwhile are counted as not delivered.
     pub(crate) fn finish(&self, batch: &mut Batch) -> Option<Out> {
         let n = std::mem::take(&mut batch.n);
         if n == 0 {
             return None;
         }
-        self.transfer(
+        let out = self.transfer(
             batch.slots.get(..n).unwrap_or(&[]),
             batch.ranges.get(..n).unwrap_or(&[]),
             false,
-        )
+        );
+        let stats = &self.shared.stats;
+        if out.is_some() {
+            stats.rx_frames.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(c) = stats.rx_queue_frames.get(usize::from(batch.q)) {
+                c.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        } else {
+            stats.rx_not_ready.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        out
     }
 }
