@@ -102,11 +102,14 @@ const IFF_MULTI_QUEUE: i16 = 0x0100;
 const MAX_KERNEL_QUEUES: u16 = 16;
 
 /// Opens `/dev/net/tun` and attaches it to interface `name` (creating it on the first
-/// call) as one queue.
+/// call) as one queue. Non-blocking: the reader drains the queue with one `read` per
+/// frame and polls only when it is empty (a write to a TAP never waits anyway).
 fn open_queue(name: &str, multi_queue: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_NONBLOCK)
         .open("/dev/net/tun")?;
     let mut req = IfReq {
         name: [0; 16],
@@ -130,16 +133,6 @@ fn read_loop(file: &File, s: &Shared, max_frame: usize) {
     let fd = file.as_raw_fd();
     let mut buf = vec![0u8; 65536 + VNET_HDR_LEN];
     while !s.stop.load(Ordering::SeqCst) {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, 100 ms timeout.
-        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
-        if r <= 0 {
-            continue;
-        }
         match read_frame(fd, &mut buf) {
             Ok(n) if n > VNET_HDR_LEN && n <= max_frame + VNET_HDR_LEN => {
                 let (Some(&flags), Some(&gso)) = (buf.first(), buf.get(1)) else {
@@ -164,6 +157,16 @@ fn read_loop(file: &File, s: &Shared, max_frame: usize) {
             }
             Ok(_) => {
                 s.rx.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Empty: wait until a frame comes (100 ms at most, to see `stop`).
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, 100 ms timeout.
+                unsafe { libc::poll(&mut pfd, 1, 100) };
             }
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
