@@ -29,14 +29,14 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hv_partition::SimPartition;
-use netvsc::{Netvsc, NetvscConfig, NetvscQueue};
-use netvsp::{FrameMeta, NetEndpoint, NetRxQueue, NetTxQueue, Netvsp, NetvspConfig, Steer};
+use netvsc::{Netvsc, NetvscQueue};
+use netvsp::{FrameMeta, NetEndpoint, NetRxQueue, NetTxQueue, Steer};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
-use vmbus_proto::guid::{Guid, class};
+use vmbus::{GuestBus, HostBus};
+use vmbus_benches::{NicRig, nic_rig};
 use vmbus_ring::{Doorbell, DoubleMappedRingMem};
 
 /// Counts the guest's frames (guest to host) and produces frames on demand (host to
@@ -381,8 +381,6 @@ struct Nic {
 }
 
 fn nic(queues: u16) -> Nic {
-    let partition = SimPartition::new(256 << 20, 2).unwrap();
-    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
     let sent = Arc::new(Sent::default());
     let frames = Arc::new(Frames {
         budget: Counter::default(),
@@ -400,26 +398,12 @@ fn nic(queues: u16) -> Nic {
         frames: frames.clone(),
         queues,
     };
-    let netvsp = Netvsp::new(NetvspConfig::default(), Box::new(ep));
-    let host_stats = netvsp.stats();
-    let relid = host
-        .offer(
-            OfferParams::new(class::NETWORK, Guid::ZERO),
-            Box::new(netvsp),
-        )
-        .unwrap();
-    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
-    bus.connect().unwrap();
-    let offers = bus.request_offers().unwrap();
-    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    let config = NetvscConfig {
-        recv_buffer_bytes: 16 << 20,
-        rx_queue: 4096,
-        queues,
-        ..Default::default()
-    };
-    let mut nic = Netvsc::open(&bus, &offer, &config).unwrap();
-    assert_eq!(nic.queues(), usize::from(queues));
+    let NicRig {
+        host,
+        bus,
+        mut nic,
+        host_stats,
+    } = nic_rig(Box::new(ep), queues);
     // Each queue on a guest thread of its own, as a multi-queue guest runs them.
     // (NIC_BENCH_ONE_GUEST_THREAD=1: one guest thread drives both, for comparison.)
     let queue1 = if std::env::var_os("NIC_BENCH_ONE_GUEST_THREAD").is_some() {

@@ -89,3 +89,50 @@ pub fn stream_raw_parallel(mems: &[Arc<DoubleMappedRingMem>], size: usize, iters
     }
     start.elapsed()
 }
+
+/// A NIC on a simulated partition: netvsp over `endpoint` on the host bus, netvsc on
+/// the guest bus, opened with `queues` queues, a 16 MiB receive buffer and a
+/// 4,096-frame receive queue.
+pub struct NicRig {
+    /// The host bus (kept alive while the NIC runs).
+    pub host: vmbus::HostBus<hv_partition::SimPartition>,
+    /// The guest bus (kept alive while the NIC runs).
+    pub bus: vmbus::GuestBus,
+    /// The guest's driver.
+    pub nic: netvsc::Netvsc,
+    /// The host NIC's counters.
+    pub host_stats: Arc<netvsp::NicStats>,
+}
+
+/// Builds a [`NicRig`] over `endpoint`.
+pub fn nic_rig(endpoint: Box<dyn netvsp::NetEndpoint>, queues: u16) -> NicRig {
+    use vmbus_proto::guid::{Guid, class};
+    let partition = hv_partition::SimPartition::new(256 << 20, 2).unwrap();
+    let host = vmbus::HostBus::new(partition.clone(), vmbus::HostConfig::default()).unwrap();
+    let netvsp = netvsp::Netvsp::new(netvsp::NetvspConfig::default(), endpoint);
+    let host_stats = netvsp.stats();
+    let relid = host
+        .offer(
+            vmbus::OfferParams::new(class::NETWORK, Guid::ZERO),
+            Box::new(netvsp),
+        )
+        .unwrap();
+    let bus = vmbus::GuestBus::new(partition, vmbus::GuestConfig::default()).unwrap();
+    bus.connect().unwrap();
+    let offers = bus.request_offers().unwrap();
+    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
+    let config = netvsc::NetvscConfig {
+        recv_buffer_bytes: 16 << 20,
+        rx_queue: 4096,
+        queues,
+        ..Default::default()
+    };
+    let nic = netvsc::Netvsc::open(&bus, &offer, &config).unwrap();
+    assert_eq!(nic.queues(), usize::from(queues));
+    NicRig {
+        host,
+        bus,
+        nic,
+        host_stats,
+    }
+}
