@@ -255,8 +255,14 @@ impl FrameQueue {
             return None;
         }
         let i = self.head;
-        self.head = (self.head + 1) % self.lens.len();
         self.len -= 1;
+        // An empty queue starts over at slot 0, so one that drains as it fills stays on
+        // its first (cache-hot) slots rather than cycling through all of them.
+        self.head = if self.len == 0 {
+            0
+        } else {
+            (i + 1) % self.lens.len()
+        };
         let n = usize::from(*self.lens.get(i)?);
         let at = i * self.slot_size;
         let m = n.min(buf.len());
@@ -712,6 +718,26 @@ mod tests {
         assert_eq!(l.receive(&mut buf), Some(60));
         assert_eq!(buf[0], 1);
         assert!(!l.transmit(&[0; MAX_FRAME + 1]));
+    }
+
+    #[test]
+    fn a_frame_queue_keeps_order_across_the_wrap_and_starts_over_when_empty() {
+        let mut q = FrameQueue::new(3);
+        let mut buf = [0u8; MAX_FRAME];
+        assert!(q.push(&[1; 60]) && q.push(&[2; 61]));
+        assert_eq!(q.pop(&mut buf), Some(60));
+        // Slots 2 and 0: the ring wraps; a fourth frame does not fit.
+        assert!(q.push(&[3; 62]) && q.push(&[4; 63]));
+        assert!(!q.push(&[5; 60]));
+        for (b, n) in [(2u8, 61), (3, 62), (4, 63)] {
+            assert_eq!(q.pop(&mut buf), Some(n));
+            assert_eq!(buf[0], b);
+        }
+        assert_eq!(q.pop(&mut buf), None);
+        assert_eq!(q.head, 0, "an empty queue reuses its first slot");
+        assert!(q.push(&[6; 60]));
+        assert_eq!(q.pop(&mut buf), Some(60));
+        assert_eq!(buf[0], 6);
     }
 
     #[test]
