@@ -1,12 +1,15 @@
 //! Packet capture: a [`Capture`] endpoint wraps another and writes every frame in both
-//! directions to a pcap file (libpcap format 2.4, link type Ethernet), readable by
-//! tshark and Wireshark.
+//! directions, on every queue, to a pcap file (libpcap format 2.4, link type Ethernet,
+//! microsecond timestamps), readable by tshark and Wireshark.
 
-use crate::backend::NetEndpoint;
+use crate::backend::{
+    FrameMeta, NetEndpoint, NetRxQueue, NetTxQueue, Steer, TxOffload, TxOffloadSupport,
+};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use vmbus_ring::Doorbell;
 
@@ -68,12 +71,74 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
-/// An endpoint that records every frame it passes, in both directions.
+/// The file a [`Capture`] and the queues it hands out write to.
+struct CaptureFile {
+    writer: Mutex<PcapWriter<BufWriter<File>>>,
+    /// Frames that could not be written (the frames themselves still passed).
+    errors: AtomicU64,
+}
+
+impl CaptureFile {
+    fn record(&self, frame: &[u8]) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.write_frame(frame).is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for CaptureFile {
+    fn drop(&mut self) {
+        let _ = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush();
+    }
+}
+
+/// An endpoint that records every frame it passes, in both directions, and otherwise
+/// behaves exactly like the endpoint it wraps: offloads, frame size, receive and
+/// transmit queues and steering all pass through, and frames on the queues it hands
+/// out ([`NetEndpoint::take_rx_queue`], [`NetEndpoint::take_tx_queue`]) are recorded
+/// too. A frame sent with work left to the backend ([`NetEndpoint::transmit_offload`],
+/// e.g. an LSO packet to a TAP) is recorded as it was handed over, larger than the MTU,
+/// as a capture on a NIC with TSO shows it. Every queue writes through one lock: a
+/// capture is for looking, not for line rate.
 pub struct Capture<E> {
     inner: E,
-    writer: PcapWriter<BufWriter<File>>,
-    /// Frames that could not be written to the file (the frame itself still passes).
-    pub write_errors: u64,
+    file: Arc<CaptureFile>,
+}
+
+/// A handle on a [`Capture`]'s file that stays with the caller after the capture went
+/// to the NIC.
+#[derive(Clone)]
+pub struct CaptureHandle(Arc<CaptureFile>);
+
+impl CaptureHandle {
+    /// Frames recorded so far.
+    pub fn frames(&self) -> u64 {
+        self.0
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .records()
+    }
+
+    /// Frames that could not be written to the file (they still passed).
+    pub fn write_errors(&self) -> u64 {
+        self.0.errors.load(Ordering::Relaxed)
+    }
+
+    /// Writes out what is buffered, so the file can be read while the NIC runs (it is
+    /// also flushed when the capture and its queues are gone).
+    pub fn flush(&self) -> io::Result<()> {
+        self.0
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush()
+    }
 }
 
 impl<E: NetEndpoint> Capture<E> {
@@ -81,29 +146,42 @@ impl<E: NetEndpoint> Capture<E> {
     pub fn new(inner: E, path: impl AsRef<Path>) -> io::Result<Self> {
         Ok(Self {
             inner,
-            writer: PcapWriter::new(BufWriter::new(File::create(path)?))?,
-            write_errors: 0,
+            file: Arc::new(CaptureFile {
+                writer: Mutex::new(PcapWriter::new(BufWriter::new(File::create(path)?))?),
+                errors: AtomicU64::new(0),
+            }),
         })
     }
 
-    fn record(&mut self, frame: &[u8]) {
-        if self.writer.write_frame(frame).is_err() {
-            self.write_errors += 1;
-        }
+    /// A handle on the file (frames recorded, errors, flush).
+    pub fn handle(&self) -> CaptureHandle {
+        CaptureHandle(self.file.clone())
     }
 }
 
 impl<E: NetEndpoint> NetEndpoint for Capture<E> {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.record(frame);
+        self.file.record(frame);
         self.inner.transmit(frame)
     }
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.file.record(frame);
+        self.inner.transmit_meta(frame, meta)
+    }
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        self.inner.tx_offload_support()
+    }
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        self.file.record(frame);
+        self.inner.transmit_offload(frame, offload)
+    }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let n = self.inner.receive(buf)?;
-        if let Some(f) = buf.get(..n) {
-            self.record(f);
-        }
-        Some(n)
+        self.receive_meta(buf).map(|(n, _)| n)
+    }
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        let (n, meta) = self.inner.receive_meta(buf)?;
+        self.file.record(buf.get(..n).unwrap_or(&[]));
+        Some((n, meta))
     }
     fn set_waker(&mut self, waker: Arc<Doorbell>) {
         self.inner.set_waker(waker)
@@ -111,11 +189,62 @@ impl<E: NetEndpoint> NetEndpoint for Capture<E> {
     fn link_up(&self) -> bool {
         self.inner.link_up()
     }
+    fn max_frame(&self) -> usize {
+        self.inner.max_frame()
+    }
+    fn rx_queues(&self) -> u16 {
+        self.inner.rx_queues()
+    }
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        let inner = self.inner.take_rx_queue(q, waker)?;
+        Some(Box::new(CaptureRx {
+            inner,
+            file: self.file.clone(),
+        }))
+    }
+    fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
+        let inner = self.inner.take_tx_queue(q)?;
+        Some(Box::new(CaptureTx {
+            inner,
+            file: self.file.clone(),
+        }))
+    }
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        self.inner.set_steering(steer)
+    }
 }
 
-impl<E> Drop for Capture<E> {
-    fn drop(&mut self) {
-        let _ = self.writer.flush();
+/// A receive queue of a captured endpoint: its frames are recorded too.
+struct CaptureRx {
+    inner: Box<dyn NetRxQueue>,
+    file: Arc<CaptureFile>,
+}
+
+impl NetRxQueue for CaptureRx {
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        let (n, meta) = self.inner.receive_meta(buf)?;
+        self.file.record(buf.get(..n).unwrap_or(&[]));
+        Some((n, meta))
+    }
+}
+
+/// A transmit queue of a captured endpoint: its frames are recorded too.
+struct CaptureTx {
+    inner: Box<dyn NetTxQueue>,
+    file: Arc<CaptureFile>,
+}
+
+impl NetTxQueue for CaptureTx {
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.file.record(frame);
+        self.inner.transmit_meta(frame, meta)
+    }
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        self.inner.tx_offload_support()
+    }
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        self.file.record(frame);
+        self.inner.transmit_offload(frame, offload)
     }
 }
 
