@@ -94,6 +94,50 @@ pub trait NetTxQueue: Send + 'static {
     }
 }
 
+/// A backend chosen at run time is one too (so it can be wrapped, e.g. in a
+/// [`crate::pcap::Capture`]): every method goes to the boxed one.
+impl NetEndpoint for Box<dyn NetEndpoint> {
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        (**self).transmit(frame)
+    }
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        (**self).transmit_meta(frame, meta)
+    }
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        (**self).tx_offload_support()
+    }
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        (**self).transmit_offload(frame, offload)
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        (**self).receive(buf)
+    }
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        (**self).receive_meta(buf)
+    }
+    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+        (**self).set_waker(waker)
+    }
+    fn link_up(&self) -> bool {
+        (**self).link_up()
+    }
+    fn max_frame(&self) -> usize {
+        (**self).max_frame()
+    }
+    fn rx_queues(&self) -> u16 {
+        (**self).rx_queues()
+    }
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        (**self).take_rx_queue(q, waker)
+    }
+    fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
+        (**self).take_tx_queue(q)
+    }
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        (**self).set_steering(steer)
+    }
+}
+
 impl NetTxQueue for Box<dyn NetEndpoint> {
     fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
         (**self).transmit_meta(frame, meta)

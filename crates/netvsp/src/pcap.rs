@@ -254,6 +254,24 @@ mod tests {
     use crate::backend::Loopback;
 
     #[test]
+    fn a_capture_of_a_boxed_backend_keeps_what_the_backend_offers() {
+        use crate::backend::{Switch, frame_size};
+        let path =
+            std::env::temp_dir().join(format!("netvsp-capture-b{}.pcap", std::process::id()));
+        let sw = Switch::with_queues(8, frame_size(9000), 3);
+        let (port, _) = sw.port();
+        let boxed: Box<dyn NetEndpoint> = Box::new(port);
+        let mut cap = Capture::new(boxed, &path).unwrap();
+        assert_eq!(cap.max_frame(), frame_size(9000));
+        assert_eq!(cap.rx_queues(), 3);
+        let waker = Arc::new(Doorbell::new());
+        assert!(cap.take_rx_queue(1, waker).is_some());
+        assert!(cap.take_tx_queue(1).is_some());
+        drop(cap);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn capture_file_has_the_pcap_layout() {
         let path = std::env::temp_dir().join(format!("netvsp-capture-{}.pcap", std::process::id()));
         let (lo, _) = Loopback::new(4);
