@@ -27,6 +27,13 @@ use vmbus_proto::rndis::{NdisOffload, NdisOffloadParams, encap, offload_caps};
 /// Largest LSO packet the NIC accepts (reported as the LSOv2 maximum offload size;
 /// Linux caps its GSO size to it). Fits with its RNDIS header in one 64 KiB message.
 pub const LSO_MAX_SIZE: u32 = 62_768;
+/// Longest packet with work left a backend may hand over ([`TxEngine::for_receive`]):
+/// an IP packet of 64 KiB (Linux's default GSO limit for a device) behind an Ethernet
+/// header and a VLAN tag.
+pub const GSO_MAX_PACKET: usize = 65_536 + 18;
+/// Smallest MSS of a received GSO packet cut here: below Linux's `tcp_min_snd_mss`
+/// default (48), and at most ~2,000 frames per packet.
+pub const GSO_MIN_MSS: u32 = 32;
 /// Smallest MSS honoured: bounds a packet to ~1000 segments.
 pub const LSO_MIN_MSS: u32 = 64;
 /// Fewest segments an LSO packet may have (reported as the minimum segment count).
@@ -426,6 +433,10 @@ pub struct TxEngine {
     work: Vec<u8>,
     tagged: Vec<u8>,
     max_frame: usize,
+    /// Longest packet [`TxEngine::process`] segments.
+    max_packet: usize,
+    /// Smallest MSS it segments at.
+    min_mss: u32,
 }
 
 impl Default for TxEngine {
@@ -450,6 +461,20 @@ impl TxEngine {
             work: Vec::with_capacity(LSO_MAX_SIZE as usize + 256),
             tagged: Vec::with_capacity(max_frame),
             max_frame,
+            max_packet: LSO_MAX_SIZE as usize + 256,
+            min_mss: LSO_MIN_MSS,
+        }
+    }
+
+    /// An engine for packets a backend received with work left (a TAP's GSO packets
+    /// from the kernel's stack, up to [`GSO_MAX_PACKET`], at an MSS down to
+    /// [`GSO_MIN_MSS`]: the kernel's own TCP at a small MTU), cut into frames of up to
+    /// `max_frame` bytes.
+    pub fn for_receive(max_frame: usize) -> Self {
+        Self {
+            max_packet: GSO_MAX_PACKET,
+            min_mss: GSO_MIN_MSS,
+            ..Self::with_max_frame(max_frame)
         }
     }
 
@@ -522,7 +547,7 @@ impl TxEngine {
         if mss.is_none() && frame.len() + vlan_extra > self.max_frame {
             return Err(OffloadError::BadFrame("frame longer than the MTU allows"));
         }
-        if frame.len() > LSO_MAX_SIZE as usize + 256 {
+        if frame.len() > self.max_packet {
             return Err(OffloadError::LsoRange(
                 "packet above the maximum offload size",
             ));
@@ -640,12 +665,12 @@ impl TxEngine {
         emit: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<TxOutcome, OffloadError> {
         let mut out = TxOutcome::default();
-        if frame.len() > LSO_MAX_SIZE as usize + 256 {
+        if frame.len() > self.max_packet {
             return Err(OffloadError::LsoRange(
                 "packet above the maximum offload size",
             ));
         }
-        if mss < LSO_MIN_MSS {
+        if mss < self.min_mss {
             return Err(OffloadError::LsoRange("MSS below the minimum"));
         }
         let lay = layout(frame, v6, l4, true)?;
