@@ -16,7 +16,8 @@
 //!
 //! Network [`backend`]s: loopback, an in-process L2 switch with MAC learning, and
 //! [`tap::Tap`] (Linux `/dev/net/tun`);
-//! [`pcap::Capture`] records any endpoint's frames to a pcap file.
+//! [`pcap::Capture`] records any endpoint's frames (both directions, every queue) to a
+//! pcap file and passes everything else through.
 //!
 //! Transmit [`offload`]s (checksums, LSOv2, VLAN tag insertion) are offered to the guest
 //! and done in software for backends that cannot do them.
@@ -42,7 +43,9 @@
 //!
 //! A backend that can finish offloads itself says so ([`NetEndpoint::tx_offload_support`])
 //! and gets the packet with the work left ([`TxOffload`]): the TAP backend passes
-//! checksum and LSO requests to the kernel in virtio-net headers.
+//! checksum and LSO requests to the kernel in virtio-net headers. The other way, the
+//! TAP takes the kernel's checksum and TSO work (its stack's TCP arrives as 64 KiB GSO
+//! packets) and cuts the packets into frames itself.
 //!
 //! Receive checksum offload: frames whose checksums netvsp computed itself (a guest's
 //! checksum or LSO offload, carried through the loopback and switch backends as
