@@ -14,7 +14,7 @@
 //! Run: `cargo bench -p vmbus-benches --bench nic`. For profiling,
 //! `NIC_BENCH_PROBE=1` runs each direction once outside criterion, and
 //! `NIC_BENCH_PROBE=g2h` (or `h2g`) `NIC_BENCH_FRAMES=N` only one direction at 1514
-//! B, e.g. under `valgrind --tool=callgrind` (`NIC_BENCH_UNBATCHED=1`: g2h one frame
+//! B (`NIC_BENCH_SIZE=64`: another size), e.g. under `valgrind --tool=callgrind` (`NIC_BENCH_UNBATCHED=1`: g2h one frame
 //! per message; `NIC_BENCH_QUEUES=2`: on the 2-queue NIC).
 
 // Benchmark harness code: criterion's macros generate undocumented items, and every
@@ -526,6 +526,10 @@ fn bench(c: &mut Criterion) {
     if std::env::var("NIC_BENCH_QUEUES").as_deref() == Ok("2") {
         std::mem::swap(&mut n, &mut n2);
     }
+    let probe_size: usize = std::env::var("NIC_BENCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1514);
     if std::env::var("NIC_BENCH_PROBE").as_deref() == Ok("g2h") {
         let frames = std::env::var("NIC_BENCH_FRAMES")
             .ok()
@@ -533,14 +537,14 @@ fn bench(c: &mut Criterion) {
             .unwrap_or(2_000_000u64);
         let before = n.nic.signals();
         let batched = std::env::var_os("NIC_BENCH_UNBATCHED").is_none();
-        let d = guest_to_host_with(&mut n, 1514, frames, batched);
+        let d = guest_to_host_with(&mut n, probe_size, frames, batched);
         let after = n.nic.signals();
         let messages: u64 = n.host_stats.tx_queue_packets[..2]
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .sum();
         println!(
-            "probe {}q guest_to_host 1514: {:.2} Mpps; {messages} messages; signals to host \
+            "probe {}q guest_to_host {probe_size}: {:.2} Mpps; {messages} messages; signals to host \
              {}, from host {} (primary channel)",
             n.nic.queues(),
             frames as f64 / 1e6 / d.as_secs_f64(),
@@ -554,9 +558,9 @@ fn bench(c: &mut Criterion) {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(2_000_000u64);
-        let d = host_to_guest(&mut n, 1514, frames);
+        let d = host_to_guest(&mut n, probe_size, frames);
         println!(
-            "probe {}q host_to_guest 1514: {:.2} Mpps",
+            "probe {}q host_to_guest {probe_size}: {:.2} Mpps",
             n.nic.queues(),
             frames as f64 / 1e6 / d.as_secs_f64()
         );
