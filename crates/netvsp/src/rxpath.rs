@@ -14,6 +14,9 @@ use vmbus_proto::rndis::ppi::{NdisTcpIpChecksumInfo, Ppi};
 pub(crate) const NO_SLOT: u32 = u32::MAX;
 /// Receive slots a writer takes from the shared table at a time.
 const SLOT_BATCH: usize = 64;
+/// RNDIS messages up to this size (header and frame) are joined before the copy into
+/// the guest's buffer: one write instead of two.
+const SMALL_MESSAGE: usize = 256;
 
 /// The guest's receive buffer's slot table: its sub-allocations and which transfer
 /// each is in. Shared by every thread that writes received frames ([`RxWriter`]) or
@@ -240,21 +243,29 @@ impl RxWriter {
                 n_ppis += 1;
             }
         }
-        let mut header = [0u8; 128];
-        let h = vmbus_proto::rndis::emit_packet_header(
-            &mut header,
+        // A small frame joins its header on the stack and goes in one write; a large
+        // one is written after its header in place (no copy to join them).
+        let mut message = [0u8; SMALL_MESSAGE];
+        let hlen = vmbus_proto::rndis::emit_packet_header(
+            &mut message,
             ppis.get(..n_ppis).unwrap_or(&[]),
             frame.len(),
         )
-        .ok()
-        .and_then(|l| header.get(..l))?;
-        let (slot, offset) = self.write_slot(&[h, frame])?;
+        .ok()?;
+        let total = hlen + frame.len();
+        let (slot, offset) = match message.get_mut(hlen..total) {
+            Some(room) => {
+                room.copy_from_slice(frame);
+                self.write_slot(&[message.get(..total)?])?
+            }
+            None => self.write_slot(&[message.get(..hlen)?, frame])?,
+        };
         let (Some(s), Some(r)) = (batch.slots.get_mut(batch.n), batch.ranges.get_mut(batch.n))
         else {
             return None;
         };
         *s = slot;
-        *r = (offset, (h.len() + frame.len()) as u32);
+        *r = (offset, total as u32);
         batch.n += 1;
         batch.q = q;
         // Several frames share one transfer-page packet and one completion.
