@@ -467,7 +467,7 @@ impl RxQueues {
 /// Shared state of one port: its inbound queues, link and learned MAC.
 struct Port {
     rx: Arc<RxQueues>,
-    link: AtomicBool,
+    link: Arc<AtomicBool>,
     mac: Mutex<Option<[u8; 6]>>,
 }
 
@@ -475,7 +475,7 @@ impl Port {
     fn new(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
         Arc::new(Self {
             rx: RxQueues::new(depth, max_frame, queues),
-            link: AtomicBool::new(true),
+            link: Arc::new(AtomicBool::new(true)),
             mac: Mutex::new(None),
         })
     }
@@ -527,20 +527,40 @@ impl Drop for TakenQueue {
     }
 }
 
-/// Sets a port's link state from outside (tests, management).
+/// Sets a backend's link state from outside (the VMM's "cable", tests): a switch
+/// port's, a loopback's or a TAP's. While it is down the backend neither delivers nor
+/// sends frames, and the NIC tells the guest (media disconnect).
 #[derive(Clone)]
-pub struct LinkControl(Arc<Port>);
+pub struct LinkControl {
+    link: Arc<AtomicBool>,
+    rx: Arc<RxQueues>,
+}
 
 impl LinkControl {
-    /// Sets the link up or down and wakes the NIC so it can tell the guest.
-    pub fn set(&self, up: bool) {
-        self.0.link.store(up, Ordering::SeqCst);
-        self.0.rx.wake(0);
+    /// The control of `link`, waking the NIC through `rx`'s queue 0.
+    pub(crate) fn new(link: Arc<AtomicBool>, rx: Arc<RxQueues>) -> Self {
+        Self { link, rx }
     }
 
-    /// Frames dropped because the port's queue was full.
+    fn of(port: &Port) -> Self {
+        Self::new(port.link.clone(), port.rx.clone())
+    }
+
+    /// Sets the link up or down and wakes the NIC so it can tell the guest.
+    pub fn set(&self, up: bool) {
+        self.link.store(up, Ordering::SeqCst);
+        self.rx.wake(0);
+    }
+
+    /// Whether the link is up.
+    pub fn is_up(&self) -> bool {
+        self.link.load(Ordering::SeqCst)
+    }
+
+    /// Frames dropped because a receive queue was full (or, for a TAP, too long or
+    /// arriving while the link was down).
     pub fn dropped(&self) -> u64 {
-        self.0.rx.dropped.load(Ordering::Relaxed)
+        self.rx.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -565,7 +585,8 @@ impl Loopback {
     /// each (see [`NetEndpoint::rx_queues`]).
     pub fn with_queues(depth: usize, max_frame: usize, queues: u16) -> (Self, LinkControl) {
         let port = Port::new(depth, max_frame, queues);
-        (Self { port: port.clone() }, LinkControl(port))
+        let link = LinkControl::of(&port);
+        (Self { port }, link)
     }
 }
 
@@ -640,7 +661,7 @@ impl Switch {
                 switch: self.clone(),
                 port: port.clone(),
             },
-            LinkControl(port),
+            LinkControl::of(&port),
         )
     }
 

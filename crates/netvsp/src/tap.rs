@@ -19,14 +19,17 @@
 //! by the guest's RSS (the kernel keeps a flow on one of its queues, so a flow stays
 //! in order), and each NIC queue writes to a kernel queue of its own.
 //!
+//! The link is the VMM's to set ([`Tap::link_control`]): down, the guest gets a media
+//! disconnect and no frame passes either way.
+//!
 //! This module is the crate's only `unsafe`: the TUNSETIFF ioctl and raw `read`/`write`
 //! on the TAP fd, each with a SAFETY comment.
 
 #![allow(unsafe_code)]
 
 use crate::backend::{
-    FrameMeta, MAX_FRAME, NetEndpoint, NetRxQueue, NetTxQueue, RxQueues, Steer, TxOffload,
-    TxOffloadSupport, inbound_methods,
+    FrameMeta, LinkControl, MAX_FRAME, NetEndpoint, NetRxQueue, NetTxQueue, RxQueues, Steer,
+    TxOffload, TxOffloadSupport, inbound_methods,
 };
 use crate::offload::{GSO_MAX_PACKET, TxEngine, TxRequest};
 use std::fs::{File, OpenOptions};
@@ -134,6 +137,8 @@ struct IfReq {
 
 struct Shared {
     rx: Arc<RxQueues>,
+    /// The link as the VMM set it ([`Tap::link_control`]); up when opened.
+    link: Arc<AtomicBool>,
     stop: AtomicBool,
     /// Packets from the kernel with work left (GSO or a partial checksum) done here.
     offloaded_rx: AtomicU64,
@@ -149,6 +154,8 @@ pub struct Tap {
     /// One fd per kernel queue, shared with the reader threads and the transmit queues
     /// ([`NetEndpoint::take_tx_queue`]); a write is always a whole frame.
     files: Vec<Arc<File>>,
+    /// Queue 0's transmit side, the endpoint's own.
+    tx0: TapTx,
     name: String,
     shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
@@ -202,6 +209,10 @@ fn read_loop(file: &File, s: &Shared, max_frame: usize) {
     let mut engine = TxEngine::for_receive(max_frame);
     while !s.stop.load(Ordering::SeqCst) {
         match read_frame(fd, &mut buf) {
+            // A NIC whose cable is out receives nothing.
+            Ok(_) if !s.link.load(Ordering::Relaxed) => {
+                s.rx.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(n) if n > VNET_HDR_LEN && n <= buf.len() => {
                 let (Some(&flags), Some(&gso)) = (buf.first(), buf.get(1)) else {
                     continue;
@@ -301,13 +312,19 @@ impl Tap {
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             rx: RxQueues::new(1024, max_frame, queues),
+            link: Arc::new(AtomicBool::new(true)),
             stop: AtomicBool::new(false),
             offloaded_rx: AtomicU64::new(0),
             offload_errors: AtomicU64::new(0),
         });
         let max_frame = max_frame.clamp(60, crate::backend::MAX_JUMBO_FRAME);
+        let tx0 = TapTx {
+            file: files.first().ok_or(io::ErrorKind::InvalidInput)?.clone(),
+            link: shared.link.clone(),
+        };
         let mut tap = Self {
             files,
+            tx0,
             name: name.to_string(),
             shared,
             readers: Vec::new(),
@@ -331,6 +348,15 @@ impl Tap {
     /// Frames dropped (queue full or oversize).
     pub fn dropped(&self) -> u64 {
         self.stats().dropped()
+    }
+
+    /// The link's control: set it down and the guest sees its cable pulled (a media
+    /// disconnect indication); nothing is sent or received until it is up again. A
+    /// TAP opens with its link up. (The interface's own state in the kernel is not
+    /// followed: a write to an interface that is down fails and is counted as a
+    /// transmit drop.)
+    pub fn link_control(&self) -> LinkControl {
+        LinkControl::new(self.shared.link.clone(), self.shared.rx.clone())
     }
 
     /// The TAP's counters, readable after the TAP went to a NIC.
@@ -387,41 +413,54 @@ const TAP_OFFLOADS: TxOffloadSupport = TxOffloadSupport {
     tso6: true,
 };
 
-/// A transmit queue of a [`Tap`]: the same fd, written from a NIC queue's own thread.
-struct TapTx(Arc<File>);
+/// A transmit queue of a [`Tap`]: one of its fds, written from a NIC queue's own
+/// thread (the endpoint itself writes through queue 0's). Nothing goes out while the
+/// link is down.
+struct TapTx {
+    file: Arc<File>,
+    link: Arc<AtomicBool>,
+}
 
 impl NetTxQueue for TapTx {
     fn transmit_meta(&mut self, frame: &[u8], _meta: FrameMeta) -> bool {
-        write_with_header(&self.0, &[0; VNET_HDR_LEN], frame)
+        self.link.load(Ordering::Relaxed)
+            && write_with_header(&self.file, &[0; VNET_HDR_LEN], frame)
     }
     fn tx_offload_support(&self) -> TxOffloadSupport {
         TAP_OFFLOADS
     }
     fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
-        write_with_header(&self.0, &vnet_header(offload), frame)
+        self.link.load(Ordering::Relaxed)
+            && write_with_header(&self.file, &vnet_header(offload), frame)
+    }
+}
+
+impl Tap {
+    /// The transmit queue writing to kernel queue `q` (modulo the queues there are).
+    fn tx(&self, q: u16) -> Option<TapTx> {
+        let file = self.files.get(usize::from(q) % self.files.len().max(1))?;
+        Some(TapTx {
+            file: file.clone(),
+            link: self.shared.link.clone(),
+        })
     }
 }
 
 impl NetEndpoint for Tap {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.files
-            .first()
-            .is_some_and(|f| write_with_header(f, &[0; VNET_HDR_LEN], frame))
+        self.tx0.transmit_meta(frame, FrameMeta::default())
     }
     fn tx_offload_support(&self) -> TxOffloadSupport {
         TAP_OFFLOADS
     }
     fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
-        self.files
-            .first()
-            .is_some_and(|f| write_with_header(f, &vnet_header(offload), frame))
+        self.tx0.transmit_offload(frame, offload)
     }
     fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
-        let file = self.files.get(usize::from(q) % self.files.len().max(1))?;
-        Some(Box::new(TapTx(file.clone())))
+        Some(Box::new(self.tx(q)?))
     }
     fn link_up(&self) -> bool {
-        true
+        self.shared.link.load(Ordering::SeqCst)
     }
     inbound_methods!(shared.rx);
 }

@@ -2,7 +2,9 @@
 //! with no loss, and a TCP stream from Linux arrives intact, at MTU 1500 and 9000; a
 //! TAP with two receive queues steers Linux's frames to a 2-queue guest's queue threads. Skipped (with the reason
 //! printed) without /dev/net/tun, root, `ip`, `ping` or `python3`. Addresses are from
-//! the documentation range (RFC 5737) inside the namespace this test creates.
+//! the documentation range (RFC 5737) inside the namespace this test creates. The VMM
+//! pulls a TAP's cable and plugs it back (the guest hears both; nothing passes while
+//! it is out).
 
 #![allow(
     clippy::unwrap_used,
@@ -505,4 +507,84 @@ fn tap_steers_frames_to_the_guests_queue_threads() {
         stats.bad_packets.load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+}
+
+/// Waits up to 5 s for `cond`, polling the guest's NIC meanwhile.
+fn wait_for(nic: &mut Netvsc, what: &str, mut cond: impl FnMut(&Netvsc) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond(nic) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        nic.poll(Duration::from_millis(10)).unwrap();
+    }
+}
+
+#[test]
+fn the_vmm_pulls_and_plugs_a_taps_cable() {
+    let Some((tap, _tap_name, guard)) = tap_in_namespace("link", &["ip", "ping"], Tap::open) else {
+        return;
+    };
+    let link = tap.link_control();
+    let mac = [0x02, 0x15, 0x5D, 0, 0, 0x43];
+    let (_host, bus, offer, stats) = guest_on(
+        NetvspConfig {
+            mac,
+            ..Default::default()
+        },
+        tap,
+    );
+    let mut nic = Netvsc::open(&bus, &offer, &NetvscConfig::default()).unwrap();
+    assert!(nic.link_up());
+    let mut frame = vec![0u8; 60];
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&0x88B5u16.to_be_bytes());
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Pulled: the guest hears of it, what it sends is dropped, and what the kernel
+    // sends it (Linux's ARP for a ping) is not delivered.
+    link.set(false);
+    wait_for(&mut nic, "the disconnect indication", |n| !n.link_up());
+    assert!(counter(&stats.link_indications) >= 1);
+    let (sent, dropped) = (counter(&stats.tx_frames), counter(&stats.tx_dropped));
+    nic.send(&frame).unwrap();
+    wait_for(&mut nic, "the drop", |_| {
+        counter(&stats.tx_dropped) > dropped
+    });
+    assert_eq!(counter(&stats.tx_frames), sent);
+    let before = link.dropped();
+    let ns = guard.0.clone();
+    let ping = |count: &str| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "ping",
+                "-c",
+                count,
+                "-W",
+                "1",
+                "192.0.2.1",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+    };
+    // (No one answers it either way: what counts is where Linux's ARP went.)
+    ping("1");
+    assert!(link.dropped() > before, "the kernel's frames were dropped");
+    let mut buf = [0u8; 1518];
+    assert_eq!(
+        nic.recv(&mut buf, Duration::from_millis(100)).unwrap(),
+        None
+    );
+
+    // Plugged back: the guest sees the link and its frames go out again.
+    link.set(true);
+    wait_for(&mut nic, "the connect indication", |n| n.link_up());
+    nic.send(&frame).unwrap();
+    wait_for(&mut nic, "the frame to go out", |_| {
+        counter(&stats.tx_frames) > sent
+    });
+    nic.close(&bus).unwrap();
 }
