@@ -48,6 +48,7 @@ fn main() -> Result<(), String> {
         extra_cmdline: std::env::var("HV_CMDLINE").unwrap_or_default(),
         pings: count,
         sizes: vec![56, 1000, 1472],
+        link_flap: true,
     };
     let r = run(&config, tap, &netns, Box::new(std::io::stdout()))?;
     let nvsp = r
@@ -66,6 +67,11 @@ fn main() -> Result<(), String> {
         println!("ping -s {}: {}; {}", p.size, p.summary, p.rtt);
     }
     println!("TCP SYN to a closed port: {:?}", r.tcp_reset);
+    match &r.after_flap {
+        Some(Ok(p)) => println!("after the cable was pulled and plugged back: {}", p.summary),
+        Some(Err(e)) => println!("after the cable was pulled and plugged back: {e}"),
+        None => {}
+    }
     println!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff);
     println!("{}", oid_report(&r.guest.nic));
     println!("{}", r.guest.counters());

@@ -54,6 +54,9 @@ pub struct KernelRun {
     /// A TCP connection attempt to a closed port of the guest: `Ok` if the guest's
     /// reset arrived intact, or why not.
     pub tcp_reset: Result<(), String>,
+    /// With [`KernelGuestConfig::link_flap`]: the pings after the cable was pulled and
+    /// plugged back (from the first one answered on), or why none was.
+    pub after_flap: Option<Result<PingRun, String>>,
 }
 
 /// What to boot and how to probe it.
@@ -70,6 +73,32 @@ pub struct KernelGuestConfig {
     pub pings: u32,
     /// ICMP payload sizes, each sent with Don't Fragment.
     pub sizes: Vec<usize>,
+    /// After the pings, pull the TAP's cable (the guest gets a media disconnect), wait
+    /// 3 s, plug it back (media connect) and ping again.
+    pub link_flap: bool,
+}
+
+/// `count` pings of `size` bytes (Don't Fragment) from `netns` to the guest.
+fn ping(netns: &Netns, count: u32, size: usize) -> PingRun {
+    let (count, size_arg) = (count.to_string(), size.to_string());
+    let out = netns.exec(&[
+        "ping", "-c", &count, "-i", "0.2", "-W", "5", "-M", "do", "-s", &size_arg, GUEST_IP,
+    ]);
+    let text = match &out {
+        Ok(t) | Err(t) => t.clone(),
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    PingRun {
+        size,
+        summary: line("packets transmitted"),
+        rtt: line("rtt"),
+        no_loss: out.is_ok() && text.contains(" 0% packet loss"),
+    }
 }
 
 /// Boots the kernel with a netvsp NIC on `tap`, waits for eth0, then pings it from
@@ -98,6 +127,7 @@ pub fn run(
     };
     let started = Instant::now();
     let vm = KvmPartition::new(&kvm, Box::new(sink)).map_err(|e| e.to_string())?;
+    let link = tap.link_control();
     let guest = attach(vm, mac, Box::new(tap))?;
     let wait = |what: &str, secs: u64| {
         console.wait_for(what, Duration::from_secs(secs), guest.vm.as_ref())
@@ -109,28 +139,11 @@ pub fn run(
     if !eth0.contains(&format!("hwaddr={}", mac_string(&mac))) {
         return Err(format!("eth0 does not have the MAC we offered: {eth0}"));
     }
-    let mut pings = Vec::new();
-    for &size in &config.sizes {
-        let (count, size_arg) = (config.pings.to_string(), size.to_string());
-        let out = netns.exec(&[
-            "ping", "-c", &count, "-i", "0.2", "-W", "5", "-M", "do", "-s", &size_arg, GUEST_IP,
-        ]);
-        let text = match &out {
-            Ok(t) | Err(t) => t.clone(),
-        };
-        let line = |key: &str| {
-            text.lines()
-                .find(|l| l.contains(key))
-                .unwrap_or_default()
-                .to_string()
-        };
-        pings.push(PingRun {
-            size,
-            summary: line("packets transmitted"),
-            rtt: line("rtt"),
-            no_loss: out.is_ok() && text.contains(" 0% packet loss"),
-        });
-    }
+    let pings = config
+        .sizes
+        .iter()
+        .map(|&size| ping(netns, config.pings, size))
+        .collect();
     // A SYN to a port nobody listens on: the guest kernel answers with a reset (its
     // checksum computed by Linux itself: resets go out without checksum offload); a
     // corrupted frame would make the host's kernel drop it and the connect time out.
@@ -145,6 +158,20 @@ pub fn run(
         })?
         .join()
         .map_err(|_| "the connect thread panicked".to_string())?;
+    // The cable out and back in: Linux must take both indications and, once the link
+    // is back, answer again (the first pings may go while it brings the carrier up).
+    let after_flap = config.link_flap.then(|| {
+        link.set(false);
+        std::thread::sleep(Duration::from_secs(3));
+        link.set(true);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ping(netns, 1, 56).no_loss {
+            if Instant::now() > deadline {
+                return Err("no ping answered within 60 s of the cable's return".to_string());
+            }
+        }
+        Ok(ping(netns, config.pings, 56))
+    });
     Ok(KernelRun {
         guest,
         vmbus,
@@ -152,5 +179,6 @@ pub fn run(
         booted_s,
         pings,
         tcp_reset,
+        after_flap,
     })
 }

@@ -2,8 +2,9 @@
 //! space) on 2 vCPUs against our VMBus host and NetVSP on the kvm backend: VMBus
 //! negotiated, hv_netvsc bound through NVSP and the RNDIS bring-up Linux runs, one
 //! subchannel taken and RSS set, eth0 with the MAC we offered configured by the kernel, the host's pings of 56, 1000 and 1472 bytes
-//! (full-MTU frames) answered with no loss, and the guest's TCP reset to a SYN for a
-//! closed port accepted by the host's kernel.
+//! (full-MTU frames) answered with no loss, the guest's TCP reset to a SYN for a
+//! closed port accepted by the host's kernel, and the TAP's cable pulled and plugged
+//! back (media disconnect and connect indications) after which Linux answers again.
 //!
 //! Runs when /dev/kvm is usable and a TAP device in a network namespace can be created
 //! (root); otherwise prints SKIPPED and why. The first run builds the kernel with
@@ -33,6 +34,7 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         extra_cmdline: String::new(),
         pings: 10,
         sizes: vec![56, 1000, 1472],
+        link_flap: true,
     };
     let r = run(&config, tap, &netns, Box::new(console.clone()));
     let r = r.unwrap_or_else(|e| {
@@ -58,6 +60,13 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     }
     // TCP both ways: the host's SYN reached the guest and its reset came back intact.
     assert_eq!(r.tcp_reset, Ok(()));
+    // The cable pulled and plugged back: Linux took the disconnect and connect
+    // indications (the console check below catches a complaint) and answers again.
+    let flap = r.after_flap.clone().expect("link flap run");
+    let flap = flap.unwrap_or_else(|e| panic!("{e}\n{}", r.guest.counters()));
+    println!("after the cable came back: {}", flap.summary);
+    assert!(flap.no_loss, "{} {}", flap.summary, flap.rtt);
+    assert!(nic.link_indications.load(Ordering::Relaxed) >= 2);
     assert_eq!(nic.tx_offload_rejected.load(Ordering::Relaxed), 0);
     // Linux's RNDIS bring-up, in its order (reference/linux-guest.md): maximum frame
     // size, permanent address, offload capabilities, offload parameters, media connect
