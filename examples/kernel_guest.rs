@@ -68,7 +68,16 @@ fn main() -> Result<(), String> {
     }
     println!("TCP SYN to a closed port: {:?}", r.tcp_reset);
     match &r.after_flap {
-        Some(Ok(p)) => println!("after the cable was pulled and plugged back: {}", p.summary),
+        Some(Ok(f)) => {
+            println!(
+                "told the link is down: {} ({} frames delivered to it meanwhile)",
+                f.while_down.summary, f.delivered_while_down
+            );
+            println!(
+                "after the cable was pulled and plugged back: {}",
+                f.after.summary
+            );
+        }
         Some(Err(e)) => println!("after the cable was pulled and plugged back: {e}"),
         None => {}
     }

@@ -10,10 +10,16 @@ use crate::linux_guest::{
 };
 use hv_partition::kvm::{KvmConfig, KvmPartition};
 use netvsp::tap::Tap;
+use netvsp::{
+    FrameMeta, LinkControl, NetEndpoint, NetRxQueue, NetTxQueue, Steer, TxOffload, TxOffloadSupport,
+};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use vmbus_ring::Doorbell;
 
 /// Builds (or finds cached) target/guest/tiny-smp/vmlinux with scripts/guest-kernel.sh.
 pub fn build_kernel() -> Result<PathBuf, String> {
@@ -54,9 +60,11 @@ pub struct KernelRun {
     /// A TCP connection attempt to a closed port of the guest: `Ok` if the guest's
     /// reset arrived intact, or why not.
     pub tcp_reset: Result<(), String>,
-    /// With [`KernelGuestConfig::link_flap`]: the pings after the cable was pulled and
-    /// plugged back (from the first one answered on), or why none was.
-    pub after_flap: Option<Result<PingRun, String>>,
+    /// With [`KernelGuestConfig::link_flap`]: pings while the guest was told its link
+    /// was down but frames still passed (Linux with its carrier down answers none),
+    /// then the pings after the cable was pulled for real and plugged back (from the
+    /// first one answered on), or why none was.
+    pub after_flap: Option<Result<Flap, String>>,
 }
 
 /// What to boot and how to probe it.
@@ -73,9 +81,82 @@ pub struct KernelGuestConfig {
     pub pings: u32,
     /// ICMP payload sizes, each sent with Don't Fragment.
     pub sizes: Vec<usize>,
-    /// After the pings, pull the TAP's cable (the guest gets a media disconnect), wait
-    /// 3 s, plug it back (media connect) and ping again.
+    /// After the pings, tell the guest its link is down while frames still pass and
+    /// ping (no answer expected), then pull the TAP's cable for real, plug it back
+    /// (media connect) and ping again.
     pub link_flap: bool,
+}
+
+/// The TAP as the guest's NIC sees it, with a link state of its own: the guest can be
+/// told the cable is out while frames still pass, so what Linux does with the carrier
+/// shows (with the carrier down it sends nothing, so pings go unanswered).
+struct IndicatedLink {
+    tap: Tap,
+    up: Arc<AtomicBool>,
+    waker: Arc<std::sync::Mutex<Option<Arc<Doorbell>>>>,
+}
+
+/// Sets what [`IndicatedLink`] tells the guest.
+struct Indicate {
+    up: Arc<AtomicBool>,
+    waker: Arc<std::sync::Mutex<Option<Arc<Doorbell>>>>,
+}
+
+impl Indicate {
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if let Some(w) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.ring();
+        }
+    }
+}
+
+impl NetEndpoint for IndicatedLink {
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.tap.transmit(frame)
+    }
+    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.tap.transmit_meta(frame, meta)
+    }
+    fn tx_offload_support(&self) -> TxOffloadSupport {
+        self.tap.tx_offload_support()
+    }
+    fn transmit_offload(&mut self, frame: &[u8], offload: &TxOffload) -> bool {
+        self.tap.transmit_offload(frame, offload)
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.tap.receive(buf)
+    }
+    fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        self.tap.receive_meta(buf)
+    }
+    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+        self.tap.set_waker(waker)
+    }
+    fn link_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst) && self.tap.link_up()
+    }
+    fn max_frame(&self) -> usize {
+        self.tap.max_frame()
+    }
+    fn rx_queues(&self) -> u16 {
+        self.tap.rx_queues()
+    }
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        self.tap.take_rx_queue(q, waker)
+    }
+    fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
+        self.tap.take_tx_queue(q)
+    }
+    fn set_steering(&mut self, steer: Option<Steer>) {
+        self.tap.set_steering(steer)
+    }
 }
 
 /// `count` pings of `size` bytes (Don't Fragment) from `netns` to the guest.
@@ -99,6 +180,50 @@ fn ping(netns: &Netns, count: u32, size: usize) -> PingRun {
         rtt: line("rtt"),
         no_loss: out.is_ok() && text.contains(" 0% packet loss"),
     }
+}
+
+/// What the link flap of [`KernelGuestConfig::link_flap`] showed.
+#[derive(Clone, Debug)]
+pub struct Flap {
+    /// Pings while the guest was told its link was down (frames still passing).
+    pub while_down: PingRun,
+    /// Frames delivered to the guest meanwhile (the echo requests did reach it).
+    pub delivered_while_down: u64,
+    /// Pings after the cable was pulled for real and plugged back.
+    pub after: PingRun,
+}
+
+/// The link flap of [`KernelGuestConfig::link_flap`].
+fn flap(
+    netns: &Netns,
+    indicate: &Indicate,
+    link: &LinkControl,
+    stats: &netvsp::NicStats,
+    pings: u32,
+) -> Result<Flap, String> {
+    // Told the link is down, frames still passing: a guest that dropped its carrier
+    // sends no reply.
+    indicate.set(false);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = stats.rx_frames.load(Ordering::Relaxed);
+    let while_down = ping(netns, 3, 56);
+    let delivered_while_down = stats.rx_frames.load(Ordering::Relaxed) - before;
+    indicate.set(true);
+    // Then the cable out for real and back in.
+    link.set(false);
+    std::thread::sleep(Duration::from_secs(3));
+    link.set(true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ping(netns, 1, 56).no_loss {
+        if Instant::now() > deadline {
+            return Err("no ping answered within 60 s of the cable's return".to_string());
+        }
+    }
+    Ok(Flap {
+        while_down,
+        delivered_while_down,
+        after: ping(netns, pings, 56),
+    })
 }
 
 /// Boots the kernel with a netvsp NIC on `tap`, waits for eth0, then pings it from
@@ -128,7 +253,12 @@ pub fn run(
     let started = Instant::now();
     let vm = KvmPartition::new(&kvm, Box::new(sink)).map_err(|e| e.to_string())?;
     let link = tap.link_control();
-    let guest = attach(vm, mac, Box::new(tap))?;
+    let (up, waker) = (Arc::new(AtomicBool::new(true)), Arc::default());
+    let indicate = Indicate {
+        up: up.clone(),
+        waker: Arc::clone(&waker),
+    };
+    let guest = attach(vm, mac, Box::new(IndicatedLink { tap, up, waker }))?;
     let wait = |what: &str, secs: u64| {
         console.wait_for(what, Duration::from_secs(secs), guest.vm.as_ref())
     };
@@ -160,18 +290,10 @@ pub fn run(
         .map_err(|_| "the connect thread panicked".to_string())?;
     // The cable out and back in: Linux must take both indications and, once the link
     // is back, answer again (the first pings may go while it brings the carrier up).
-    let after_flap = config.link_flap.then(|| {
-        link.set(false);
-        std::thread::sleep(Duration::from_secs(3));
-        link.set(true);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ping(netns, 1, 56).no_loss {
-            if Instant::now() > deadline {
-                return Err("no ping answered within 60 s of the cable's return".to_string());
-            }
-        }
-        Ok(ping(netns, config.pings, 56))
-    });
+    let after_flap = config
+        .link_flap
+        .then(|| flap(netns, &indicate, &link, &guest.nic, config.pings));
+    drop(indicate);
     Ok(KernelRun {
         guest,
         vmbus,

@@ -3,8 +3,9 @@
 //! negotiated, hv_netvsc bound through NVSP and the RNDIS bring-up Linux runs, one
 //! subchannel taken and RSS set, eth0 with the MAC we offered configured by the kernel, the host's pings of 56, 1000 and 1472 bytes
 //! (full-MTU frames) answered with no loss, the guest's TCP reset to a SYN for a
-//! closed port accepted by the host's kernel, and the TAP's cable pulled and plugged
-//! back (media disconnect and connect indications) after which Linux answers again.
+//! closed port accepted by the host's kernel, Linux told its link is down (frames
+//! still passing) answering no ping, and after the TAP's cable was pulled and plugged
+//! back, answering every one again.
 //!
 //! Runs when /dev/kvm is usable and a TAP device in a network namespace can be created
 //! (root); otherwise prints SKIPPED and why. The first run builds the kernel with
@@ -64,8 +65,22 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     // indications (the console check below catches a complaint) and answers again.
     let flap = r.after_flap.clone().expect("link flap run");
     let flap = flap.unwrap_or_else(|e| panic!("{e}\n{}", r.guest.counters()));
-    println!("after the cable came back: {}", flap.summary);
-    assert!(flap.no_loss, "{} {}", flap.summary, flap.rtt);
+    let (down, back) = (&flap.while_down, &flap.after);
+    println!(
+        "told the link is down: {} ({} frames delivered to it meanwhile)",
+        down.summary, flap.delivered_while_down
+    );
+    println!("after the cable came back: {}", back.summary);
+    assert!(
+        flap.delivered_while_down >= 3,
+        "the echo requests reached the guest"
+    );
+    assert!(
+        down.summary.contains(" 0 received"),
+        "Linux answered with its link down: {}",
+        down.summary
+    );
+    assert!(back.no_loss, "{} {}", back.summary, back.rtt);
     assert!(nic.link_indications.load(Ordering::Relaxed) >= 2);
     assert_eq!(nic.tx_offload_rejected.load(Ordering::Relaxed), 0);
     // Linux's RNDIS bring-up, in its order (reference/linux-guest.md): maximum frame
