@@ -1162,7 +1162,6 @@ impl Worker {
 
     /// Runs until the primary channel closes; returns the endpoint for the next open.
     fn run(mut self) -> Option<Box<dyn NetEndpoint>> {
-        let mut idle = 0;
         loop {
             let mut progress = self.manage_subchannels();
             // Guest to host: copy the batch out of the ring (reads are committed at
@@ -1208,13 +1207,7 @@ impl Worker {
             self.sender.flush();
             progress |= self.hand_over();
             // The primary closing ends the NIC.
-            if !after_round(
-                progress,
-                backlog,
-                &mut idle,
-                &mut self.receiver,
-                &self.waker,
-            ) {
+            if !after_round(progress, backlog, &mut self.receiver, &self.waker) {
                 break;
             }
         }
