@@ -213,7 +213,8 @@ fn read_loop(file: &File, s: &Shared, max_frame: usize) {
             Ok(_) if !s.link.load(Ordering::Relaxed) => {
                 s.rx.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(n) if n > VNET_HDR_LEN && n <= buf.len() => {
+            // (A read that fills the buffer may have been cut: dropped below.)
+            Ok(n) if n > VNET_HDR_LEN && n < buf.len() => {
                 let (Some(&flags), Some(&gso)) = (buf.first(), buf.get(1)) else {
                     continue;
                 };
