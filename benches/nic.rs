@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use vmbus::{GuestBus, HostBus};
 use vmbus_benches::{NicRig, nic_rig};
-use vmbus_ring::{Doorbell, DoubleMappedRingMem};
+use vmbus_ring::{DoubleMappedRingMem, Wake};
 
 /// Counts the guest's frames (guest to host) and produces frames on demand (host to
 /// guest). With 2 queues it is a multi-queue backend: queue 1's frames come from its
@@ -121,9 +121,9 @@ struct Frames {
     generation: AtomicU64,
     /// The wakers of the queues taken by the NIC's subchannel threads (rung with the
     /// NIC's own when the budget is refilled).
-    wakers: Mutex<Vec<Arc<Doorbell>>>,
+    wakers: Mutex<Vec<Arc<dyn Wake>>>,
     /// The NIC's own waker.
-    waker: Mutex<Option<Arc<Doorbell>>>,
+    waker: Mutex<Option<Arc<dyn Wake>>>,
     /// Frames to deliver host to guest (cumulative over runs).
     target: AtomicU64,
     /// Frames credited to the budget (cumulative).
@@ -151,10 +151,10 @@ impl Frames {
             {
                 self.budget.fetch_add(add, Ordering::AcqRel);
                 if let Some(w) = self.waker.lock().unwrap().as_ref() {
-                    w.ring();
+                    w.wake();
                 }
                 for w in self.wakers.lock().unwrap().iter() {
-                    w.ring();
+                    w.wake();
                 }
             }
         }
@@ -231,7 +231,7 @@ impl NetEndpoint for Bench {
         }
         STATE.with(|c| self.frames.next(0, &mut c.borrow_mut(), buf))
     }
-    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+    fn set_waker(&mut self, waker: Arc<dyn Wake>) {
         *self.frames.waker.lock().unwrap() = Some(waker);
     }
     fn link_up(&self) -> bool {
@@ -240,7 +240,7 @@ impl NetEndpoint for Bench {
     fn rx_queues(&self) -> u16 {
         self.queues
     }
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<dyn Wake>) -> Option<Box<dyn NetRxQueue>> {
         (q == 1 && self.queues == 2).then(|| {
             self.frames.wakers.lock().unwrap().push(waker);
             Box::new(BenchQueue {

@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vmbus_ring::Doorbell;
+use vmbus_ring::Wake;
 
 /// Builds (or finds cached) target/guest/tiny-smp/vmlinux with scripts/guest-kernel.sh.
 pub fn build_kernel() -> Result<PathBuf, String> {
@@ -93,13 +93,13 @@ pub struct KernelGuestConfig {
 struct IndicatedLink {
     tap: Tap,
     up: Arc<AtomicBool>,
-    waker: Arc<std::sync::Mutex<Option<Arc<Doorbell>>>>,
+    waker: Arc<std::sync::Mutex<Option<Arc<dyn Wake>>>>,
 }
 
 /// Sets what [`IndicatedLink`] tells the guest.
 struct Indicate {
     up: Arc<AtomicBool>,
-    waker: Arc<std::sync::Mutex<Option<Arc<Doorbell>>>>,
+    waker: Arc<std::sync::Mutex<Option<Arc<dyn Wake>>>>,
 }
 
 impl Indicate {
@@ -111,7 +111,7 @@ impl Indicate {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
-            w.ring();
+            w.wake();
         }
     }
 }
@@ -135,7 +135,7 @@ impl NetEndpoint for IndicatedLink {
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.tap.receive_meta(buf)
     }
-    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+    fn set_waker(&mut self, waker: Arc<dyn Wake>) {
         *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
         self.tap.set_waker(waker)
     }
@@ -148,7 +148,7 @@ impl NetEndpoint for IndicatedLink {
     fn rx_queues(&self) -> u16 {
         self.tap.rx_queues()
     }
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<dyn Wake>) -> Option<Box<dyn NetRxQueue>> {
         self.tap.take_rx_queue(q, waker)
     }
     fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {

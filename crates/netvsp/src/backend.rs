@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use vmbus_ring::Doorbell;
+use vmbus_ring::Wake;
 
 /// Largest frame at the standard 1500-byte MTU (Ethernet with a VLAN tag, no FCS): the
 /// default slot size of [`FrameQueue`] and the backends.
@@ -115,7 +115,7 @@ impl NetEndpoint for Box<dyn NetEndpoint> {
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         (**self).receive_meta(buf)
     }
-    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+    fn set_waker(&mut self, waker: Arc<dyn Wake>) {
         (**self).set_waker(waker)
     }
     fn link_up(&self) -> bool {
@@ -127,7 +127,7 @@ impl NetEndpoint for Box<dyn NetEndpoint> {
     fn rx_queues(&self) -> u16 {
         (**self).rx_queues()
     }
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<dyn Wake>) -> Option<Box<dyn NetRxQueue>> {
         (**self).take_rx_queue(q, waker)
     }
     fn take_tx_queue(&mut self, q: u16) -> Option<Box<dyn NetTxQueue>> {
@@ -187,8 +187,8 @@ pub trait NetEndpoint: Send + 'static {
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.receive(buf).map(|n| (n, FrameMeta::default()))
     }
-    /// Doorbell to ring when a frame arrives or the link changes.
-    fn set_waker(&mut self, waker: Arc<Doorbell>);
+    /// What to wake when a frame arrives or the link changes.
+    fn set_waker(&mut self, waker: Arc<dyn Wake>);
     /// Whether the link is up.
     fn link_up(&self) -> bool;
     /// The largest frame the backend carries (default [`MAX_FRAME`], the 1500-byte
@@ -207,7 +207,7 @@ pub trait NetEndpoint: Send + 'static {
     /// Receive queue `q` (1 to `rx_queues() - 1`) for another thread; `waker` is rung
     /// when a frame arrives there. `None`: no such queue, or it is taken. Dropping the
     /// queue gives it back.
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<dyn Wake>) -> Option<Box<dyn NetRxQueue>> {
         let _ = (q, waker);
         None
     }
@@ -341,7 +341,7 @@ macro_rules! inbound_methods {
         fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
             self.$($field).+.pop(0, buf)
         }
-        fn set_waker(&mut self, waker: Arc<Doorbell>) {
+        fn set_waker(&mut self, waker: Arc<dyn vmbus_ring::Wake>) {
             self.$($field).+.set_waker(waker)
         }
         fn max_frame(&self) -> usize {
@@ -350,7 +350,7 @@ macro_rules! inbound_methods {
         fn rx_queues(&self) -> u16 {
             self.$($field).+.count()
         }
-        fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+        fn take_rx_queue(&mut self, q: u16, waker: Arc<dyn vmbus_ring::Wake>) -> Option<Box<dyn NetRxQueue>> {
             self.$($field).+.take(q, waker)
         }
         fn set_steering(&mut self, steer: Option<Steer>) {
@@ -360,13 +360,16 @@ macro_rules! inbound_methods {
 }
 pub(crate) use inbound_methods;
 
+/// A receive queue's waker, and whether a NIC queue took it.
+type QueueWaker = (Option<Arc<dyn Wake>>, bool);
+
 /// A backend's inbound side: one bounded queue per receive queue, their wakers, and
 /// the NIC's steering between them. A frame goes to the queue the steering names if a
 /// NIC queue took it, else to queue 0.
 pub(crate) struct RxQueues {
     queues: Vec<Mutex<FrameQueue>>,
     /// Per queue: the waker, and whether a NIC queue took it (queue 0 always counts).
-    wakers: Mutex<Vec<(Option<Arc<Doorbell>>, bool)>>,
+    wakers: Mutex<Vec<QueueWaker>>,
     steer: Mutex<Option<Steer>>,
     /// Frames dropped because their queue was full (or they were too long).
     pub(crate) dropped: AtomicU64,
@@ -416,7 +419,7 @@ impl RxQueues {
 
     pub(crate) fn wake(&self, q: usize) {
         if let Some((Some(w), _)) = lock(&self.wakers).get(q) {
-            w.ring();
+            w.wake();
         }
     }
 
@@ -425,7 +428,7 @@ impl RxQueues {
     }
 
     /// Queue 0's waker (the NIC's).
-    pub(crate) fn set_waker(&self, waker: Arc<Doorbell>) {
+    pub(crate) fn set_waker(&self, waker: Arc<dyn Wake>) {
         if let Some(w) = lock(&self.wakers).first_mut() {
             *w = (Some(waker), true);
         }
@@ -449,7 +452,7 @@ impl RxQueues {
     pub(crate) fn take(
         self: &Arc<Self>,
         q: u16,
-        waker: Arc<Doorbell>,
+        waker: Arc<dyn Wake>,
     ) -> Option<Box<dyn NetRxQueue>> {
         let mut wakers = lock(&self.wakers);
         let slot = wakers.get_mut(usize::from(q)).filter(|_| q > 0)?;
@@ -830,7 +833,7 @@ mod tests {
         let (mut a, _) = sw.port();
         let (mut b, _) = sw.port();
         assert_eq!((b.rx_queues(), Switch::new(8).port().0.rx_queues()), (3, 1));
-        let waker = Arc::new(Doorbell::new());
+        let waker = Arc::new(vmbus_ring::Doorbell::new());
         let mut q1 = b.take_rx_queue(1, waker.clone()).expect("queue 1");
         assert!(b.take_rx_queue(1, waker.clone()).is_none(), "taken once");
         assert!(

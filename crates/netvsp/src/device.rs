@@ -1,12 +1,17 @@
-//! The NetVSP device: the primary channel's worker thread speaks NVSP and RNDIS
-//! control and pulls and classifies received frames from the backend; each subchannel
-//! has a worker thread of its own for its guest-to-host traffic, its receive
-//! completions and the copies of its received frames into the guest.
+//! The NetVSP device: the primary channel's worker speaks NVSP and RNDIS control and
+//! pulls and classifies received frames from the backend; each subchannel has a worker
+//! of its own for its guest-to-host traffic, its receive completions and the copies of
+//! its received frames into the guest.
+//!
+//! Each worker runs on a thread of its own ([`Netvsp::new`]), or the VMM runs them all
+//! from its own thread or executor through a [`NicPoller`] ([`Netvsp::polled`]), and
+//! the NIC starts no thread.
 
 use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 use crate::offload::OffloadConfig;
 use crate::queue::{
-    NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, after_round, lock,
+    IDLE_GUARD, NicShared, Out, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, Round, Wakeup,
+    end_of_round, lock,
 };
 use crate::rndis::RndisControl;
 use crate::rxpath::{Batch, NO_SLOT, RecvBuffer, RxFrame, RxWriter};
@@ -14,14 +19,16 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use vmbus::{Channel, ChannelError, DeviceContext, OpenRequest, Receiver, Sender, VmbusDevice};
+use vmbus::{
+    Channel, ChannelError, DeviceContext, OpenRequest, PollStatus, Receiver, Sender, VmbusDevice,
+};
 use vmbus_proto::nvsp::{
     Nvsp1ReceiveBufferSection, NvspMessage, NvspSendIndirectionTable, NvspStatus, NvspSubchannelOp,
     NvspVersion, SEND_INDIRECTION_TABLE_OFFSET,
 };
 use vmbus_proto::packet::{Packet, PacketKind, PacketLimits};
 use vmbus_proto::rndis::RndisMessage;
-use vmbus_ring::{Doorbell, OutgoingPacket};
+use vmbus_ring::{OutgoingPacket, Wake};
 
 /// Receive-buffer sub-allocation size at the 1500-byte MTU (Linux
 /// `NETVSC_RECV_SECTION_SIZE`); larger MTUs get [`recv_section_size`]. One frame of
@@ -177,18 +184,55 @@ pub struct Netvsp {
     config: NetvspConfig,
     endpoint: Arc<Mutex<Option<Box<dyn NetEndpoint>>>>,
     stats: Arc<NicStats>,
-    threads: Vec<JoinHandle<()>>,
+    run: Run,
+}
+
+/// Who runs the NIC's workers.
+enum Run {
+    /// A thread per queue, started by the NIC (the primary's joined at close).
+    Threads(Vec<JoinHandle<()>>),
+    /// The VMM, through a [`NicPoller`].
+    Polled(Arc<Mutex<PolledNic>>),
+}
+
+/// A polled NIC's primary worker while the guest has it open, and what to wake.
+struct PolledNic {
+    worker: Option<Worker>,
+    wake: Arc<dyn Wake>,
 }
 
 impl Netvsp {
-    /// A NIC attached to `endpoint`.
+    /// A NIC attached to `endpoint`, whose workers run on threads of their own: one
+    /// for the primary channel, started when the guest opens it, and one per
+    /// subchannel.
     pub fn new(config: NetvspConfig, endpoint: Box<dyn NetEndpoint>) -> Self {
         Self {
             config,
             endpoint: Arc::new(Mutex::new(Some(endpoint))),
             stats: Arc::new(NicStats::default()),
-            threads: Vec::new(),
+            run: Run::Threads(Vec::new()),
         }
+    }
+
+    /// A NIC attached to `endpoint` that starts no thread: the VMM runs every queue
+    /// by calling [`NicPoller::poll`] when `wake` fires (the guest signalled one of
+    /// the NIC's channels, the backend has frames, or one queue has work for another)
+    /// and when the timeout the last poll returned expires. `wake` is typically an
+    /// [`vmbus_ring::EventFd`] in the VMM's epoll set. (Backends with threads of their
+    /// own, such as a multi-queue [`crate::tap::Tap`], keep them.)
+    pub fn polled(
+        config: NetvspConfig,
+        endpoint: Box<dyn NetEndpoint>,
+        wake: Arc<dyn Wake>,
+    ) -> (Self, NicPoller) {
+        let nic = Arc::new(Mutex::new(PolledNic { worker: None, wake }));
+        let mut this = Self::new(config, endpoint);
+        this.run = Run::Polled(nic.clone());
+        let poller = NicPoller {
+            nic,
+            endpoint: this.endpoint.clone(),
+        };
+        (this, poller)
     }
 
     /// The counters (shared with the running worker).
@@ -199,21 +243,18 @@ impl Netvsp {
 
 impl VmbusDevice for Netvsp {
     fn open(&mut self, channel: Channel, req: &OpenRequest, context: &DeviceContext) -> bool {
-        let Some(mut endpoint) = self
-            .endpoint
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(mut endpoint) = lock(&self.endpoint).take() else {
             return false; // already open
         };
-        let waker = Arc::new(Doorbell::new());
-        endpoint.set_waker(waker.clone());
-        channel.shared().set_waker(waker.clone());
+        let waker = match &self.run {
+            Run::Threads(_) => Wakeup::thread(),
+            Run::Polled(nic) => Wakeup::polled(lock(nic).wake.clone()),
+        };
+        endpoint.set_waker(waker.wake.clone());
+        channel.shared().set_waker(waker.wake.clone());
         let Channel {
             sender, receiver, ..
         } = channel;
-        let slot = self.endpoint.clone();
         let core = NicCore::new(
             self.config,
             req.relid,
@@ -222,25 +263,95 @@ impl VmbusDevice for Netvsp {
             self.stats.clone(),
         );
         let worker = Worker::new(core, sender, receiver, waker, context.clone());
-        match std::thread::Builder::new()
-            .name(format!("netvsp-{}", req.relid))
-            .spawn(move || {
-                let endpoint = worker.run();
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = endpoint;
-            }) {
-            Ok(h) => {
-                self.threads.push(h);
+        match &mut self.run {
+            Run::Polled(nic) => {
+                lock(nic).worker = Some(worker);
                 true
             }
-            Err(_) => false,
+            Run::Threads(threads) => {
+                let slot = self.endpoint.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("netvsp-{}", req.relid))
+                    .spawn(move || {
+                        let endpoint = worker.run();
+                        *lock(&slot) = endpoint;
+                    });
+                match spawned {
+                    Ok(h) => {
+                        threads.push(h);
+                        true
+                    }
+                    Err(e) => {
+                        // The worker (and the endpoint in it) went with the closure.
+                        tracing::error!(error = %e, "netvsp: worker thread not started; the NIC cannot reopen");
+                        false
+                    }
+                }
+            }
         }
     }
 
     fn close(&mut self, _relid: u32) {
-        // The worker sees the closed channel, returns the endpoint and exits.
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        match &mut self.run {
+            // The worker sees the closed channel, returns the endpoint and exits.
+            Run::Threads(threads) => {
+                for t in threads.drain(..) {
+                    let _ = t.join();
+                }
+            }
+            // The channel is closed: finish the worker here (its subchannels are
+            // polled too, so nothing waits).
+            Run::Polled(nic) => {
+                let worker = lock(nic).worker.take();
+                if let Some(w) = worker {
+                    *lock(&self.endpoint) = w.finish();
+                }
+            }
         }
+    }
+}
+
+/// Runs a [`Netvsp::polled`] NIC from the VMM's thread or executor: every queue (the
+/// primary channel and each subchannel) in one call. Cheap to call when there is
+/// nothing to do.
+pub struct NicPoller {
+    nic: Arc<Mutex<PolledNic>>,
+    endpoint: Arc<Mutex<Option<Box<dyn NetEndpoint>>>>,
+}
+
+impl NicPoller {
+    /// Rounds of every queue per [`NicPoller::poll`] at most, so one busy NIC cannot
+    /// keep its caller from other work.
+    pub const ROUNDS_PER_POLL: usize = 16;
+
+    /// Runs the NIC's queues until none has anything left to do (or
+    /// [`NicPoller::ROUNDS_PER_POLL`] rounds): guest packets, completions, received
+    /// frames, control. [`PollStatus::Busy`]: call again soon. [`PollStatus::Idle`]:
+    /// wait for the wake-up given to [`Netvsp::polled`], or the timeout it carries (a
+    /// guard against a guest that fails to signal).
+    pub fn poll(&self) -> PollStatus {
+        let mut nic = lock(&self.nic);
+        let Some(worker) = nic.worker.as_mut() else {
+            return PollStatus::Idle(None); // not open
+        };
+        for _ in 0..Self::ROUNDS_PER_POLL {
+            match worker.round() {
+                Round::Again => {}
+                Round::Idle => return PollStatus::Idle(Some(IDLE_GUARD)),
+                Round::Closed => {
+                    if let Some(w) = nic.worker.take() {
+                        *lock(&self.endpoint) = w.finish();
+                    }
+                    return PollStatus::Idle(None);
+                }
+            }
+        }
+        PollStatus::Busy
+    }
+
+    /// Whether the guest has the NIC open (its primary channel).
+    pub fn is_open(&self) -> bool {
+        lock(&self.nic).worker.is_some()
     }
 }
 
@@ -910,7 +1021,7 @@ impl NicCore {
             {
                 link.rx_queued.fetch_add(frames.len(), Ordering::Release);
                 lock(&link.rx).extend(frames.drain(..));
-                link.waker.ring();
+                link.waker.wake.wake();
             }
         }
         any
@@ -954,16 +1065,21 @@ impl NicCore {
 /// which starts the queue's own thread.
 struct NetvspSubchannel {
     index: u16,
-    to_worker: mpsc::Sender<(u16, Channel, Arc<Doorbell>)>,
-    primary: Arc<Doorbell>,
+    to_worker: mpsc::Sender<(u16, Channel, Wakeup)>,
+    /// The primary's wake-up: for a polled NIC, also the subchannel's.
+    primary: Wakeup,
 }
 
 impl VmbusDevice for NetvspSubchannel {
     fn open(&mut self, channel: Channel, _req: &OpenRequest, _context: &DeviceContext) -> bool {
-        let waker = Arc::new(Doorbell::new());
-        channel.shared().set_waker(waker.clone());
+        let waker = if self.primary.bell.is_some() {
+            Wakeup::thread()
+        } else {
+            self.primary.clone()
+        };
+        channel.shared().set_waker(waker.wake.clone());
         let ok = self.to_worker.send((self.index, channel, waker)).is_ok();
-        self.primary.ring();
+        self.primary.wake.wake();
         ok
     }
 
@@ -973,10 +1089,18 @@ impl VmbusDevice for NetvspSubchannel {
     }
 }
 
-/// A subchannel's thread, as the primary worker knows it.
+/// A subchannel's worker, as the primary worker knows it.
 struct Subqueue {
     link: Arc<QueueLink>,
-    thread: JoinHandle<()>,
+    runner: SubRunner,
+}
+
+/// Where a subchannel's worker runs.
+enum SubRunner {
+    /// On a thread of its own.
+    Thread(JoinHandle<()>),
+    /// In the primary's rounds (a polled NIC); `None` once it finished.
+    Polled(Option<Box<QueueWorker>>),
 }
 
 /// The worker thread of a NIC's primary channel: moves packets between the channel
@@ -989,12 +1113,12 @@ struct Worker {
     receiver: Receiver,
     subqueues: Vec<Option<Subqueue>>,
     context: DeviceContext,
-    new_queues: mpsc::Receiver<(u16, Channel, Arc<Doorbell>)>,
-    to_worker: mpsc::Sender<(u16, Channel, Arc<Doorbell>)>,
+    new_queues: mpsc::Receiver<(u16, Channel, Wakeup)>,
+    to_worker: mpsc::Sender<(u16, Channel, Wakeup)>,
     pending: Vec<vmbus::PendingOffer>,
     /// Subchannel indices offered (1..=offered), withdrawn when the NIC closes.
     offered: u16,
-    waker: Arc<Doorbell>,
+    waker: Wakeup,
     staged: Vec<(usize, usize)>,
     stage: Vec<u8>,
 }
@@ -1004,7 +1128,7 @@ impl Worker {
         core: NicCore,
         sender: Sender,
         receiver: Receiver,
-        waker: Arc<Doorbell>,
+        waker: Wakeup,
         context: DeviceContext,
     ) -> Self {
         let (to_worker, new_queues) = mpsc::channel();
@@ -1069,7 +1193,7 @@ impl Worker {
             } = channel;
             let link = Arc::new(QueueLink::new(sender, waker.clone()));
             // A multi-queue backend gives the queue its own receive queue.
-            let source = lock(&self.core.shared.endpoint).take_rx_queue(q, waker);
+            let source = lock(&self.core.shared.endpoint).take_rx_queue(q, waker.wake);
             let steered = source.is_some();
             let mut core = self.core.queue_core(q);
             core.own_tx = lock(&self.core.shared.endpoint).take_tx_queue(q);
@@ -1079,17 +1203,23 @@ impl Worker {
                 source,
                 receiver,
                 link: link.clone(),
-                primary: self.waker.clone(),
+                primary: self.waker.wake.clone(),
                 frame: vec![0u8; self.core.frame_len],
+                scratch: Some(Default::default()),
             };
-            match std::thread::Builder::new()
-                .name(format!("netvsp-{}-q{q}", self.core.relid))
-                .spawn(move || worker.run())
-            {
-                Ok(thread) => {
+            let runner = if self.waker.bell.is_none() {
+                Ok(SubRunner::Polled(Some(Box::new(worker))))
+            } else {
+                std::thread::Builder::new()
+                    .name(format!("netvsp-{}-q{q}", self.core.relid))
+                    .spawn(move || worker.run())
+                    .map(SubRunner::Thread)
+            };
+            match runner {
+                Ok(runner) => {
                     self.core.set_handoff(q, Some(link.clone()));
                     if let Some(slot) = self.subqueues.get_mut(usize::from(q)) {
-                        *slot = Some(Subqueue { link, thread });
+                        *slot = Some(Subqueue { link, runner });
                     }
                     self.core.set_queue_open(q, true);
                     if steered {
@@ -1124,8 +1254,17 @@ impl Worker {
         // back (what was still queued there moves to queue 0).
         self.core.set_steered(q as u16, false);
         sub.link.stop.store(true, Ordering::Release);
-        sub.link.waker.ring();
-        let _ = sub.thread.join();
+        match sub.runner {
+            SubRunner::Thread(thread) => {
+                sub.link.waker.wake.wake();
+                let _ = thread.join();
+            }
+            SubRunner::Polled(worker) => {
+                if let Some(w) = worker {
+                    w.finish();
+                }
+            }
+        }
         self.core.set_handoff(q as u16, None);
         self.core.set_queue_open(q as u16, false);
         let left = std::mem::take(&mut lock(&sub.link.out).pending);
@@ -1153,64 +1292,102 @@ impl Worker {
             if room > 0 {
                 progress |= link_out.write(out.drain(..room));
                 if !link_out.pending.is_empty() {
-                    sub.link.waker.ring();
+                    sub.link.waker.wake.wake();
                 }
             }
         }
         progress
     }
 
-    /// Runs until the primary channel closes; returns the endpoint for the next open.
+    /// Runs rounds on this thread until the primary channel closes; returns the
+    /// endpoint for the next open.
     fn run(mut self) -> Option<Box<dyn NetEndpoint>> {
         loop {
-            let mut progress = self.manage_subchannels();
-            // Guest to host: copy the batch out of the ring (reads are committed at
-            // once), then act on it.
-            self.staged.clear();
-            self.stage.clear();
-            let (staged, stage) = (&mut self.staged, &mut self.stage);
-            // Up to 256 packets: completions must be read faster than frames are
-            // delivered, or the receive buffer runs dry while they wait in the ring.
-            // None while the guest leaves what it is owed unread (bounded backlog).
-            let backlog = self.core.out.first().map_or(0, VecDeque::len) >= 2 * PENDING_LIMIT;
-            let max = if backlog { 0 } else { 256 };
-            match self.receiver.try_recv_batch(max, |p| {
-                let start = stage.len();
-                stage.resize(start + p.len(), 0);
-                if let Some(dst) = stage.get_mut(start..) {
-                    p.copy_to(dst);
-                }
-                staged.push((start, stage.len()));
-            }) {
-                Ok(n) => progress |= n > 0,
-                Err(e) => {
-                    if e != ChannelError::Closed {
-                        tracing::warn!(relid = self.core.relid, error = %e, "netvsp: channel failed");
-                    }
-                    break;
-                }
-            }
-            for &(s, e) in &self.staged {
-                if let Some(p) = self.stage.get(s..e) {
-                    self.core.handle_packet_on(0, p);
-                }
-            }
-            progress |= self.core.poll_link();
-            progress |= self.core.deliver_frames();
-            while self.core.pop_outgoing_on(0, |packet, payload| {
-                self.sender
-                    .try_write_or_arm(packet, &[payload])
-                    .unwrap_or(false)
-            }) {
-                progress = true;
-            }
-            self.sender.flush();
-            progress |= self.hand_over();
-            // The primary closing ends the NIC.
-            if !after_round(progress, backlog, &mut self.receiver, &self.waker) {
-                break;
+            match self.round() {
+                Round::Again => {}
+                Round::Idle => self.waker.sleep(IDLE_GUARD),
+                Round::Closed => break,
             }
         }
+        self.finish()
+    }
+
+    /// One round of the primary channel (and, for a polled NIC, of every subchannel).
+    fn round(&mut self) -> Round {
+        let mut progress = self.manage_subchannels();
+        // Guest to host: copy the batch out of the ring (reads are committed at
+        // once), then act on it.
+        self.staged.clear();
+        self.stage.clear();
+        let (staged, stage) = (&mut self.staged, &mut self.stage);
+        // Up to 256 packets: completions must be read faster than frames are
+        // delivered, or the receive buffer runs dry while they wait in the ring.
+        // None while the guest leaves what it is owed unread (bounded backlog).
+        let backlog = self.core.out.first().map_or(0, VecDeque::len) >= 2 * PENDING_LIMIT;
+        let max = if backlog { 0 } else { 256 };
+        match self.receiver.try_recv_batch(max, |p| {
+            let start = stage.len();
+            stage.resize(start + p.len(), 0);
+            if let Some(dst) = stage.get_mut(start..) {
+                p.copy_to(dst);
+            }
+            staged.push((start, stage.len()));
+        }) {
+            Ok(n) => progress |= n > 0,
+            Err(e) => {
+                if e != ChannelError::Closed {
+                    tracing::warn!(relid = self.core.relid, error = %e, "netvsp: channel failed");
+                }
+                return Round::Closed;
+            }
+        }
+        for &(s, e) in &self.staged {
+            if let Some(p) = self.stage.get(s..e) {
+                self.core.handle_packet_on(0, p);
+            }
+        }
+        progress |= self.core.poll_link();
+        progress |= self.core.deliver_frames();
+        while self.core.pop_outgoing_on(0, |packet, payload| {
+            self.sender
+                .try_write_or_arm(packet, &[payload])
+                .unwrap_or(false)
+        }) {
+            progress = true;
+        }
+        self.sender.flush();
+        progress |= self.hand_over();
+        progress |= self.poll_subqueues();
+        // The primary closing ends the NIC.
+        end_of_round(progress, backlog, &mut self.receiver)
+    }
+
+    /// A polled NIC's subchannels: one round each; whether any did something.
+    fn poll_subqueues(&mut self) -> bool {
+        let mut progress = false;
+        for sub in self.subqueues.iter_mut().flatten() {
+            if let SubRunner::Polled(slot) = &mut sub.runner
+                && let Some(w) = slot.as_mut()
+            {
+                match w.round() {
+                    Round::Again => progress = true,
+                    Round::Idle => {}
+                    Round::Closed => {
+                        // Its channel closed: the primary drops the queue next round.
+                        if let Some(w) = slot.take() {
+                            w.finish();
+                        }
+                        progress = true;
+                    }
+                }
+            }
+        }
+        progress
+    }
+
+    /// The primary channel closed (or the bus closes the NIC): stops the subchannels
+    /// and returns the endpoint for the next open.
+    fn finish(mut self) -> Option<Box<dyn NetEndpoint>> {
         for q in 1..self.subqueues.len() {
             self.stop_queue(q);
         }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-use vmbus_ring::Doorbell;
+use vmbus_ring::Wake;
 
 /// pcap magic for microsecond timestamps, written little-endian.
 const PCAP_MAGIC: u32 = 0xA1B2_C3D4;
@@ -183,7 +183,7 @@ impl<E: NetEndpoint> NetEndpoint for Capture<E> {
         self.file.record(buf.get(..n).unwrap_or(&[]));
         Some((n, meta))
     }
-    fn set_waker(&mut self, waker: Arc<Doorbell>) {
+    fn set_waker(&mut self, waker: Arc<dyn Wake>) {
         self.inner.set_waker(waker)
     }
     fn link_up(&self) -> bool {
@@ -195,7 +195,7 @@ impl<E: NetEndpoint> NetEndpoint for Capture<E> {
     fn rx_queues(&self) -> u16 {
         self.inner.rx_queues()
     }
-    fn take_rx_queue(&mut self, q: u16, waker: Arc<Doorbell>) -> Option<Box<dyn NetRxQueue>> {
+    fn take_rx_queue(&mut self, q: u16, waker: Arc<dyn Wake>) -> Option<Box<dyn NetRxQueue>> {
         let inner = self.inner.take_rx_queue(q, waker)?;
         Some(Box::new(CaptureRx {
             inner,
@@ -264,7 +264,7 @@ mod tests {
         let mut cap = Capture::new(boxed, &path).unwrap();
         assert_eq!(cap.max_frame(), frame_size(9000));
         assert_eq!(cap.rx_queues(), 3);
-        let waker = Arc::new(Doorbell::new());
+        let waker = Arc::new(vmbus_ring::Doorbell::new());
         assert!(cap.take_rx_queue(1, waker).is_some());
         assert!(cap.take_tx_queue(1).is_some());
         drop(cap);

@@ -20,7 +20,7 @@ use vmbus::{ChannelError, Receiver, Sender};
 use vmbus_proto::nvsp::{NETVSC_INVALID_INDEX, NvspChannelType, NvspMessage, NvspStatus};
 use vmbus_proto::packet::{Packet, PacketKind, PacketLimits};
 use vmbus_proto::rndis::{RndisMessage, RndisMessages};
-use vmbus_ring::{Doorbell, OutgoingPacket};
+use vmbus_ring::{Doorbell, OutgoingPacket, Wake};
 
 /// Largest RNDIS message accepted from the guest.
 pub(crate) const MAX_RNDIS: usize = 64 * 1024;
@@ -556,39 +556,80 @@ fn transmit<'a>(
     }
 }
 
-/// Ends a worker's round: nothing to wait for after `progress`; otherwise sleep on
-/// `waker` until the guest signals (or 20 ms pass). With a `backlog` (the guest leaves
-/// what it is owed unread) the ring is not read, so the worker sleeps until the guest
-/// makes room. Returns false when the channel closed.
+/// How a worker is woken, and whether it sleeps.
+#[derive(Clone)]
+pub(crate) struct Wakeup {
+    /// What the guest's signals, the backend and the other queues ring.
+    pub(crate) wake: Arc<dyn Wake>,
+    /// The doorbell the worker's own thread sleeps on (the same object as `wake`);
+    /// `None` when the VMM polls the worker (it waits on `wake` itself).
+    pub(crate) bell: Option<Arc<Doorbell>>,
+}
+
+impl Wakeup {
+    /// For a worker on a thread of its own.
+    pub(crate) fn thread() -> Self {
+        let bell = Arc::new(Doorbell::new());
+        Self {
+            wake: bell.clone(),
+            bell: Some(bell),
+        }
+    }
+
+    /// For a worker the VMM polls when `wake` fires.
+    pub(crate) fn polled(wake: Arc<dyn Wake>) -> Self {
+        Self { wake, bell: None }
+    }
+
+    /// Sleeps until woken or `timeout` passes (a polled worker returns at once).
+    pub(crate) fn sleep(&self, timeout: Duration) {
+        if let Some(b) = &self.bell {
+            b.wait(timeout);
+        }
+    }
+}
+
+/// How a worker's round ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// It did something: run another round.
+    Again,
+    /// Nothing to do: sleep until woken (or [`IDLE_GUARD`] passes).
+    Idle,
+    /// The channel closed (or the NIC stops): the worker is done.
+    Closed,
+}
+
+/// The longest a worker sleeps without a wake-up: a guard against a peer that fails
+/// to signal, nothing more.
+pub(crate) const IDLE_GUARD: Duration = Duration::from_millis(20);
+
+/// Ends a worker's round: another round after `progress`; otherwise idle until the
+/// guest signals. With a `backlog` (the guest leaves what it is owed unread) the ring
+/// is not read, so the worker idles until the guest makes room. Before idling, the
+/// ring's interrupt mask is cleared and the ring re-checked, so the guest's next
+/// packet signals.
 ///
 /// A worker does not spin before it sleeps: with 64 empty rounds first, seven
 /// alternating runs of the nic bench probes on 2 cores gave 2 queues 3.98 -> 4.90
 /// (guest to host) and 3.88 -> 4.12 (host to guest) Mframes/s on average without
 /// them, 1 queue 3.57 -> 4.35 and 3.33 -> 3.47; spinning threads took the CPU the
 /// other side's threads needed.
-pub(crate) fn after_round(
-    progress: bool,
-    backlog: bool,
-    receiver: &mut Receiver,
-    waker: &Doorbell,
-) -> bool {
+pub(crate) fn end_of_round(progress: bool, backlog: bool, receiver: &mut Receiver) -> Round {
     if progress {
-        return true;
+        return Round::Again;
     }
     if backlog {
-        if receiver.shared().is_closed() {
-            return false;
-        }
-        waker.wait(Duration::from_millis(20));
-        return true;
+        return if receiver.shared().is_closed() {
+            Round::Closed
+        } else {
+            Round::Idle
+        };
     }
     match receiver.prepare_sleep() {
-        Ok(true) => true,
-        Ok(false) => {
-            waker.wait(Duration::from_millis(20));
-            true
-        }
-        Err(_) => false,
+        Ok(true) => Round::Again,
+        Ok(false) => Round::Idle,
+        Err(_) => Round::Closed,
     }
 }
 
@@ -628,9 +669,9 @@ impl QueueOut {
 /// How the primary channel's worker and a subchannel's [`QueueWorker`] talk.
 pub(crate) struct QueueLink {
     pub(crate) out: Mutex<QueueOut>,
-    /// The channel's waker: rung by the guest's signals, when the primary left packets
-    /// pending, and when the NIC closes.
-    pub(crate) waker: Arc<Doorbell>,
+    /// The channel's wake-up: rung by the guest's signals, when the primary left
+    /// packets pending or handed over frames, and when the NIC closes.
+    pub(crate) waker: Wakeup,
     /// Set by the primary when the NIC closes.
     pub(crate) stop: AtomicBool,
     /// Set by the queue's worker when its channel closed or failed.
@@ -642,7 +683,7 @@ pub(crate) struct QueueLink {
 }
 
 impl QueueLink {
-    pub(crate) fn new(sender: Sender, waker: Arc<Doorbell>) -> Self {
+    pub(crate) fn new(sender: Sender, waker: Wakeup) -> Self {
         Self {
             out: Mutex::new(QueueOut {
                 sender,
@@ -669,9 +710,37 @@ pub(crate) struct QueueWorker {
     pub(crate) receiver: Receiver,
     pub(crate) link: Arc<QueueLink>,
     /// The primary's waker: rung when completions free receive slots.
-    pub(crate) primary: Arc<Doorbell>,
+    pub(crate) primary: Arc<dyn Wake>,
     /// A frame buffer for `source` (the backend's largest frame).
     pub(crate) frame: Vec<u8>,
+    /// Scratch of a round, kept to allocate nothing once warm (taken out during a
+    /// round).
+    pub(crate) scratch: Option<QueueScratch>,
+}
+
+/// A queue worker's per-round buffers.
+pub(crate) struct QueueScratch {
+    out: Vec<Out>,
+    staged: Vec<(usize, usize)>,
+    stage: Vec<u8>,
+    frames: VecDeque<RxFrame>,
+    used: Vec<Vec<u8>>,
+    batch: Batch,
+    started: bool,
+}
+
+impl Default for QueueScratch {
+    fn default() -> Self {
+        Self {
+            out: Vec::with_capacity(256),
+            staged: Vec::with_capacity(256),
+            stage: Vec::with_capacity(64 * 1024),
+            frames: VecDeque::with_capacity(PENDING_LIMIT),
+            used: Vec::with_capacity(PENDING_LIMIT),
+            batch: Batch::default(),
+            started: false,
+        }
+    }
 }
 
 impl QueueWorker {
@@ -719,95 +788,122 @@ impl QueueWorker {
         any
     }
 
-    /// Runs until the channel closes or the NIC stops.
+    /// Runs rounds on this thread until the channel closes or the NIC stops.
     pub(crate) fn run(mut self) {
-        let mut out: Vec<Out> = Vec::with_capacity(256);
-        let mut staged: Vec<(usize, usize)> = Vec::with_capacity(256);
-        let mut stage: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut frames: VecDeque<RxFrame> = VecDeque::with_capacity(PENDING_LIMIT);
-        let mut used: Vec<Vec<u8>> = Vec::with_capacity(PENDING_LIMIT);
-        let mut batch = Batch::default();
-        self.rx.buf = self.core.data.recv.clone();
-        while !self.link.stop.load(Ordering::Acquire) {
-            let mut progress = false;
-            if self.core.refresh() {
-                self.rx.buf = self.core.data.recv.clone();
-                if self.rx.buf.is_none() {
-                    self.rx.forget_slots();
-                }
-            }
-            // Frames from this queue's own backend queue, while the guest keeps up.
-            let backlog = lock(&self.link.out).pending.len() >= PENDING_LIMIT;
-            if !backlog && self.pull(&mut batch, &mut out) {
-                progress = true;
-            }
-            // Received frames the primary pulled for this queue: copied into the
-            // guest's buffer here, in parallel with the other queues.
-            std::mem::swap(&mut *lock(&self.link.rx), &mut frames);
-            if !frames.is_empty() {
-                self.link
-                    .rx_queued
-                    .fetch_sub(frames.len(), Ordering::Release);
-                for f in frames.drain(..) {
-                    let data = f.buf.get(..f.len).unwrap_or(&[]);
-                    if let Some(o) = self.rx.frame(&mut batch, self.core.q, data, f.hash, f.csum) {
-                        out.push(o);
-                    }
-                    used.push(f.buf);
-                }
-                if let Some(o) = self.rx.finish(&mut batch) {
-                    out.push(o);
-                }
-                self.rx.return_slots();
-                lock(&self.core.shared.frame_pool).append(&mut used);
-                progress = true;
-            }
-            staged.clear();
-            stage.clear();
-            // A guest that does not read its ring gets no more of its packets read
-            // (each may owe it a completion): what is owed stays bounded.
-            let max = if backlog { 0 } else { 256 };
-            let read = self.receiver.try_recv_batch(max, |p| {
-                let start = stage.len();
-                stage.resize(start + p.len(), 0);
-                if let Some(dst) = stage.get_mut(start..) {
-                    p.copy_to(dst);
-                }
-                staged.push((start, stage.len()));
-            });
-            match read {
-                Ok(n) => progress |= n > 0,
-                Err(e) => {
-                    if e != ChannelError::Closed {
-                        tracing::warn!(relid = self.core.shared.relid, q = self.core.q, error = %e, "netvsp: subchannel failed");
-                    }
-                    break;
-                }
-            }
-            for &(s, e) in &staged {
-                if let Some(p) = stage.get(s..e)
-                    && let Some(o) = self.core.handle_subchannel_packet(p)
-                {
-                    out.push(o);
-                }
-            }
-            if std::mem::take(&mut self.core.freed) {
-                // Receive slots came back: the primary may have frames waiting.
-                self.primary.ring();
-            }
-            let mut link_out = lock(&self.link.out);
-            if !out.is_empty() || !link_out.pending.is_empty() {
-                progress |= link_out.write(out.drain(..));
-            }
-            drop(link_out);
-            if !after_round(progress, backlog, &mut self.receiver, &self.link.waker) {
-                break;
+        loop {
+            match self.round() {
+                Round::Again => {}
+                Round::Idle => self.link.waker.sleep(IDLE_GUARD),
+                Round::Closed => break,
             }
         }
-        // What was never written stays pending: the primary frees the transfers'
-        // receive slots when it drops the queue.
-        lock(&self.link.out).pending.extend(out.drain(..));
+        self.finish();
+    }
+
+    /// One round: pulls this queue's received frames (its own backend queue, or what
+    /// the primary handed over) into the guest's buffer, reads the guest's packets,
+    /// and writes what is owed.
+    pub(crate) fn round(&mut self) -> Round {
+        if self.link.stop.load(Ordering::Acquire) {
+            return Round::Closed;
+        }
+        let mut sc = self.scratch.take().unwrap_or_default();
+        if !sc.started {
+            sc.started = true;
+            self.rx.buf = self.core.data.recv.clone();
+        }
+        let r = self.round_with(&mut sc);
+        self.scratch = Some(sc);
+        r
+    }
+
+    fn round_with(&mut self, sc: &mut QueueScratch) -> Round {
+        let mut progress = false;
+        if self.core.refresh() {
+            self.rx.buf = self.core.data.recv.clone();
+            if self.rx.buf.is_none() {
+                self.rx.forget_slots();
+            }
+        }
+        // Frames from this queue's own backend queue, while the guest keeps up.
+        let backlog = lock(&self.link.out).pending.len() >= PENDING_LIMIT;
+        if !backlog && self.pull(&mut sc.batch, &mut sc.out) {
+            progress = true;
+        }
+        // Received frames the primary pulled for this queue: copied into the
+        // guest's buffer here, in parallel with the other queues.
+        std::mem::swap(&mut *lock(&self.link.rx), &mut sc.frames);
+        if !sc.frames.is_empty() {
+            self.link
+                .rx_queued
+                .fetch_sub(sc.frames.len(), Ordering::Release);
+            for f in sc.frames.drain(..) {
+                let data = f.buf.get(..f.len).unwrap_or(&[]);
+                if let Some(o) = self
+                    .rx
+                    .frame(&mut sc.batch, self.core.q, data, f.hash, f.csum)
+                {
+                    sc.out.push(o);
+                }
+                sc.used.push(f.buf);
+            }
+            if let Some(o) = self.rx.finish(&mut sc.batch) {
+                sc.out.push(o);
+            }
+            self.rx.return_slots();
+            lock(&self.core.shared.frame_pool).append(&mut sc.used);
+            progress = true;
+        }
+        sc.staged.clear();
+        sc.stage.clear();
+        // A guest that does not read its ring gets no more of its packets read
+        // (each may owe it a completion): what is owed stays bounded.
+        let max = if backlog { 0 } else { 256 };
+        let (staged, stage) = (&mut sc.staged, &mut sc.stage);
+        let read = self.receiver.try_recv_batch(max, |p| {
+            let start = stage.len();
+            stage.resize(start + p.len(), 0);
+            if let Some(dst) = stage.get_mut(start..) {
+                p.copy_to(dst);
+            }
+            staged.push((start, stage.len()));
+        });
+        match read {
+            Ok(n) => progress |= n > 0,
+            Err(e) => {
+                if e != ChannelError::Closed {
+                    tracing::warn!(relid = self.core.shared.relid, q = self.core.q, error = %e, "netvsp: subchannel failed");
+                }
+                return Round::Closed;
+            }
+        }
+        for &(s, e) in &sc.staged {
+            if let Some(p) = sc.stage.get(s..e)
+                && let Some(o) = self.core.handle_subchannel_packet(p)
+            {
+                sc.out.push(o);
+            }
+        }
+        if std::mem::take(&mut self.core.freed) {
+            // Receive slots came back: the primary may have frames waiting.
+            self.primary.wake();
+        }
+        let mut link_out = lock(&self.link.out);
+        if !sc.out.is_empty() || !link_out.pending.is_empty() {
+            progress |= link_out.write(sc.out.drain(..));
+        }
+        drop(link_out);
+        end_of_round(progress, backlog, &mut self.receiver)
+    }
+
+    /// The worker is done (its channel closed or the NIC stops): what was never
+    /// written stays pending, and the primary frees the transfers' receive slots when
+    /// it drops the queue.
+    pub(crate) fn finish(mut self) {
+        if let Some(sc) = self.scratch.as_mut() {
+            lock(&self.link.out).pending.extend(sc.out.drain(..));
+        }
         self.link.exited.store(true, Ordering::Release);
-        self.primary.ring();
+        self.primary.wake();
     }
 }

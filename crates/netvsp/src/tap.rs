@@ -38,7 +38,6 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use vmbus_ring::Doorbell;
 
 /// `TUNSETIFF` (`_IOW('T', 202, int)`), `IFF_TAP`, `IFF_NO_PI` from linux/if_tun.h.
 const TUNSETIFF: libc::c_ulong = 0x4004_54CA;

@@ -22,7 +22,7 @@ use vmbus_proto::packet::{FLAG_COMPLETION_REQUESTED, PacketType, descriptor_for,
 use vmbus_proto::rndis::{
     RndisMessage, RndisMessages, emit_packet_header, packet_to_vec, pad_message,
 };
-use vmbus_ring::Doorbell;
+use vmbus_ring::Wake;
 use zerocopy::IntoBytes;
 
 /// Records what the guest transmits.
@@ -36,7 +36,7 @@ impl NetEndpoint for Recorder {
     fn receive(&mut self, _buf: &mut [u8]) -> Option<usize> {
         None
     }
-    fn set_waker(&mut self, _waker: Arc<Doorbell>) {}
+    fn set_waker(&mut self, _waker: Arc<dyn Wake>) {}
     fn link_up(&self) -> bool {
         true
     }

@@ -13,8 +13,10 @@
 //!   copies otherwise; [`IncomingRing::commit`] returns whether the writer must be
 //!   signalled (free space crossing `pending_send_sz`);
 //! - [`mem`] holds the memory behind a ring: flat heap, paged (a GPADL page list) and
-//!   double-mapped (the zero-copy path). It is the only module with `unsafe` code;
-//! - [`wait`] has a doorbell and the spin-then-sleep loops for threads.
+//!   double-mapped (the zero-copy path). It and the eventfd calls are the only
+//!   `unsafe` code;
+//! - [`wait`] has the [`Wake`] trait, a doorbell and an eventfd behind it, and the
+//!   spin-then-sleep loops for threads.
 //!
 //! The peer is hostile: every index it writes is validated (below the data size,
 //! 8-aligned) and every packet length checked against the bytes written; a corrupt ring
@@ -41,6 +43,8 @@ pub mod control;
 pub mod error;
 pub mod mem;
 pub mod ring;
+#[cfg(target_os = "linux")]
+mod sys;
 pub mod wait;
 
 pub use control::ControlPage;
@@ -49,7 +53,9 @@ pub use mem::{DoubleMappedRingMem, FlatRingMem, PagedRingMem, RingMem, SharedMem
 pub use ring::{
     IncomingPacket, IncomingRing, OutgoingPacket, OutgoingRing, ReaderStats, WriterStats,
 };
-pub use wait::{Doorbell, WaitPolicy, wait_readable, write_blocking};
+#[cfg(target_os = "linux")]
+pub use wait::EventFd;
+pub use wait::{Doorbell, WaitPolicy, Wake, WakeFn, wait_readable, write_blocking};
 
 #[cfg(test)]
 mod tests;

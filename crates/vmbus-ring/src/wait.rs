@@ -1,18 +1,59 @@
-//! Waiting for a peer between threads: a doorbell plus the spin-then-sleep loops that
-//! follow the ring's signal decisions.
+//! Waking and waiting: the [`Wake`] trait every wake-up source implements, a
+//! [`Doorbell`] (Condvar) for the library's own threads, an [`EventFd`] for a VMM that
+//! polls from epoll, and the spin-then-sleep loops that follow the ring's signal
+//! decisions.
 //!
 //! The reference measurements (`reference/perf-and-style.md`) show that busy-polling
 //! wins with two threads on two cores but collapses when a third thread competes, so
 //! both loops spin a bounded number of times and then sleep on a [`Doorbell`], after
 //! the handshake that guarantees no lost wake-up: the reader clears `interrupt_mask`
 //! and re-checks before sleeping; the writer sets `pending_send_sz` and re-checks.
-
+//!
+//! **Who wakes whom.** A peer's signal, a network backend with new frames, a queued
+//! control request: each calls [`Wake::wake`] on what the worker that must act gave
+//! it. Threads of the library give a [`Doorbell`] and sleep on it; a VMM that drives
+//! the bus and the NIC from its own event loop (their `poll` APIs) gives an
+//! [`EventFd`] (or its own [`Wake`], e.g. one that wakes an async task), registers
+//! the fd with epoll, and polls when it fires.
 use crate::error::{RingError, WriteError};
 use crate::mem::RingMem;
 use crate::ring::{IncomingRing, OutgoingPacket, OutgoingRing};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+/// Something to ring when there may be work: implemented by [`Doorbell`] (a thread
+/// sleeps on it), [`EventFd`] (an event loop polls it) and by anything a VMM brings
+/// (an async task's waker, a pipe).
+///
+/// `wake` is called from any thread, often (once per peer signal), and must not block.
+/// Spurious wake-ups are allowed: whoever is woken re-checks its work.
+pub trait Wake: Send + Sync {
+    /// There may be work for the owner: wake it, or make its next wait return at once.
+    fn wake(&self);
+}
+
+impl<T: Wake + ?Sized> Wake for std::sync::Arc<T> {
+    fn wake(&self) {
+        (**self).wake()
+    }
+}
+
+/// A [`Wake`] that calls a closure (e.g. to wake an async task or post to an event
+/// loop).
+pub struct WakeFn<F>(pub F);
+
+impl<F: Fn() + Send + Sync> Wake for WakeFn<F> {
+    fn wake(&self) {
+        (self.0)()
+    }
+}
+
+impl<F> core::fmt::Debug for WakeFn<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("WakeFn")
+    }
+}
 
 /// A wake-up flag one side rings and the other waits on (the in-process stand-in for
 /// an event flag plus interrupt, or HvSignalEvent). Rings are not counted: several
@@ -87,6 +128,75 @@ impl Doorbell {
             self.rings.load(Ordering::Relaxed),
             self.sleeps.load(Ordering::Relaxed),
         )
+    }
+}
+
+impl Wake for Doorbell {
+    fn wake(&self) {
+        self.ring()
+    }
+}
+
+/// A Linux eventfd as a [`Wake`]: [`Wake::wake`] adds 1 to its counter, which makes the
+/// fd readable, so a VMM's epoll (or an irqfd/ioeventfd-style loop) sees the work;
+/// [`EventFd::take`] reads the counter back to 0. Non-blocking throughout.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct EventFd {
+    file: std::fs::File,
+    wakes: AtomicU64,
+}
+
+#[cfg(target_os = "linux")]
+impl EventFd {
+    /// A new eventfd (non-blocking, close-on-exec) with its counter at 0.
+    pub fn new() -> std::io::Result<Self> {
+        crate::sys::eventfd().map(|file| Self {
+            file,
+            wakes: AtomicU64::new(0),
+        })
+    }
+
+    /// Reads the counter back to 0; returns whether it was rung since the last take.
+    pub fn take(&self) -> bool {
+        crate::sys::eventfd_read(&self.file)
+    }
+
+    /// Waits until rung (consuming it) or `timeout` passes; returns whether it was
+    /// rung. For a thread that waits on the fd itself rather than through epoll.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        if self.take() {
+            return true;
+        }
+        crate::sys::poll_readable(&self.file, timeout);
+        self.take()
+    }
+
+    /// Times [`Wake::wake`] was called.
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl std::os::fd::AsFd for EventFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl std::os::fd::AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Wake for EventFd {
+    fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+        crate::sys::eventfd_write(&self.file);
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vmbus_ring::{
     Doorbell, IncomingPacket, IncomingRing, OutgoingPacket, OutgoingRing, ReadError, RingError,
-    RingMem, WaitPolicy, WriteError,
+    RingMem, WaitPolicy, Wake, WriteError,
 };
 
 /// Ring memory as channels hold it.
@@ -69,7 +69,7 @@ pub struct ChannelStats {
 pub struct ChannelShared {
     rx_bell: Doorbell,
     tx_bell: Doorbell,
-    waker: std::sync::Mutex<Option<Arc<Doorbell>>>,
+    waker: std::sync::Mutex<Option<Arc<dyn Wake>>>,
     closed: AtomicBool,
     signal: Box<dyn Fn() + Send + Sync>,
     /// Counters.
@@ -104,13 +104,14 @@ impl ChannelShared {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
-            w.ring();
+            w.wake();
         }
     }
 
-    /// Also rings `waker` on every peer signal and on close: for a worker that waits
-    /// for several sources (a channel and a network backend) on one doorbell.
-    pub fn set_waker(&self, waker: Arc<Doorbell>) {
+    /// Also wakes `waker` on every peer signal and on close: for a worker that waits
+    /// for several sources (a channel and a network backend) on one doorbell, or a VMM
+    /// that polls the channel's owner from its event loop (an [`vmbus_ring::EventFd`]).
+    pub fn set_waker(&self, waker: Arc<dyn Wake>) {
         *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
     }
 

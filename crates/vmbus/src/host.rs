@@ -2,10 +2,18 @@
 //!
 //! Guest hypercalls arrive through [`HypercallHandler`] on the guest's vCPU threads:
 //! PostMessage is queued (bounded; a full queue answers `INSUFFICIENT_BUFFERS` and the
-//! guest retries) for the bus worker thread, which runs the engine and carries out its
+//! guest retries) for the bus's poll, which runs the engine and carries out its
 //! actions; SignalEvent is routed straight to the channel by connection id. Devices
 //! implement [`VmbusDevice`] and receive an open [`Channel`].
+//!
+//! Who runs the poll is the VMM's choice: [`HostBus::new`] starts a thread of the
+//! library that sleeps until there is work; [`HostBus::polled`] starts none, and the
+//! VMM calls [`HostBus::poll`] from its own thread or executor whenever the [`Wake`] it
+//! gave fires (an [`vmbus_ring::EventFd`] in its epoll set, for example). Offers and
+//! rescinds are carried out by the calling thread in both modes, so they never wait
+//! behind the guest's messages.
 
+use crate::PollStatus;
 use crate::channel::{Channel, ChannelShared};
 use hv_hypercall::input::{PostMessage, SignalEvent};
 use hv_hypercall::{HvMessage, HvMessageType, HvStatus};
@@ -13,15 +21,16 @@ use hv_partition::GuestMemory;
 use hv_partition::gpadl::{GpadlBuffer, RingMapping, map_channel_rings};
 use hv_partition::{HypercallHandler, Partition};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use vmbus_proto::channel::gpadl::Gpadl;
 use vmbus_proto::engine::MESSAGE_CONNECTION_IDS;
 use vmbus_proto::engine::server::{
     Action, OfferError, OfferParams, OpenRequest, Server, ServerConfig,
 };
-use vmbus_ring::WaitPolicy;
+use vmbus_ring::{Doorbell, WaitPolicy, Wake};
 
 /// The GPADLs the guest created, by id, with the relid they were created for.
 pub type GpadlTable = Arc<RwLock<BTreeMap<u32, (u32, Arc<Gpadl>)>>>;
@@ -196,25 +205,29 @@ pub struct HostStats {
 /// Host-to-guest messages held while the guest's SynIC queue is full.
 const OUTBOX_CAP: usize = 4096;
 
-/// Work for the bus thread.
+/// A device's request to the bus (from [`DeviceContext`]), served at the bus's next
+/// poll: the device may be running inside the bus's poll when it asks.
 pub(crate) enum Request {
-    Message([u8; 240], u8),
     Offer(
         OfferParams,
         Box<dyn VmbusDevice>,
         mpsc::Sender<Result<u32, OfferError>>,
     ),
-    Rescind(u32, mpsc::Sender<Result<(), OfferError>>),
     /// Rescind subchannel `index` of the primary channel offered with these params.
     RescindSubchannel(OfferParams, u16),
-    Stop,
 }
 
 struct Inner<P> {
     partition: Arc<P>,
     config: HostConfig,
-    queue: Mutex<VecDeque<Request>>,
-    cv: Condvar,
+    /// Guest messages from the vCPU threads, bounded by `config.queue_depth`.
+    messages: Mutex<VecDeque<([u8; 240], u8)>>,
+    /// Device requests, served at the next poll.
+    requests: Mutex<VecDeque<Request>>,
+    /// Rung when there is work for the poll.
+    wake: Arc<dyn Wake>,
+    /// Set when the bus is dropped: the thread (if any) exits.
+    stopped: AtomicBool,
     /// Open channels by the connection id the guest signals.
     by_connection: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
     /// Complete GPADLs.
@@ -230,14 +243,15 @@ impl<P: Partition + 'static> HypercallHandler for Inner<P> {
             self.stats.bad_connection.fetch_add(1, Ordering::Relaxed);
             return HvStatus::INVALID_CONNECTION_ID;
         }
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.messages);
         if q.len() >= self.config.queue_depth {
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
             return HvStatus::INSUFFICIENT_BUFFERS;
         }
-        q.push_back(Request::Message(message.payload, message.payload_size));
+        q.push_back((message.payload, message.payload_size));
+        drop(q);
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
-        self.cv.notify_one();
+        self.wake.wake();
         HvStatus::SUCCESS
     }
 
@@ -304,74 +318,96 @@ impl<P: Partition + 'static> Worker<P> {
         }
     }
 
-    fn run(mut self) {
+    /// Guest messages handled per poll before it returns (so a flooding guest cannot
+    /// keep the poll's caller from other work).
+    const MESSAGES_PER_POLL: usize = 64;
+
+    /// One pass: retries held messages, serves the devices' requests, then the guest's
+    /// messages (a bounded number), carrying out the engine's actions.
+    fn poll(&mut self) -> PollStatus {
+        self.flush_outbox();
         loop {
-            self.flush_outbox();
-            let req = {
-                let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    // While messages are held, poll for the guest to drain its queue.
-                    let blocked = self.outbox.len() >= OUTBOX_CAP;
-                    if !blocked && let Some(r) = q.pop_front() {
-                        break Some(r);
-                    }
-                    if self.outbox.is_empty() {
-                        q = self.inner.cv.wait(q).unwrap_or_else(|e| e.into_inner());
-                    } else {
-                        let (g, _) = self
-                            .inner
-                            .cv
-                            .wait_timeout(q, std::time::Duration::from_micros(500))
-                            .unwrap_or_else(|e| e.into_inner());
-                        q = g;
-                        if blocked || q.is_empty() {
-                            break None;
-                        }
-                    }
-                }
-            };
-            let Some(req) = req else { continue };
-            match req {
-                Request::Message(buf, len) => {
-                    let bytes = buf.get(..usize::from(len)).unwrap_or(&[]);
-                    if let Err(r) = self.server.handle_message(bytes) {
-                        self.inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(rejection = %r, "vmbus: guest message rejected");
-                    }
-                }
-                Request::Offer(params, device, reply) => {
-                    let r = self.server.offer(params);
-                    if let Ok(relid) = r {
-                        self.devices.insert(relid, device);
-                        self.params.insert(relid, params);
-                        self.subchannel_index.insert(relid, params.subchannel_index);
-                    }
-                    let _ = reply.send(r);
-                }
-                Request::Rescind(relid, reply) => {
-                    let _ = reply.send(self.server.rescind(relid));
-                }
-                Request::RescindSubchannel(primary, index) => {
-                    let relid = self.params.iter().find_map(|(relid, p)| {
-                        (p.interface_type == primary.interface_type
-                            && p.interface_instance == primary.interface_instance
-                            && p.subchannel_index == index)
-                            .then_some(*relid)
-                    });
-                    if let Some(relid) = relid {
-                        let _ = self.server.rescind(relid);
-                    }
-                }
-                Request::Stop => {
-                    for (relid, st) in std::mem::take(&mut self.open) {
-                        self.close(relid, st);
-                    }
-                    return;
+            let r = lock(&self.inner.requests).pop_front();
+            let Some(r) = r else { break };
+            self.request(r);
+        }
+        let mut handled = 0;
+        while handled < Self::MESSAGES_PER_POLL && self.outbox.len() < OUTBOX_CAP {
+            let m = lock(&self.inner.messages).pop_front();
+            let Some((buf, len)) = m else { break };
+            handled += 1;
+            let bytes = buf.get(..usize::from(len)).unwrap_or(&[]);
+            if let Err(r) = self.server.handle_message(bytes) {
+                self.inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(rejection = %r, "vmbus: guest message rejected");
+            }
+            self.actions();
+        }
+        let more = !lock(&self.inner.messages).is_empty() || !lock(&self.inner.requests).is_empty();
+        if !self.outbox.is_empty() {
+            // The guest has not taken its messages yet: retry on a timer. Guest
+            // messages wait (PostMessage answers INSUFFICIENT_BUFFERS once the queue
+            // fills) while the outbox is full.
+            PollStatus::Idle(Some(Duration::from_micros(500)))
+        } else if more {
+            PollStatus::Busy
+        } else {
+            PollStatus::Idle(None)
+        }
+    }
+
+    fn actions(&mut self) {
+        while let Some(a) = self.server.poll_action() {
+            self.act(a);
+        }
+    }
+
+    /// A device's request.
+    fn request(&mut self, req: Request) {
+        match req {
+            Request::Offer(params, device, reply) => {
+                let _ = reply.send(self.offer(params, device));
+            }
+            Request::RescindSubchannel(primary, index) => {
+                let relid = self.params.iter().find_map(|(relid, p)| {
+                    (p.interface_type == primary.interface_type
+                        && p.interface_instance == primary.interface_instance
+                        && p.subchannel_index == index)
+                        .then_some(*relid)
+                });
+                if let Some(relid) = relid {
+                    let _ = self.server.rescind(relid);
                 }
             }
-            while let Some(a) = self.server.poll_action() {
-                self.act(a);
-            }
+        }
+        self.actions();
+    }
+
+    fn offer(
+        &mut self,
+        params: OfferParams,
+        device: Box<dyn VmbusDevice>,
+    ) -> Result<u32, OfferError> {
+        let r = self.server.offer(params);
+        if let Ok(relid) = r {
+            self.devices.insert(relid, device);
+            self.params.insert(relid, params);
+            self.subchannel_index.insert(relid, params.subchannel_index);
+        }
+        self.actions();
+        r
+    }
+
+    fn rescind(&mut self, relid: u32) -> Result<(), OfferError> {
+        let r = self.server.rescind(relid);
+        self.actions();
+        r
+    }
+
+    /// The bus goes away: every open channel is closed and its device told.
+    fn stop(&mut self) {
+        for (relid, st) in std::mem::take(&mut self.open) {
+            self.close(relid, st);
         }
     }
 
@@ -494,12 +530,8 @@ impl<P: Partition + 'static> Worker<P> {
             .insert(req.connection_id, shared.clone());
         let inner = self.inner.clone();
         let request: Arc<RequestFn> = Arc::new(move |r| {
-            inner
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_back(r);
-            inner.cv.notify_one();
+            lock(&inner.requests).push_back(r);
+            inner.wake.wake();
         });
         let context = DeviceContext {
             memory: memory.clone(),
@@ -529,7 +561,13 @@ impl<P: Partition + 'static> Worker<P> {
 /// The VMBus host.
 pub struct HostBus<P: Partition + 'static> {
     inner: Arc<Inner<P>>,
-    worker: Option<JoinHandle<()>>,
+    worker: Arc<Mutex<Worker<P>>>,
+    /// The library's thread in [`HostBus::new`]'s mode.
+    thread: Option<JoinHandle<()>>,
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The worker thread is gone.
@@ -547,15 +585,51 @@ pub enum HostError {
 }
 
 impl<P: Partition + 'static> HostBus<P> {
-    /// Starts a host bus on `partition` and installs it as the partition's hypercall
-    /// handler.
-    pub fn new(partition: Arc<P>, mut config: HostConfig) -> std::io::Result<Self> {
+    /// Starts a host bus on `partition`, installs it as the partition's hypercall
+    /// handler, and runs its poll on a thread of its own that sleeps until there is
+    /// work.
+    pub fn new(partition: Arc<P>, config: HostConfig) -> std::io::Result<Self> {
+        let bell = Arc::new(Doorbell::new());
+        let mut bus = Self::build(partition, config, bell.clone());
+        let (inner, worker) = (bus.inner.clone(), bus.worker.clone());
+        bus.thread = Some(
+            std::thread::Builder::new()
+                .name("vmbus-host".into())
+                .spawn(move || {
+                    while !inner.stopped.load(Ordering::Acquire) {
+                        let status = lock(&worker).poll();
+                        match status {
+                            PollStatus::Busy => {}
+                            // A guard against a lost wake-up; nothing needs it.
+                            PollStatus::Idle(t) => {
+                                bell.wait(t.unwrap_or(Duration::from_secs(1)));
+                            }
+                        }
+                    }
+                })?,
+        );
+        Ok(bus)
+    }
+
+    /// A host bus on `partition` that starts no thread: the VMM calls
+    /// [`HostBus::poll`] from a thread or executor of its own whenever `wake` fires
+    /// (a guest message arrived, a device asked for something) and when a timeout
+    /// [`HostBus::poll`] returned expires. Installs the bus as the partition's
+    /// hypercall handler, whose calls (on the vCPU threads) only queue messages and
+    /// wake `wake`.
+    pub fn polled(partition: Arc<P>, config: HostConfig, wake: Arc<dyn Wake>) -> Self {
+        Self::build(partition, config, wake)
+    }
+
+    fn build(partition: Arc<P>, mut config: HostConfig, wake: Arc<dyn Wake>) -> Self {
         config.server.vp_count = partition.vp_count();
         let inner = Arc::new(Inner {
             partition: partition.clone(),
             config,
-            queue: Mutex::new(VecDeque::new()),
-            cv: Condvar::new(),
+            messages: Mutex::new(VecDeque::new()),
+            requests: Mutex::new(VecDeque::new()),
+            wake,
+            stopped: AtomicBool::new(false),
             by_connection: RwLock::new(BTreeMap::new()),
             gpadls: Arc::new(RwLock::new(BTreeMap::new())),
             stats: HostStats::default(),
@@ -570,44 +644,49 @@ impl<P: Partition + 'static> HostBus<P> {
             open: BTreeMap::new(),
             subchannel_index: BTreeMap::new(),
         };
-        let handle = std::thread::Builder::new()
-            .name("vmbus-host".into())
-            .spawn(move || worker.run())?;
-        Ok(Self {
+        Self {
             inner,
-            worker: Some(handle),
-        })
+            worker: Arc::new(Mutex::new(worker)),
+            thread: None,
+        }
     }
 
-    fn request(&self, r: Request) {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(r);
-        self.inner.cv.notify_one();
+    /// Runs the bus: serves the devices' requests and a bounded batch of the guest's
+    /// messages (opening and closing channels, calling the devices), and retries
+    /// messages the guest has not taken yet. For [`HostBus::polled`] buses; on a bus
+    /// with its own thread it does the same work from the caller's thread.
+    ///
+    /// [`PollStatus::Busy`]: more is waiting, call again. [`PollStatus::Idle`]: wait
+    /// for the wake-up, and at most the duration it carries (messages held for a guest
+    /// that has not read its SynIC slot are retried on a timer).
+    pub fn poll(&self) -> PollStatus {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return PollStatus::Idle(None);
+        }
+        lock(&self.worker).poll()
     }
 
-    /// Offers `device` as a channel; returns its relid.
+    /// Offers `device` as a channel; returns its relid. Carried out on the calling
+    /// thread (the guest sees the offer if it has asked for offers).
     pub fn offer(
         &self,
         params: OfferParams,
         device: Box<dyn VmbusDevice>,
     ) -> Result<u32, HostError> {
-        let (tx, rx) = mpsc::channel();
-        self.request(Request::Offer(params, device, tx));
-        rx.recv()
-            .map_err(|_| HostError::Stopped)?
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(HostError::Stopped);
+        }
+        lock(&self.worker)
+            .offer(params, device)
             .map_err(HostError::Offer)
     }
 
     /// Rescinds a channel (closing it first if open).
     pub fn rescind(&self, relid: u32) -> Result<(), HostError> {
-        let (tx, rx) = mpsc::channel();
-        self.request(Request::Rescind(relid, tx));
-        rx.recv()
-            .map_err(|_| HostError::Stopped)?
-            .map_err(HostError::Offer)
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(HostError::Stopped);
+        }
+        lock(&self.worker).rescind(relid).map_err(HostError::Offer)
     }
 
     /// Counters.
@@ -618,9 +697,11 @@ impl<P: Partition + 'static> HostBus<P> {
 
 impl<P: Partition + 'static> Drop for HostBus<P> {
     fn drop(&mut self) {
-        self.request(Request::Stop);
-        if let Some(h) = self.worker.take() {
+        self.inner.stopped.store(true, Ordering::Release);
+        self.inner.wake.wake();
+        if let Some(h) = self.thread.take() {
             let _ = h.join();
         }
+        lock(&self.worker).stop();
     }
 }

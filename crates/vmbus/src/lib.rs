@@ -22,6 +22,18 @@ pub mod echo;
 pub mod guest;
 pub mod host;
 
+/// What a poll of a [`HostBus`] (or of a device's poller) found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PollStatus {
+    /// More work is ready: poll again (after other work, to stay fair to it).
+    Busy,
+    /// Nothing to do until the wake-up fires; with `Some(d)`, poll again after `d` at
+    /// the latest even if it does not (a timed retry, or a guard against a peer that
+    /// fails to signal).
+    Idle(Option<std::time::Duration>),
+}
+
 pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
 pub use echo::EchoDevice;
 pub use guest::{GuestBus, GuestConfig, GuestError};
