@@ -100,12 +100,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     guest.unload()?;
     println!(
         "host: {} guest messages, {} rejected; guest: {} host messages, {} EOMs",
-        host.stats()
-            .messages
-            .load(std::sync::atomic::Ordering::Relaxed),
-        host.stats()
-            .rejected
-            .load(std::sync::atomic::Ordering::Relaxed),
+        host.stats().messages,
+        host.stats().rejected,
         guest
             .stats()
             .messages

@@ -12,8 +12,11 @@ use vmbus_ring::{DoubleMappedRingMem, PagedRingMem, RingMem};
 
 /// How ring pages are mapped.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RingMapping {
     /// Data pages mapped twice back to back: every packet contiguous (zero-copy).
+    /// Where a page's region is not a shared mapping of a file (anonymous or private
+    /// VMM memory), or the kernel refuses the mapping, the ring is paged instead.
     #[default]
     DoubleMapped,
     /// Pages accessed one by one through the guest-memory mapping: no new mappings.
@@ -28,18 +31,26 @@ pub struct ChannelRings {
     pub host_to_guest: Arc<dyn RingMem>,
 }
 
-fn ring(memory: &GuestMemory, pages: &[u64], how: RingMapping) -> io::Result<Arc<dyn RingMem>> {
-    let (&ctl, data) = pages
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty ring"))?;
-    Ok(match how {
-        RingMapping::DoubleMapped => Arc::new(DoubleMappedRingMem::from_pages(
-            memory.shared().clone(),
-            ctl,
-            data,
-        )?),
-        RingMapping::Paged => Arc::new(PagedRingMem::new(memory.shared().clone(), ctl, data)?),
-    })
+fn ring(memory: &GuestMemory, pfns: &[u64], how: RingMapping) -> io::Result<Arc<dyn RingMem>> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_string());
+    let pages = pfns
+        .iter()
+        .map(|&p| {
+            memory
+                .ring_page(p)
+                .ok_or_else(|| bad("ring page outside guest memory"))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let (&ctl, data) = pages.split_first().ok_or_else(|| bad("empty ring"))?;
+    if how == RingMapping::DoubleMapped {
+        match DoubleMappedRingMem::from_region_pages(ctl, data) {
+            Ok(m) => return Ok(Arc::new(m)),
+            Err(e) => {
+                tracing::debug!(error = %e, "ring cannot be double-mapped; paged instead");
+            }
+        }
+    }
+    Ok(Arc::new(PagedRingMem::from_pages(ctl, data)?))
 }
 
 /// Maps a ring GPADL (one range of whole pages, split at `downstream_page_offset`)

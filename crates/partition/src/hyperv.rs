@@ -163,9 +163,7 @@ impl HvVp {
                 let r = HypercallPageRegister(value);
                 let mut regs = self.regs();
                 if r.enabled() && regs.guest_os_id != 0 {
-                    if r.gpa()
-                        .checked_add(PAGE_SIZE)
-                        .is_none_or(|e| e > mem.size())
+                    if !mem.contains(r.gpa(), PAGE_SIZE)
                         || mem.write(r.gpa(), &HYPERCALL_STUB).is_err()
                     {
                         drop(regs);

@@ -2,7 +2,9 @@
 //!
 //! A guest partition as a VMBus host (or a simulated guest) sees it:
 //!
-//! - [`memory`]: guest RAM backed by a memfd, every GPA access bounds-checked;
+//! - [`memory`]: guest RAM, regions at guest-physical addresses: the VMM's own
+//!   (through [`GuestRam`]; rust-vmm's `GuestMemoryMmap` with feature `vm-memory`) or
+//!   memfds of ours; every GPA access bounds-checked;
 //! - [`synic`]: one VP's SynIC: SCONTROL/SIMP/SIEFP/SINT registers, the message and
 //!   event-flag pages in guest memory with the real layouts, a bounded queue per SINT
 //!   with message-pending and EOM redelivery;
@@ -26,8 +28,9 @@
 //! All backends implement the same [`Partition`] trait, so the VMBus host code above
 //! does not change.
 
-// Denied everywhere; the exceptions are the KVM memory-region registration and the
-// conversion of mshv-bindings' `hv_message` to bytes.
+// Denied everywhere; the exceptions are the KVM memory-region registration, adopting
+// vm-memory's mappings as guest memory, and the conversion of mshv-bindings'
+// `hv_message` to bytes.
 #![deny(unsafe_code)]
 
 pub mod backend;
@@ -48,5 +51,5 @@ pub mod sim;
 pub mod synic;
 
 pub use backend::{HypercallHandler, Partition, PartitionError};
-pub use memory::GuestMemory;
+pub use memory::{GuestMemory, GuestRam, RamRegion};
 pub use sim::{SimPartition, SimVp};

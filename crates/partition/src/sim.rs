@@ -38,8 +38,15 @@ pub struct SimPartition {
 }
 
 impl SimPartition {
-    /// A partition with `memory_size` bytes of guest memory and `vp_count` VPs.
+    /// A partition with `memory_size` bytes of guest memory (at GPA 0) and `vp_count`
+    /// VPs.
     pub fn new(memory_size: u64, vp_count: u32) -> io::Result<Arc<Self>> {
+        Self::with_memory(GuestMemory::new(memory_size)?, vp_count)
+    }
+
+    /// A partition over `memory` (e.g. regions around a hole, or a VMM's own RAM) with
+    /// `vp_count` VPs.
+    pub fn with_memory(memory: GuestMemory, vp_count: u32) -> io::Result<Arc<Self>> {
         if vp_count == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -56,7 +63,7 @@ impl SimPartition {
             })
             .collect();
         Ok(Arc::new(Self {
-            memory: GuestMemory::new(memory_size)?,
+            memory,
             vps,
             handler: RwLock::new(None),
         }))

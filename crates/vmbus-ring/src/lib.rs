@@ -49,7 +49,7 @@ pub mod wait;
 
 pub use control::ControlPage;
 pub use error::{ReadError, RingError, WriteError};
-pub use mem::{DoubleMappedRingMem, FlatRingMem, PagedRingMem, RingMem, SharedMemory};
+pub use mem::{DoubleMappedRingMem, FlatRingMem, PagedRingMem, RingMem, RingPage, SharedMemory};
 pub use ring::{
     IncomingPacket, IncomingRing, OutgoingPacket, OutgoingRing, ReaderStats, WriterStats,
 };

@@ -305,14 +305,21 @@ impl GuestBus {
     pub fn new(partition: Arc<SimPartition>, config: GuestConfig) -> Result<Self, GuestError> {
         use hv_partition::Partition;
         let memory = partition.memory().clone();
+        // Every page of RAM from `alloc_base` up, region by region.
         let first = config.alloc_base.div_ceil(4096);
-        let total = memory.pages();
-        if first >= total {
+        let free: Vec<(u64, u64)> = memory
+            .page_ranges()
+            .into_iter()
+            .filter_map(|(start, count)| {
+                let end = start + count;
+                let start = start.max(first);
+                (start < end).then(|| (start, end - start))
+            })
+            .collect();
+        if free.is_empty() {
             return Err(GuestError::OutOfMemory);
         }
-        let mut alloc = PageAllocator {
-            free: vec![(first, total - first)],
-        };
+        let mut alloc = PageAllocator { free };
         let mut vps = Vec::new();
         let mut pages = Vec::new();
         for i in 0..partition.vp_count() {

@@ -185,21 +185,39 @@ impl Default for HostConfig {
     }
 }
 
-/// Host bus counters.
-#[derive(Debug, Default)]
+/// Host bus counters, as [`HostBus::stats`] reads them.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostStats {
     /// Guest messages accepted.
-    pub messages: AtomicU64,
-    /// PostMessage answered INSUFFICIENT_BUFFERS.
-    pub busy: AtomicU64,
+    pub messages: u64,
+    /// PostMessage answered INSUFFICIENT_BUFFERS (the bus's queue was full).
+    pub busy: u64,
     /// PostMessage or SignalEvent to an unknown connection id.
-    pub bad_connection: AtomicU64,
-    /// Messages the engine rejected.
-    pub rejected: AtomicU64,
+    pub bad_connection: u64,
+    /// Messages the engine rejected (malformed, out of state, refused).
+    pub rejected: u64,
     /// Messages the partition could not deliver to the guest.
-    pub post_failures: AtomicU64,
+    pub post_failures: u64,
     /// Opens that failed to map rings or start the device.
-    pub open_failures: AtomicU64,
+    pub open_failures: u64,
+    /// GPADLs created.
+    pub gpadls_created: u64,
+    /// GPADLs refused because they named pages outside guest RAM.
+    pub gpadls_outside_ram: u64,
+    /// Channels opened.
+    pub opens: u64,
+}
+
+/// The counters the vCPU threads and the poll update.
+#[derive(Debug, Default)]
+struct HostCounters {
+    messages: AtomicU64,
+    busy: AtomicU64,
+    bad_connection: AtomicU64,
+    rejected: AtomicU64,
+    post_failures: AtomicU64,
+    open_failures: AtomicU64,
 }
 
 /// Host-to-guest messages held while the guest's SynIC queue is full.
@@ -232,7 +250,7 @@ struct Inner<P> {
     by_connection: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
     /// Complete GPADLs.
     gpadls: GpadlTable,
-    stats: HostStats,
+    stats: HostCounters,
 }
 
 impl<P: Partition + 'static> HypercallHandler for Inner<P> {
@@ -623,6 +641,8 @@ impl<P: Partition + 'static> HostBus<P> {
 
     fn build(partition: Arc<P>, mut config: HostConfig, wake: Arc<dyn Wake>) -> Self {
         config.server.vp_count = partition.vp_count();
+        // GPADLs may name guest RAM only.
+        config.server.guest_ram = partition.memory().page_ranges();
         let inner = Arc::new(Inner {
             partition: partition.clone(),
             config,
@@ -632,7 +652,7 @@ impl<P: Partition + 'static> HostBus<P> {
             stopped: AtomicBool::new(false),
             by_connection: RwLock::new(BTreeMap::new()),
             gpadls: Arc::new(RwLock::new(BTreeMap::new())),
-            stats: HostStats::default(),
+            stats: HostCounters::default(),
         });
         partition.set_hypercall_handler(inner.clone());
         let worker = Worker {
@@ -689,9 +709,22 @@ impl<P: Partition + 'static> HostBus<P> {
         lock(&self.worker).rescind(relid).map_err(HostError::Offer)
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &HostStats {
-        &self.inner.stats
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> HostStats {
+        let c = &self.inner.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let engine = lock(&self.worker).server.stats();
+        HostStats {
+            messages: load(&c.messages),
+            busy: load(&c.busy),
+            bad_connection: load(&c.bad_connection),
+            rejected: load(&c.rejected),
+            post_failures: load(&c.post_failures),
+            open_failures: load(&c.open_failures),
+            gpadls_created: engine.gpadls_created,
+            gpadls_outside_ram: engine.gpadls_outside_ram,
+            opens: engine.opens,
+        }
     }
 }
 

@@ -38,6 +38,6 @@ pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
 pub use echo::EchoDevice;
 pub use guest::{GuestBus, GuestConfig, GuestError};
 pub use host::{
-    DeviceContext, GpadlTable, HostBus, HostConfig, HostError, PendingOffer, VmbusDevice,
+    DeviceContext, GpadlTable, HostBus, HostConfig, HostError, HostStats, PendingOffer, VmbusDevice,
 };
 pub use vmbus_proto::engine::server::{OfferParams, OpenRequest};

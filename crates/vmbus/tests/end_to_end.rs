@@ -157,13 +157,7 @@ fn million_packets_echoed_close_and_reopen() {
     let ch = stream(ch, 10_000);
     drop(ch);
     s.guest.close(relid).unwrap();
-    assert_eq!(
-        s.host
-            .stats()
-            .rejected
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(s.host.stats().rejected, 0);
     assert_eq!(
         s.guest
             .stats()
@@ -202,10 +196,7 @@ fn version_negotiation() {
     );
     assert_eq!(s.guest.connect().unwrap(), VmbusVersion::V4_0);
     assert_eq!(
-        s.host
-            .stats()
-            .rejected
-            .load(std::sync::atomic::Ordering::Relaxed),
+        s.host.stats().rejected,
         5,
         "5.3, 5.2, 5.1, 5.0, 4.1 refused"
     );
@@ -379,13 +370,55 @@ fn hostile_guest_messages_do_not_break_the_host() {
     );
     // The bus still works.
     stream(s.guest.open(&find(&offers, relid), 4, 0).unwrap(), 100);
-    assert!(
-        s.host
-            .stats()
-            .rejected
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 5
-    );
+    assert!(s.host.stats().rejected >= 5);
+}
+
+/// Guest RAM with a hole: 64 MiB at 0 and 64 MiB at 4 GiB. GPADLs naming the hole, a
+/// region's edge or past the last region are refused and counted; the guest's SynIC
+/// pages and rings above 4 GiB work.
+#[test]
+fn gpadls_outside_guest_ram_are_refused_and_rings_above_4g_work() {
+    let memory =
+        hv_partition::GuestMemory::with_layout(&[(0, 64 << 20), (4 << 30, 64 << 20)]).unwrap();
+    let partition = SimPartition::with_memory(memory, 1).unwrap();
+    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
+    let guest = GuestBus::new(
+        partition.clone(),
+        GuestConfig {
+            // Everything the guest allocates (SynIC pages, rings) above 4 GiB.
+            alloc_base: 4 << 30,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let relid = host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    guest.connect().unwrap();
+    let offers = guest.request_offers().unwrap();
+    let low_end = (64 << 20) / 4096;
+    let high = (4u64 << 30) / 4096;
+    let high_end = high + (64 << 20) / 4096;
+    for (what, start, pages) in [
+        ("in the hole", low_end + 100, 4),
+        ("across low RAM's edge", low_end - 2, 4),
+        ("below high RAM", high - 1, 2),
+        ("past the last region", high_end - 1, 2),
+        ("far beyond", 1 << 40, 1),
+    ] {
+        assert_eq!(
+            guest.create_gpadl(relid, start, pages),
+            Err(vmbus::GuestError::Refused("GPADL")),
+            "{what}"
+        );
+    }
+    assert_eq!(host.stats().gpadls_outside_ram, 5);
+    // RAM on both sides of the hole is fine.
+    let g = guest.create_gpadl(relid, low_end - 4, 4).unwrap();
+    guest.teardown_gpadl(g).unwrap();
+    // Rings above 4 GiB carry packets.
+    let ch = guest.open(&find(&offers, relid), 4, 0).unwrap();
+    stream(ch, 1000);
+    assert_eq!(host.stats().open_failures, 0);
+    assert_eq!(host.stats().gpadls_outside_ram, 5);
 }
 
 #[test]

@@ -268,16 +268,41 @@ pub fn ring_hostile_peer(data: &[u8]) {
     }
 }
 
+/// The guest RAM of [`vmbus_server`]: 256 pages at 0, a hole, 64 pages at page 0x400
+/// and 16 more right after them (a seam between two regions), made once.
+fn server_memory() -> Option<&'static hv_partition::GuestMemory> {
+    static MEM: std::sync::OnceLock<Option<hv_partition::GuestMemory>> = std::sync::OnceLock::new();
+    MEM.get_or_init(|| {
+        hv_partition::GuestMemory::with_layout(&[
+            (0, 256 * 4096),
+            (0x400 * 4096, 64 * 4096),
+            (0x440 * 4096, 16 * 4096),
+        ])
+        .ok()
+    })
+    .as_ref()
+}
+
 /// A hostile guest drives the VMBus server engine: the input is a sequence of
 /// length-prefixed channel messages, each followed by a host-event byte (offer, rescind,
 /// open completion outcome). The server must keep its invariants and caps.
+///
+/// Guest RAM has a hole and a seam ([`server_memory`]): a GPADL naming a page in the
+/// hole, past a region's edge or past the last region must be refused (and counted);
+/// every GPADL the server accepts is mapped as a buffer and, when a channel opens on
+/// it, as rings (double-mapped or paged by the event byte), touching only RAM.
 pub fn vmbus_server(data: &[u8]) {
+    use hv_partition::gpadl::{GpadlBuffer, RingMapping, map_channel_rings};
     use vmbus_proto::engine::server::{Action, OfferParams, Server, ServerConfig};
+    let Some(memory) = server_memory() else {
+        return;
+    };
     let config = ServerConfig {
         vp_count: 2,
         max_gpadls: 8,
         max_gpadl_pages: 64,
         max_channels: 8,
+        guest_ram: memory.page_ranges(),
         ..Default::default()
     };
     let mut s = Server::new(config);
@@ -293,6 +318,8 @@ pub fn vmbus_server(data: &[u8]) {
     for i in 0..3 {
         let _ = s.offer(offer(i));
     }
+    let mut gpadls: std::collections::BTreeMap<u32, vmbus_proto::channel::gpadl::Gpadl> =
+        Default::default();
     let mut rest = data;
     let mut steps = 0usize;
     while let Some((&len, tail)) = rest.split_first() {
@@ -316,8 +343,55 @@ pub fn vmbus_server(data: &[u8]) {
         while let Some(a) = s.poll_action() {
             actions += 1;
             assert!(actions < 10_000, "action storm");
-            if let Action::Open(o) = a {
-                s.open_complete(o.relid, o.open_id, event % 2 == 0);
+            match a {
+                Action::Open(o) => {
+                    let how = if event & 0x10 == 0 {
+                        RingMapping::DoubleMapped
+                    } else {
+                        RingMapping::Paged
+                    };
+                    let mapped = map_channel_rings(memory, &o.gpadl, o.downstream_page_offset, how);
+                    if let Ok(rings) = &mapped {
+                        // The guest's ring indices are garbage: the ring refuses them
+                        // or reads only what lies inside.
+                        if let Ok(mut rx) =
+                            vmbus_ring::IncomingRing::new(rings.guest_to_host.clone())
+                        {
+                            let _ = rx.try_read().map(|p| p.len());
+                        }
+                    }
+                    s.open_complete(o.relid, o.open_id, mapped.is_ok() && event % 2 == 0);
+                }
+                Action::GpadlReady { id, gpadl, .. } => {
+                    // Accepted: every page is RAM.
+                    for r in &gpadl.ranges {
+                        for &pfn in &r.pfns {
+                            assert!(
+                                memory.contains(pfn * 4096, 4096),
+                                "GPADL page {pfn:#x} outside RAM accepted"
+                            );
+                        }
+                    }
+                    if let Ok(buf) = GpadlBuffer::new(memory, &gpadl) {
+                        let mut b = [0u8; 64];
+                        let end = buf.len();
+                        for off in [
+                            0,
+                            end / 2,
+                            end.saturating_sub(64),
+                            end.saturating_sub(1),
+                            end,
+                        ] {
+                            let _ = buf.read_at(off, &mut b);
+                            let _ = buf.write_at(off, &b);
+                        }
+                    }
+                    gpadls.insert(id, gpadl);
+                }
+                Action::GpadlReleased { gpadl } => {
+                    gpadls.remove(&gpadl);
+                }
+                _ => {}
             }
         }
         s.check_invariants().expect("server invariants");

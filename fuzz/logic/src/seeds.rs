@@ -296,11 +296,38 @@ fn vmbus_server() -> Vec<Vec<u8>> {
         }
         out
     };
+    // GPADLs against guest RAM with a hole (pages 0x100..0x400) and a seam at page
+    // 0x440: in the hole, across a region's edge into the hole, past the last region
+    // (all refused), and across the seam of two adjacent regions (accepted, then a
+    // channel opened on it, paged: event 0x12).
+    let gpadl_of = |id: u32, pfns: Vec<u64>| {
+        let (gh, gb) =
+            split(1, id, &[GpaRange::whole_pages(pfns)]).unwrap_or_else(|_| unreachable!());
+        let mut v = vec![Message::GpadlHeader(gh)];
+        v.extend(gb.into_iter().map(Message::GpadlBody));
+        v
+    };
+    let mut memory_session = vec![Message::InitiateContact(ic, None), Message::RequestOffers];
+    memory_session.extend(gpadl_of(0x20, (0x200..0x204).collect()));
+    memory_session.extend(gpadl_of(0x21, (0xfe..0x102).collect()));
+    memory_session.extend(gpadl_of(0x22, (0x44c..0x454).collect()));
+    memory_session.extend(gpadl_of(0x23, vec![0x43e, 0x43f, 0x440, 0x441]));
+    memory_session.push(Message::OpenChannel(
+        OpenChannel {
+            ring_buffer_gpadl_handle: 0x23,
+            downstream_ring_buffer_page_offset: 2,
+            ..open
+        },
+        None,
+    ));
+    memory_session.push(Message::CloseChannel(ChildRelid { child_relid: 1 }));
     vec![
         with_events(&session, 2),
         with_events(&session, 1),
         with_events(&session, 3),
         with_events(&session[..4], 0),
+        with_events(&memory_session, 2),
+        with_events(&memory_session, 0x12),
         vec![],
     ]
 }

@@ -380,20 +380,22 @@ impl KvmPartition {
         )
         .map_err(kvm_err("set MSR filter"))?;
 
-        let memory = GuestMemory::new(config.memory_size)?;
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: memory.size(),
-            userspace_addr: memory.shared().host_address(),
-        };
-        // SAFETY: the region is the whole memfd mapping owned by `memory`, which lives in
-        // the returned partition as long as the VM fd (fields drop after `vm`... the VM
-        // fd is dropped with the partition, and `memory` is kept alive by the same
-        // struct), and it is never unmapped or resized while the VM exists.
-        #[allow(unsafe_code)]
-        unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
+        // RAM below the MMIO hole and, beyond 3 GiB, above 4 GiB: a KVM slot each.
+        let memory = GuestMemory::with_layout(&layout::ram_layout(config.memory_size))?;
+        for (slot, (gpa, region)) in memory.regions().enumerate() {
+            let region = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: gpa,
+                memory_size: region.len() as u64,
+                userspace_addr: region.host_address(),
+            };
+            // SAFETY: the region is a whole memfd mapping owned by `memory`, which the
+            // returned partition keeps as long as the VM fd, and it is never unmapped
+            // or resized while the VM exists.
+            #[allow(unsafe_code)]
+            unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
+        }
 
         let baseline = config.cpuid.baseline();
         let cmdline = if baseline {

@@ -246,16 +246,19 @@ impl MshvPartition {
             .map_err(mshv_err("install intercept"))?;
         }
 
-        let memory = GuestMemory::new(config.memory_size)?;
-        vm.map_user_memory(mshv_bindings::mshv_user_mem_region {
-            size: memory.size(),
-            guest_pfn: 0,
-            userspace_addr: memory.shared().host_address(),
-            flags: (1 << mshv_bindings::MSHV_SET_MEM_BIT_WRITABLE)
-                | (1 << mshv_bindings::MSHV_SET_MEM_BIT_EXECUTABLE),
-            ..Default::default()
-        })
-        .map_err(mshv_err("map guest memory"))?;
+        // RAM below the MMIO hole and, beyond 3 GiB, above 4 GiB.
+        let memory = GuestMemory::with_layout(&crate::pc::layout::ram_layout(config.memory_size))?;
+        for (gpa, region) in memory.regions() {
+            vm.map_user_memory(mshv_bindings::mshv_user_mem_region {
+                size: region.len() as u64,
+                guest_pfn: gpa / crate::memory::PAGE_SIZE,
+                userspace_addr: region.host_address(),
+                flags: (1 << mshv_bindings::MSHV_SET_MEM_BIT_WRITABLE)
+                    | (1 << mshv_bindings::MSHV_SET_MEM_BIT_EXECUTABLE),
+                ..Default::default()
+            })
+            .map_err(mshv_err("map guest memory"))?;
+        }
         // No IOAPIC: nothing here would answer its MMIO.
         let info = boot::load(
             &memory,

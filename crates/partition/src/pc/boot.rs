@@ -15,7 +15,7 @@ use linux_loader::loader::{BzImage, Elf, KernelLoader};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 /// What went wrong while loading the guest.
 #[derive(Debug, thiserror::Error)]
@@ -62,18 +62,6 @@ fn mem_err(e: impl std::fmt::Display) -> BootError {
     BootError::Memory(e.to_string())
 }
 
-/// A vm-memory view of `mem` (a second shared mapping of its memfd).
-fn vm_memory(mem: &GuestMemory) -> Result<GuestMemoryMmap, BootError> {
-    let fd = mem.shared().fd().try_clone_to_owned().map_err(mem_err)?;
-    let size = usize::try_from(mem.size()).map_err(mem_err)?;
-    GuestMemoryMmap::from_ranges_with_files([(
-        GuestAddress(0),
-        size,
-        Some(FileOffset::new(File::from(fd), 0)),
-    )])
-    .map_err(mem_err)
-}
-
 fn is_elf(f: &mut File) -> std::io::Result<bool> {
     let mut magic = [0u8; 4];
     f.seek(SeekFrom::Start(0))?;
@@ -82,26 +70,43 @@ fn is_elf(f: &mut File) -> std::io::Result<bool> {
     Ok(n == 4 && magic == *b"\x7fELF")
 }
 
-fn e820(mem_size: u64) -> Vec<boot_e820_entry> {
+/// The e820 map of `mem`: its regions as RAM, with the BIOS area below 1 MiB
+/// (EBDA, VGA hole, the ACPI tables) reserved. Regions are whole pages; the first
+/// starts at 0 (checked by the caller).
+fn e820(mem: &GuestMemory) -> Vec<boot_e820_entry> {
     const RAM: u32 = 1;
     const RESERVED: u32 = 2;
-    vec![
-        boot_e820_entry {
-            addr: 0,
-            size: EBDA_GPA,
-            r#type: RAM,
-        },
-        boot_e820_entry {
-            addr: EBDA_GPA,
-            size: HIGH_MEMORY_GPA - EBDA_GPA,
-            r#type: RESERVED,
-        },
-        boot_e820_entry {
-            addr: HIGH_MEMORY_GPA,
-            size: mem_size - HIGH_MEMORY_GPA,
-            r#type: RAM,
-        },
-    ]
+    let mut map = Vec::new();
+    for (gpa, region) in mem.regions() {
+        let end = gpa + region.len() as u64;
+        if gpa < HIGH_MEMORY_GPA {
+            map.push(boot_e820_entry {
+                addr: gpa,
+                size: EBDA_GPA.min(end).saturating_sub(gpa),
+                r#type: RAM,
+            });
+            map.push(boot_e820_entry {
+                addr: EBDA_GPA,
+                size: HIGH_MEMORY_GPA - EBDA_GPA,
+                r#type: RESERVED,
+            });
+            if end > HIGH_MEMORY_GPA {
+                map.push(boot_e820_entry {
+                    addr: HIGH_MEMORY_GPA,
+                    size: end - HIGH_MEMORY_GPA,
+                    r#type: RAM,
+                });
+            }
+        } else {
+            map.push(boot_e820_entry {
+                addr: gpa,
+                size: end - gpa,
+                r#type: RAM,
+            });
+        }
+    }
+    map.retain(|e| e.size > 0);
+    map
 }
 
 /// Identity-maps the first 4 GiB with 2 MiB pages: PML4 -> one PDPT -> four PDs.
@@ -203,7 +208,17 @@ pub fn load(
     if cmdline.len() >= CMDLINE_MAX || cmdline.contains('\0') {
         return Err(BootError::Cmdline);
     }
-    let vm_mem = vm_memory(mem)?;
+    // Low memory must hold the boot structures, the kernel and the initramfs.
+    let low_end = mem
+        .regions()
+        .next()
+        .filter(|(gpa, _)| *gpa == 0)
+        .map(|(_, r)| r.len() as u64)
+        .filter(|&end| end >= MIN_MEMORY)
+        .ok_or_else(|| {
+            BootError::Memory("guest memory must start with at least 64 MiB at GPA 0".into())
+        })?;
+    let vm_mem = mem.vm_memory_view().map_err(mem_err)?;
     let mut kf = File::open(kernel).map_err(io_err(kernel))?;
     let elf = is_elf(&mut kf).map_err(io_err(kernel))?;
     let high = Some(GuestAddress(HIGH_MEMORY_GPA));
@@ -238,7 +253,7 @@ pub fn load(
     if let Some(path) = initrd {
         let data = std::fs::read(path).map_err(io_err(path))?;
         let size = data.len() as u64;
-        let limit = mem.size().min(u64::from(params.hdr.initrd_addr_max) + 1);
+        let limit = low_end.min(u64::from(params.hdr.initrd_addr_max) + 1);
         let addr = limit
             .checked_sub(size)
             .map(|a| a & !0xfff)
@@ -249,7 +264,10 @@ pub fn load(
         params.hdr.ramdisk_size = size as u32;
     }
 
-    let map = e820(mem.size());
+    let map = e820(mem);
+    if map.len() > params.e820_table.len() {
+        return Err(BootError::Memory(format!("{} e820 entries", map.len())));
+    }
     for (dst, src) in params.e820_table.iter_mut().zip(&map) {
         *dst = *src;
     }
@@ -291,8 +309,22 @@ mod tests {
 
     #[test]
     fn e820_covers_memory() {
-        let m = e820(256 << 20);
+        let mem = GuestMemory::new(256 << 20).unwrap();
+        let m = e820(&mem);
         assert_eq!(m.iter().map(|e| e.size).sum::<u64>(), 256 << 20);
+        // RAM split around the hole: below 3 GiB and from 4 GiB.
+        let layout = ram_layout(5 << 30);
+        assert_eq!(layout, vec![(0, 3 << 30), (4 << 30, 2 << 30)]);
+        let mem = GuestMemory::with_layout(&layout).unwrap();
+        let m = e820(&mem);
+        let ram: u64 = m.iter().filter(|e| e.r#type == 1).map(|e| e.size).sum();
+        assert_eq!(ram, (5 << 30) - (HIGH_MEMORY_GPA - EBDA_GPA));
+        let last = m.last().unwrap();
+        assert_eq!((last.addr, last.size, last.r#type), (4 << 30, 2 << 30, 1));
+        assert!(
+            m.iter()
+                .all(|e| e.addr + e.size <= MMIO_HOLE_GPA || e.addr >= 4 << 30)
+        );
     }
 
     #[test]

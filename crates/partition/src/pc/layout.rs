@@ -1,8 +1,9 @@
 //! Where things are in the guest's physical address space and I/O ports.
 //!
-//! RAM starts at 0 and ends below the 3 GiB MMIO hole ([`MAX_MEMORY`]), so one memory
-//! slot covers it. Low memory holds the boot structures; 0x9FC00..0x100000 is reported
-//! reserved (EBDA, VGA hole, ACPI tables in the BIOS area).
+//! RAM starts at 0; up to 3 GiB of it lies below the MMIO hole ([`MMIO_HOLE_GPA`]..4
+//! GiB: IOAPIC, LAPIC, KVM's TSS), the rest from 4 GiB up ([`ram_layout`]). Low memory
+//! holds the boot structures; 0x9FC00..0x100000 is reported reserved (EBDA, VGA hole,
+//! ACPI tables in the BIOS area).
 
 /// GDT for the 64-bit boot: null, code, data, TSS.
 pub const GDT_GPA: u64 = 0x500;
@@ -27,8 +28,24 @@ pub const ACPI_GPA: u64 = 0xe_0000;
 pub const ACPI_SIZE: u64 = 0x1_0000;
 /// Where high memory (and a bzImage's protected-mode kernel) starts.
 pub const HIGH_MEMORY_GPA: u64 = 0x10_0000;
-/// Guest RAM must end below the MMIO hole (IOAPIC, LAPIC).
-pub const MAX_MEMORY: u64 = 0xc000_0000;
+/// Start of the MMIO hole below 4 GiB (IOAPIC, LAPIC, KVM's TSS): RAM beyond it goes
+/// above 4 GiB.
+pub const MMIO_HOLE_GPA: u64 = 0xc000_0000;
+/// Where RAM above the hole starts.
+pub const HIGH_RAM_GPA: u64 = 0x1_0000_0000;
+/// Largest guest RAM accepted (1 TiB).
+pub const MAX_MEMORY: u64 = 1 << 40;
+
+/// The RAM regions (GPA, bytes) for `size` bytes of RAM: below the MMIO hole, and the
+/// rest from 4 GiB.
+pub fn ram_layout(size: u64) -> Vec<(u64, u64)> {
+    let low = size.min(MMIO_HOLE_GPA);
+    let mut v = vec![(0, low)];
+    if size > low {
+        v.push((HIGH_RAM_GPA, size - low));
+    }
+    v
+}
 /// Smallest guest RAM accepted.
 pub const MIN_MEMORY: u64 = 64 << 20;
 /// IOAPIC (in-kernel).

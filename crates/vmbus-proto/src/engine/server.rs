@@ -26,6 +26,11 @@ pub struct ServerConfig {
     pub max_gpadls: usize,
     /// Maximum channels (relids 1..=max).
     pub max_channels: u32,
+    /// The guest's RAM as page ranges (first page number, page count). A GPADL naming
+    /// any other page (the MMIO hole, past a region's edge or the last region) is
+    /// refused with a failed GpadlCreated and counted. Empty: pages are not checked
+    /// here (the host must check every access itself; it does anyway).
+    pub guest_ram: Vec<(u64, u64)>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +52,7 @@ impl Default for ServerConfig {
             max_gpadl_pages: 31 * 256,
             max_gpadls: 1024,
             max_channels: 2047,
+            guest_ram: Vec::new(),
         }
     }
 }
@@ -214,8 +220,21 @@ pub struct ServerStats {
     pub rejected: u64,
     /// GPADLs created.
     pub gpadls_created: u64,
+    /// GPADLs refused because they named pages outside the guest's RAM
+    /// ([`ServerConfig::guest_ram`]).
+    pub gpadls_outside_ram: u64,
     /// Channels opened.
     pub opens: u64,
+}
+
+/// Whether every page `g` names lies in `ram` (page ranges; an empty list accepts
+/// all). Bounded: pages (capped by the GPADL limits) times RAM ranges.
+fn in_guest_ram(ram: &[(u64, u64)], g: &Gpadl) -> bool {
+    ram.is_empty()
+        || g.ranges.iter().flat_map(|r| r.pfns.iter()).all(|&pfn| {
+            ram.iter()
+                .any(|&(first, count)| pfn.wrapping_sub(first) < count)
+        })
 }
 
 /// The VMBus server.
@@ -617,6 +636,14 @@ impl Server {
         }
         let relid = entry.relid;
         let result = acc.clone().finish();
+        if let Ok(g) = &result
+            && !in_guest_ram(&self.config.guest_ram, g)
+        {
+            self.gpadls.remove(&id);
+            self.stats.gpadls_outside_ram += 1;
+            self.gpadl_reply(relid, id, false);
+            return self.reject(Rejection::GpadlRefused(id, "page outside guest RAM"));
+        }
         match result {
             Ok(g) if g.page_count() <= self.config.max_gpadl_pages => {
                 self.actions.push_back(Action::GpadlReady {

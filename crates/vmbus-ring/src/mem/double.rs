@@ -1,7 +1,7 @@
 //! [`DoubleMappedRingMem`]: the data pages mapped twice back to back, so that every
 //! packet is contiguous in virtual memory and can be read in place.
 
-use super::{Contiguous, PAGE_SIZE, RingMem, SharedMemory};
+use super::{Contiguous, PAGE_SIZE, RingMem, RingPage, SharedMemory};
 use crate::control::{CONTROL_PAGE_SIZE, ControlPage};
 use core::ptr::NonNull;
 use std::io;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// Reads of any packet (at most the data size) are zero-copy views, wrap or not; writes
 /// are single copies. Building it costs one `mmap` per run of consecutive pages, twice.
 pub struct DoubleMappedRingMem {
-    _region: Arc<SharedMemory>,
+    _regions: Vec<Arc<SharedMemory>>,
     reservation: NonNull<u8>,
     reservation_len: usize,
     area: Contiguous,
@@ -47,14 +47,42 @@ impl DoubleMappedRingMem {
         control_page: u64,
         data_pages: &[u64],
     ) -> io::Result<Self> {
+        let data: Vec<RingPage<'_>> = data_pages
+            .iter()
+            .map(|&page| RingPage {
+                region: &region,
+                page,
+            })
+            .collect();
+        Self::from_region_pages(
+            RingPage {
+                region: &region,
+                page: control_page,
+            },
+            &data,
+        )
+    }
+
+    /// Maps the ring's pages, which may come from several regions: each region must be
+    /// a shared mapping of a file ([`SharedMemory::file`]), else the error is
+    /// [`io::ErrorKind::Unsupported`] (use [`super::PagedRingMem`] then). The kernel
+    /// may refuse a mapping too (e.g. 4 KiB pieces of a hugetlbfs file).
+    pub fn from_region_pages(control: RingPage<'_>, data: &[RingPage<'_>]) -> io::Result<Self> {
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
-        let n = data_pages.len();
+        let n = data.len();
         if n == 0 || n > (u32::MAX as usize / 2) / PAGE_SIZE {
             return Err(bad("ring data page count out of range"));
         }
-        let in_region = |p: u64| usize::try_from(p).ok().filter(|&p| p < region.pages());
-        if in_region(control_page).is_none() || data_pages.iter().any(|&p| in_region(p).is_none()) {
+        let in_region =
+            |p: &RingPage<'_>| usize::try_from(p.page).is_ok_and(|n| n < p.region.pages());
+        if !in_region(&control) || !data.iter().all(in_region) {
             return Err(bad("ring page outside the region"));
+        }
+        if control.region.file().is_none() || data.iter().any(|p| p.region.file().is_none()) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "ring page in memory that is not a shared mapping of a file",
+            ));
         }
         let data_len = n * PAGE_SIZE;
         let reservation_len = CONTROL_PAGE_SIZE + 2 * data_len;
@@ -74,7 +102,7 @@ impl DoubleMappedRingMem {
         }
         let reservation = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
         let this = Self {
-            _region: region.clone(),
+            _regions: super::regions_of(core::iter::once(&control).chain(data)),
             reservation,
             reservation_len,
             area: Contiguous {
@@ -85,30 +113,30 @@ impl DoubleMappedRingMem {
             },
         };
         // From here on, `this` unmaps the reservation on error.
-        this.map_run(0, control_page, 1, &region)?;
+        this.map_run(0, control, 1)?;
         for copy in 0..2 {
             let mut i = 0;
             while i < n {
-                // Coalesce consecutive page numbers into one mapping.
-                let start = data_pages.get(i).copied().unwrap_or(0);
+                // Coalesce consecutive pages of one region into one mapping.
+                let Some(start) = data.get(i).copied() else {
+                    break;
+                };
                 let mut run = 1;
-                while data_pages
-                    .get(i + run)
-                    .is_some_and(|&q| q == start + run as u64)
-                {
+                while data.get(i + run).is_some_and(|q| {
+                    Arc::ptr_eq(q.region, start.region) && q.page == start.page + run as u64
+                }) {
                     run += 1;
                 }
                 let at = CONTROL_PAGE_SIZE + copy * data_len + i * PAGE_SIZE;
-                this.map_run(at, start, run, &region)?;
+                this.map_run(at, start, run)?;
                 i += run;
             }
         }
         Ok(this)
     }
 
-    /// Maps `count` pages of `region` starting at page `page` over the reservation at
-    /// byte `at`.
-    fn map_run(&self, at: usize, page: u64, count: usize, region: &SharedMemory) -> io::Result<()> {
+    /// Maps `count` pages starting at `first` over the reservation at byte `at`.
+    fn map_run(&self, at: usize, first: RingPage<'_>, count: usize) -> io::Result<()> {
         let len = count * PAGE_SIZE;
         if at + len > self.reservation_len {
             return Err(io::Error::new(
@@ -116,18 +144,25 @@ impl DoubleMappedRingMem {
                 "mapping outside the reservation",
             ));
         }
-        let offset = libc::off_t::try_from(page * PAGE_SIZE as u64)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "page offset too large"))?;
+        let Some((fd, base)) = first.region.file() else {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        };
+        let offset = first
+            .page
+            .checked_mul(PAGE_SIZE as u64)
+            .and_then(|o| o.checked_add(base))
+            .and_then(|o| libc::off_t::try_from(o).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "page offset too large"))?;
         // SAFETY: MAP_FIXED over our own PROT_NONE reservation (`at + len` is inside it,
-        // checked above), so no other mapping is replaced; the fd is a live memfd and
-        // the pages are inside it (checked by the caller).
+        // checked above), so no other mapping is replaced; the fd is the live file the
+        // region maps and the pages are inside the region (checked by the caller).
         let p = unsafe {
             libc::mmap(
                 self.reservation.as_ptr().add(at).cast(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_FIXED,
-                region.fd().as_raw_fd(),
+                fd.as_raw_fd(),
                 offset,
             )
         };

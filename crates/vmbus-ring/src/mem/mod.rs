@@ -28,9 +28,33 @@ mod shared;
 pub use double::DoubleMappedRingMem;
 pub use flat::FlatRingMem;
 pub use paged::PagedRingMem;
+
 pub use shared::{PAGE_SIZE, SharedMemory};
 
 use crate::control::ControlPage;
+use std::sync::Arc;
+
+/// One page of a ring: page `page` (counted from 0) of `region`. A ring's pages may
+/// come from several regions (a GPADL may name pages on both sides of a hole in guest
+/// memory).
+#[derive(Copy, Clone, Debug)]
+pub struct RingPage<'a> {
+    /// The region holding the page.
+    pub region: &'a Arc<SharedMemory>,
+    /// The page's number within the region.
+    pub page: u64,
+}
+
+/// The regions of `pages`, each once (compared by address), to keep them alive.
+fn regions_of<'a>(pages: impl Iterator<Item = &'a RingPage<'a>>) -> Vec<Arc<SharedMemory>> {
+    let mut v: Vec<Arc<SharedMemory>> = Vec::new();
+    for p in pages {
+        if !v.iter().any(|r| Arc::ptr_eq(r, p.region)) {
+            v.push(p.region.clone());
+        }
+    }
+    v
+}
 
 /// Memory holding one ring: a control page and a data area of
 /// [`RingMem::data_len`] bytes (a non-zero multiple of 4096).

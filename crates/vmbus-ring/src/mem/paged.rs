@@ -1,7 +1,7 @@
 //! [`PagedRingMem`]: a ring whose pages come from a page list (a GPADL) into a
 //! [`SharedMemory`] region, accessed page by page.
 
-use super::{PAGE_SIZE, RingMem, SharedMemory};
+use super::{PAGE_SIZE, RingMem, RingPage, SharedMemory};
 use crate::control::ControlPage;
 use core::ptr::NonNull;
 use std::io;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// first page is the control page, the rest the data area. No remapping is done, so a
 /// packet that crosses a page boundary is copied rather than viewed.
 pub struct PagedRingMem {
-    _region: Arc<SharedMemory>,
+    _regions: Vec<Arc<SharedMemory>>,
     ctl: NonNull<u8>,
     pages: Vec<NonNull<u8>>,
 }
@@ -31,23 +31,40 @@ impl PagedRingMem {
         control_page: u64,
         data_pages: &[u64],
     ) -> io::Result<Self> {
+        let data: Vec<RingPage<'_>> = data_pages
+            .iter()
+            .map(|&page| RingPage {
+                region: &region,
+                page,
+            })
+            .collect();
+        Self::from_pages(
+            RingPage {
+                region: &region,
+                page: control_page,
+            },
+            &data,
+        )
+    }
+
+    /// Builds the ring from pages of any regions: `control` for the control page and
+    /// `data` (at least one, at most 512 Ki) for the data area, each checked against
+    /// its region.
+    pub fn from_pages(control: RingPage<'_>, data: &[RingPage<'_>]) -> io::Result<Self> {
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
-        if data_pages.is_empty() || data_pages.len() > (u32::MAX as usize / 2) / PAGE_SIZE {
+        if data.is_empty() || data.len() > (u32::MAX as usize / 2) / PAGE_SIZE {
             return Err(bad("ring data page count out of range"));
         }
-        let page = |p: u64| {
-            usize::try_from(p)
+        let page = |p: &RingPage<'_>| {
+            usize::try_from(p.page)
                 .ok()
-                .and_then(|p| region.page_ptr(p))
+                .and_then(|n| p.region.page_ptr(n))
                 .ok_or_else(|| bad("ring page outside the region"))
         };
-        let ctl = page(control_page)?;
-        let pages = data_pages
-            .iter()
-            .map(|&p| page(p))
-            .collect::<io::Result<Vec<_>>>()?;
+        let ctl = page(&control)?;
+        let pages = data.iter().map(page).collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
-            _region: region,
+            _regions: super::regions_of(core::iter::once(&control).chain(data)),
             ctl,
             pages,
         })

@@ -1,21 +1,36 @@
-//! [`SharedMemory`]: a memfd mapped once, the backing of paged and double-mapped rings
-//! (and of simulated guest memory).
+//! [`SharedMemory`]: a region of memory shared with a peer, mapped in this process:
+//! a memfd this crate maps (simulated guest memory, rings of tests), or a region a VMM
+//! mapped itself (its guest RAM). The backing of paged and double-mapped rings.
 
 use core::ptr::NonNull;
+use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 
 /// Page size of ring memory.
 pub const PAGE_SIZE: usize = 4096;
 
-/// A region of shared memory backed by a memfd and mapped read-write once.
+/// A region of shared memory mapped read-write in this process.
 ///
-/// Other mappings of the same pages (the double mapping of a ring) are made from
-/// [`SharedMemory::fd`].
+/// When the region is a shared mapping of a file (a memfd, a tmpfs or hugetlbfs file),
+/// [`SharedMemory::file`] gives the file and the region's offset in it, from which
+/// other mappings of the same pages are made (the double mapping of a ring).
 pub struct SharedMemory {
-    fd: OwnedFd,
     base: NonNull<u8>,
     len: usize,
+    /// The file the region is a shared mapping of, and the region's offset in it.
+    file: Option<(OwnedFd, u64)>,
+    /// Who keeps the mapping alive: this value (it unmaps on drop), or the VMM's
+    /// object that owns it.
+    owner: Owner,
+}
+
+enum Owner {
+    /// Mapped by [`SharedMemory::new`]; unmapped on drop.
+    This,
+    /// Mapped by someone else, kept mapped while this lives.
+    External(#[allow(dead_code)] Arc<dyn Any + Send + Sync>),
 }
 
 // SAFETY: the mapping is plain shared memory with no thread affinity; all access goes
@@ -66,7 +81,56 @@ impl SharedMemory {
             return Err(io::Error::last_os_error());
         }
         let base = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(Self { fd, base, len })
+        Ok(Self {
+            base,
+            len,
+            file: Some((fd, 0)),
+            owner: Owner::This,
+        })
+    }
+
+    /// A region someone else mapped: `len` bytes at `base`, kept mapped by `owner`
+    /// (e.g. a VMM's guest-memory region object). `file`: the file the region is a
+    /// `MAP_SHARED` mapping of and the region's offset in it, if any (rings in the
+    /// region are then double-mapped from it; without it they are accessed page by
+    /// page). `base`, `len` and the offset must be multiples of [`PAGE_SIZE`].
+    ///
+    /// # Safety
+    ///
+    /// `base..base + len` must be mapped readable and writable for as long as `owner`
+    /// (which this value keeps) lives, and never be unmapped or remapped while it
+    /// does. If `file` is given, that range must be a `MAP_SHARED` mapping of the file
+    /// at the given offset (so that another shared mapping of the file aliases it: not
+    /// `MAP_PRIVATE`). The peer may write the memory at any time; this type only
+    /// copies bytes in and out of it and accesses whole words atomically.
+    pub unsafe fn from_raw_parts(
+        base: *mut u8,
+        len: usize,
+        file: Option<(OwnedFd, u64)>,
+        owner: Arc<dyn Any + Send + Sync>,
+    ) -> io::Result<Self> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+        let base = NonNull::new(base).ok_or_else(|| bad("null region base"))?;
+        if len == 0
+            || !len.is_multiple_of(PAGE_SIZE)
+            || !(base.as_ptr() as usize).is_multiple_of(PAGE_SIZE)
+        {
+            return Err(bad("region base and length must be whole pages"));
+        }
+        if (base.as_ptr() as usize).checked_add(len).is_none() {
+            return Err(bad("region wraps the address space"));
+        }
+        if let Some((_, off)) = &file
+            && (!off.is_multiple_of(PAGE_SIZE as u64) || off.checked_add(len as u64).is_none())
+        {
+            return Err(bad("file offset must be a whole page"));
+        }
+        Ok(Self {
+            base,
+            len,
+            file,
+            owner: Owner::External(owner),
+        })
     }
 
     /// Length in bytes (a multiple of [`PAGE_SIZE`]).
@@ -84,9 +148,11 @@ impl SharedMemory {
         self.len / PAGE_SIZE
     }
 
-    /// The memfd, for further mappings of the same pages.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The file the region is a shared mapping of and the region's offset in it, for
+    /// further mappings of the same pages (`None`: anonymous or private memory, which
+    /// cannot be mapped again).
+    pub fn file(&self) -> Option<(BorrowedFd<'_>, u64)> {
+        self.file.as_ref().map(|(fd, off)| (fd.as_fd(), *off))
     }
 
     /// Copies `dst.len()` bytes at `off`; `false` (nothing copied) if out of range.
@@ -151,9 +217,12 @@ impl SharedMemory {
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `new`; no reference into it can
-        // outlive `self` (views borrow from owners that hold an `Arc<SharedMemory>`).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        if let Owner::This = self.owner {
+            // SAFETY: unmapping exactly the mapping made in `new`; no reference into it
+            // can outlive `self` (views borrow from owners that hold an
+            // `Arc<SharedMemory>`).
+            unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        }
     }
 }
 
@@ -161,6 +230,7 @@ impl core::fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SharedMemory")
             .field("len", &self.len)
+            .field("file", &self.file.as_ref().map(|(_, off)| off))
             .finish()
     }
 }
