@@ -375,7 +375,7 @@ struct Nic {
     nic: Netvsc,
     /// With 2 queues: the subchannel's own guest thread.
     queue1: Option<QueueThread>,
-    host_stats: Arc<netvsp::NicStats>,
+    host_stats: netvsp::NicCounters,
     sent: Arc<Sent>,
     frames: Arc<Frames>,
 }
@@ -539,9 +539,9 @@ fn bench(c: &mut Criterion) {
         let batched = std::env::var_os("NIC_BENCH_UNBATCHED").is_none();
         let d = guest_to_host_with(&mut n, probe_size, frames, batched);
         let after = n.nic.signals();
-        let messages: u64 = n.host_stats.tx_queue_packets[..2]
+        let messages: u64 = n.host_stats.snapshot().tx_queue_packets[..2]
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
+            .copied()
             .sum();
         println!(
             "probe {}q guest_to_host {probe_size}: {:.2} Mpps; {messages} messages; signals to host \

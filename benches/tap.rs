@@ -30,7 +30,6 @@ use netvsp::tap::Tap;
 use std::hint::black_box;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use vmbus_benches::{NicRig, nic_rig};
 use vmbus_ring::Doorbell;
@@ -288,8 +287,8 @@ fn bench(c: &mut Criterion, env: Env) {
             println!(
                 "probe host_to_guest 1514: {got} frames in 1 s; host rx {} no buffer {}, \
                  guest {:?}",
-                host_stats.rx_frames.load(Ordering::Relaxed),
-                host_stats.rx_no_buffer.load(Ordering::Relaxed),
+                host_stats.snapshot().rx_frames,
+                host_stats.snapshot().rx_no_buffer,
                 nic.stats()
             );
         }
@@ -310,8 +309,9 @@ fn bench(c: &mut Criterion, env: Env) {
         g.bench_function(BenchmarkId::new("guest_to_host", size), |b| {
             b.iter_custom(|iters| {
                 let frames = iters * BATCH;
-                let done = |s: &netvsp::NicStats| {
-                    s.tx_frames.load(Ordering::Acquire) + s.tx_dropped.load(Ordering::Acquire)
+                let done = |s: &netvsp::NicCounters| {
+                    let s = s.snapshot();
+                    s.tx_frames + s.tx_dropped
                 };
                 let target = done(&host_stats) + frames;
                 let start = Instant::now();
@@ -376,9 +376,9 @@ fn bench(c: &mut Criterion, env: Env) {
     }
     println!(
         "tap: host stats after the runs: tx {} (dropped {}), rx {} (no receive buffer {})",
-        host_stats.tx_frames.load(Ordering::Relaxed),
-        host_stats.tx_dropped.load(Ordering::Relaxed),
-        host_stats.rx_frames.load(Ordering::Relaxed),
-        host_stats.rx_no_buffer.load(Ordering::Relaxed)
+        host_stats.snapshot().tx_frames,
+        host_stats.snapshot().tx_dropped,
+        host_stats.snapshot().rx_frames,
+        host_stats.snapshot().rx_no_buffer
     );
 }

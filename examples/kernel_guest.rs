@@ -14,6 +14,7 @@
 //! ```
 //!
 //! `HV_KERNEL=path` boots another kernel image, `HV_VCPUS=n` with n vCPUs (default 2),
+//! `HV_MEMORY_MIB=n` with n MiB of RAM (default 256; beyond 3 GiB it lies above 4 GiB),
 //! `HV_CMDLINE=...` adds kernel command-line words.
 
 use std::time::Duration;
@@ -49,13 +50,14 @@ fn main() -> Result<(), String> {
         pings: count,
         sizes: vec![56, 1000, 1472],
         link_flap: true,
+        memory_size: std::env::var("HV_MEMORY_MIB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(256)
+            << 20,
     };
     let r = run(&config, tap, &netns, Box::new(std::io::stdout()))?;
-    let nvsp = r
-        .guest
-        .nic
-        .nvsp_version
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let nvsp = r.guest.nic.snapshot().nvsp_version;
     println!("\n== report");
     println!("{}", r.vmbus.trim());
     println!(
@@ -82,6 +84,11 @@ fn main() -> Result<(), String> {
         None => {}
     }
     println!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff);
+    println!(
+        "receive buffer: {} pages, {} of them above 4 GiB",
+        r.guest.nic.snapshot().recv_buffer_pages,
+        r.guest.nic.snapshot().recv_buffer_pages_above_4g
+    );
     println!("{}", oid_report(&r.guest.nic));
     println!("{}", r.guest.counters());
     println!("VM stopped: {:?}", r.guest.vm.stop(Duration::from_secs(10)));

@@ -12,10 +12,9 @@
 // Example code: inputs are built here.
 #![allow(clippy::indexing_slicing)]
 
-use hv_partition::SimPartition;
 use netvsc::phy::NetvscPhy;
 use netvsc::{Netvsc, NetvscConfig};
-use netvsp::{NetEndpoint, Netvsp, NetvspConfig, NicStats, Switch};
+use netvsp::{NetEndpoint, Netvsp, NetvspConfig, NicCounters, Switch};
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{icmp, tcp};
@@ -24,16 +23,14 @@ use smoltcp::wire::{
     EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr,
 };
 use std::error::Error;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
-use vmbus_proto::guid::{Guid, class};
+// The host side needs vmbus and netvsp only (the guest side, netvsc).
+use vmbus::{GuestBus, GuestConfig, Guid, HostBus, HostConfig, SimPartition};
 
 struct Guest {
     _host: HostBus<SimPartition>,
     _bus: GuestBus,
-    host_stats: Arc<NicStats>,
+    host_stats: NicCounters,
     dev: NetvscPhy,
     iface: Interface,
     vmbus: String,
@@ -55,23 +52,19 @@ fn guest(
     let partition = SimPartition::new(128 << 20, 2)?;
     let host = HostBus::new(partition.clone(), HostConfig::default())?;
     let nic = Netvsp::new(
-        NetvspConfig {
-            mac,
-            ..Default::default()
+        {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c
         },
         endpoint,
     );
     let host_stats = nic.stats();
-    let relid = host.offer(
-        OfferParams::new(
-            class::NETWORK,
-            Guid {
-                data1: u32::from(mac[5]),
-                ..Guid::ZERO
-            },
-        ),
-        Box::new(nic),
-    )?;
+    let instance = Guid {
+        data1: u32::from(mac[5]),
+        ..Guid::ZERO
+    };
+    let relid = host.offer(Netvsp::offer_params(instance), Box::new(nic))?;
     let bus = GuestBus::new(partition, GuestConfig::default())?;
     let v = bus.connect()?;
     let offers = bus.request_offers()?;
@@ -80,9 +73,10 @@ fn guest(
         .find(|o| o.child_relid == relid)
         .ok_or("no NIC offer")?;
     // Two queues: the driver asks for a subchannel and sets RSS, as Linux does.
-    let config = NetvscConfig {
-        queues: 2,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.queues = 2;
+        c
     };
     let nic = Netvsc::open(&bus, offer, &config)?;
     let nvsp = nic.nvsp_version();
@@ -279,13 +273,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         total as f64 * 8.0 / secs / 1e6
     );
     for (name, g) in [("A", &mut a), ("B", &mut b)] {
-        let h = &g.host_stats;
-        let gs = g.dev.nic().stats().clone();
+        let h = g.host_stats.snapshot();
+        let gs = g.dev.nic().stats();
         let queues = g.dev.nic().queues();
-        let per_queue = |c: &[std::sync::atomic::AtomicU64]| {
+        let per_queue = |c: &[u64]| {
             c[..queues]
                 .iter()
-                .map(|x| x.load(Ordering::Relaxed).to_string())
+                .map(|x| x.to_string())
                 .collect::<Vec<_>>()
                 .join("/")
         };
@@ -295,15 +289,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
         println!(
             "  NIC {name}: guest tx {} ({tx_q} per queue) rx {} ({rx_q} per queue; rx queue drops {}), host tx {} rx {} ({} pulled by subchannel threads), drops: no receive buffer {}, backend {}, bad packets {}, link {}",
-            gs.tx_frames.load(Ordering::Relaxed),
-            gs.rx_frames.load(Ordering::Relaxed),
-            gs.rx_dropped.load(Ordering::Relaxed),
-            h.tx_frames.load(Ordering::Relaxed),
-            h.rx_frames.load(Ordering::Relaxed),
-            h.rx_steered.load(Ordering::Relaxed),
-            h.rx_no_buffer.load(Ordering::Relaxed),
-            h.tx_dropped.load(Ordering::Relaxed),
-            h.bad_packets.load(Ordering::Relaxed),
+            gs.tx_frames,
+            gs.rx_frames,
+            gs.rx_dropped,
+            h.tx_frames,
+            h.rx_frames,
+            h.rx_steered,
+            h.rx_no_buffer,
+            h.tx_dropped,
+            h.bad_packets,
             if g.dev.nic().link_up() { "up" } else { "down" },
         );
     }

@@ -102,14 +102,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         "host: {} guest messages, {} rejected; guest: {} host messages, {} EOMs",
         host.stats().messages,
         host.stats().rejected,
-        guest
-            .stats()
-            .messages
-            .load(std::sync::atomic::Ordering::Relaxed),
-        guest
-            .stats()
-            .eoms
-            .load(std::sync::atomic::Ordering::Relaxed),
+        guest.stats().messages,
+        guest.stats().eoms,
     );
     std::thread::sleep(Duration::from_millis(10));
     Ok(())

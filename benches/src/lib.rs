@@ -101,7 +101,7 @@ pub struct NicRig {
     /// The guest's driver.
     pub nic: netvsc::Netvsc,
     /// The host NIC's counters.
-    pub host_stats: Arc<netvsp::NicStats>,
+    pub host_stats: netvsp::NicCounters,
 }
 
 /// Builds a [`NicRig`] over `endpoint`.
@@ -121,11 +121,12 @@ pub fn nic_rig(endpoint: Box<dyn netvsp::NetEndpoint>, queues: u16) -> NicRig {
     bus.connect().unwrap();
     let offers = bus.request_offers().unwrap();
     let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    let config = netvsc::NetvscConfig {
-        recv_buffer_bytes: 16 << 20,
-        rx_queue: 4096,
-        queues,
-        ..Default::default()
+    let config = {
+        let mut c = netvsc::NetvscConfig::default();
+        c.recv_buffer_bytes = 16 << 20;
+        c.rx_queue = 4096;
+        c.queues = queues;
+        c
     };
     let nic = netvsc::Netvsc::open(&bus, &offer, &config).unwrap();
     assert_eq!(nic.queues(), usize::from(queues));

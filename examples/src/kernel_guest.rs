@@ -73,6 +73,8 @@ pub struct KernelGuestConfig {
     pub kernel: PathBuf,
     /// vCPUs (with 2 or more Linux takes subchannels).
     pub vcpus: u32,
+    /// Guest RAM in bytes: beyond 3 GiB, the rest lies above 4 GiB.
+    pub memory_size: u64,
     /// The NIC's MAC.
     pub mac: [u8; 6],
     /// Extra kernel command-line words (e.g. `initcall_debug`).
@@ -160,7 +162,8 @@ impl NetEndpoint for IndicatedLink {
 }
 
 /// `count` pings of `size` bytes (Don't Fragment) from `netns` to the guest.
-fn ping(netns: &Netns, count: u32, size: usize) -> PingRun {
+/// `count` pings of `size` bytes (Don't Fragment) from `netns` to the guest.
+pub fn ping(netns: &Netns, count: u32, size: usize) -> PingRun {
     let (count, size_arg) = (count.to_string(), size.to_string());
     let out = netns.exec(&[
         "ping", "-c", &count, "-i", "0.2", "-W", "5", "-M", "do", "-s", &size_arg, GUEST_IP,
@@ -198,16 +201,16 @@ fn flap(
     netns: &Netns,
     indicate: &Indicate,
     link: &LinkControl,
-    stats: &netvsp::NicStats,
+    stats: &netvsp::NicCounters,
     pings: u32,
 ) -> Result<Flap, String> {
     // Told the link is down, frames still passing: a guest that dropped its carrier
     // sends no reply.
     indicate.set(false);
     std::thread::sleep(Duration::from_secs(3));
-    let before = stats.rx_frames.load(Ordering::Relaxed);
+    let before = stats.snapshot().rx_frames;
     let while_down = ping(netns, 3, 56);
-    let delivered_while_down = stats.rx_frames.load(Ordering::Relaxed) - before;
+    let delivered_while_down = stats.snapshot().rx_frames - before;
     indicate.set(true);
     // Then the cable out for real and back in.
     link.set(false);
@@ -238,17 +241,18 @@ pub fn run(
     let log = repo_root().join("target/guest/kernel-console.log");
     let (sink, console) = console(echo, Some(&log), false);
     let mac = config.mac;
-    let kvm = KvmConfig {
-        memory_size: 256 << 20,
-        vcpus: config.vcpus,
-        kernel: config.kernel.clone(),
-        initrd: None,
-        cmdline: format!(
+    let kvm = {
+        let mut c = KvmConfig::new(config.kernel.clone());
+        c.memory_size = config.memory_size;
+        c.vcpus = config.vcpus;
+        c.initrd = None;
+        c.cmdline = format!(
             "console=ttyS0 earlyprintk=serial ignore_loglevel pci=off \
              root=/dev/sda rootwait ip={GUEST_IP}::{HOST_IP}:255.255.255.0::eth0:off {}",
             config.extra_cmdline
-        ),
-        cpuid: Default::default(),
+        );
+        c.cpuid = Default::default();
+        c
     };
     let started = Instant::now();
     let vm = KvmPartition::new(&kvm, Box::new(sink)).map_err(|e| e.to_string())?;

@@ -15,7 +15,7 @@ use hv_partition::kvm::{KvmConfig, KvmPartition};
 use hv_partition::mshv::{MshvConfig, MshvPartition};
 use hv_partition::pc::VmOutcome;
 use netvsp::tap::Tap;
-use netvsp::{NetEndpoint, Netvsp, NetvspConfig, NicStats};
+use netvsp::{NetEndpoint, Netvsp, NetvspConfig, NicCounters};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -157,12 +157,12 @@ impl Console {
         &self,
         prefix: &str,
         timeout: Duration,
-        vm: &impl GuestVm,
+        vm: &impl VmStatus,
     ) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Some(outcome) = vm.outcome() {
+            if let Some(outcome) = vm.vm_outcome() {
                 // Drain what the guest printed before it stopped.
                 while let Ok(line) = self.lines.try_recv() {
                     if untimed(&line).starts_with(prefix) {
@@ -335,6 +335,18 @@ pub struct BootOptions {
     pub extra_cmdline: String,
 }
 
+/// How a VM ended, once it has: what waiting on its console needs.
+pub trait VmStatus {
+    /// The outcome, once decided.
+    fn vm_outcome(&self) -> Option<VmOutcome>;
+}
+
+impl<V: GuestVm> VmStatus for V {
+    fn vm_outcome(&self) -> Option<VmOutcome> {
+        self.outcome()
+    }
+}
+
 /// What the examples and the test need from a VM, on either hardware backend.
 pub trait GuestVm: Partition + 'static {
     /// Starts the vCPUs.
@@ -372,17 +384,16 @@ macro_rules! lifecycle {
 impl GuestVm for KvmPartition {
     lifecycle!(KvmPartition);
     fn exit_counters(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
         let s = self.stats();
         format!(
             "exits {} (port I/O {}, MSR {}, hypercalls {}, emulation fallbacks {}), SINT interrupts {} ({} blocked)",
-            s.exits.load(Relaxed),
-            s.io_exits.load(Relaxed),
-            s.msr_exits.load(Relaxed),
-            s.hypercalls.load(Relaxed),
-            s.emulated.load(Relaxed),
-            s.interrupts.load(Relaxed),
-            s.interrupts_blocked.load(Relaxed),
+            s.exits,
+            s.io_exits,
+            s.msr_exits,
+            s.hypercalls,
+            s.emulated,
+            s.interrupts,
+            s.interrupts_blocked,
         )
     }
     fn dump_state(&self) -> Vec<String> {
@@ -393,19 +404,18 @@ impl GuestVm for KvmPartition {
 impl GuestVm for MshvPartition {
     lifecycle!(MshvPartition);
     fn exit_counters(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
         let s = self.stats();
         format!(
             "exits {} (port I/O {}, hypercalls {}), messages posted {} queued {} flushed {} dropped {}, events {}, hypervisor errors {}",
-            s.exits.load(Relaxed),
-            s.io_exits.load(Relaxed),
-            s.hypercalls.load(Relaxed),
-            s.posted.load(Relaxed),
-            s.queued.load(Relaxed),
-            s.flushed.load(Relaxed),
-            s.dropped.load(Relaxed),
-            s.events.load(Relaxed),
-            s.hypervisor_errors.load(Relaxed),
+            s.exits,
+            s.io_exits,
+            s.hypercalls,
+            s.posted,
+            s.queued,
+            s.flushed,
+            s.dropped,
+            s.events,
+            s.hypervisor_errors,
         )
     }
     fn dump_state(&self) -> Vec<String> {
@@ -420,19 +430,18 @@ pub struct LinuxGuest<V: GuestVm> {
     /// The VMBus host (same code as on the sim backend).
     pub host: HostBus<V>,
     /// The NIC's counters.
-    pub nic: Arc<NicStats>,
+    pub nic: NicCounters,
 }
 
 impl<V: GuestVm> LinuxGuest<V> {
     /// One line of VM exit and NIC counters, for reports.
     pub fn counters(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        let n = &self.nic;
-        let queues = 1 + n.subchannels.load(Relaxed) as usize;
-        let per_queue = |c: &[std::sync::atomic::AtomicU64]| {
+        let n = self.nic.snapshot();
+        let queues = 1 + n.subchannels as usize;
+        let per_queue = |c: &[u64]| {
             c.iter()
                 .take(queues)
-                .map(|x| x.load(Relaxed).to_string())
+                .map(|x| x.to_string())
                 .collect::<Vec<_>>()
                 .join("/")
         };
@@ -440,18 +449,18 @@ impl<V: GuestVm> LinuxGuest<V> {
             "{}; NIC {} queue(s), tx {} ({} per queue, {} through subchannel threads' own transmit queues) rx {} ({} per queue, {} pulled by subchannel threads) rx_no_buffer {} bad {}, offloaded tx {} (LSO segments {}, native {}, refused {})",
             self.vm.exit_counters(),
             queues,
-            n.tx_frames.load(Relaxed),
+            n.tx_frames,
             per_queue(&n.tx_queue_packets),
-            n.tx_own_queue.load(Relaxed),
-            n.rx_frames.load(Relaxed),
+            n.tx_own_queue,
+            n.rx_frames,
             per_queue(&n.rx_queue_frames),
-            n.rx_steered.load(Relaxed),
-            n.rx_no_buffer.load(Relaxed),
-            n.bad_packets.load(Relaxed),
-            n.tx_offloaded.load(Relaxed),
-            n.tx_lso_segments.load(Relaxed),
-            n.tx_native_offloads.load(Relaxed),
-            n.tx_offload_rejected.load(Relaxed),
+            n.rx_steered,
+            n.rx_no_buffer,
+            n.bad_packets,
+            n.tx_offloaded,
+            n.tx_lso_segments,
+            n.tx_native_offloads,
+            n.tx_offload_rejected,
         )
     }
 }
@@ -466,25 +475,27 @@ fn cmdline(opts: &BootOptions) -> String {
 
 /// Creates a kvm VM for `opts`.
 pub fn create_kvm(opts: &BootOptions, console: ConsoleSink) -> Result<Arc<KvmPartition>, String> {
-    let config = KvmConfig {
-        memory_size: opts.memory_size,
-        vcpus: opts.vcpus,
-        kernel: opts.image.kernel.clone(),
-        initrd: Some(opts.image.initrd.clone()),
-        cmdline: cmdline(opts),
-        cpuid: Default::default(),
+    let config = {
+        let mut c = KvmConfig::new(opts.image.kernel.clone());
+        c.memory_size = opts.memory_size;
+        c.vcpus = opts.vcpus;
+        c.initrd = Some(opts.image.initrd.clone());
+        c.cmdline = cmdline(opts);
+        c.cpuid = Default::default();
+        c
     };
     KvmPartition::new(&config, Box::new(console)).map_err(|e| e.to_string())
 }
 
 /// Creates an mshv partition for `opts` (needs /dev/mshv).
 pub fn create_mshv(opts: &BootOptions, console: ConsoleSink) -> Result<Arc<MshvPartition>, String> {
-    let config = MshvConfig {
-        memory_size: opts.memory_size,
-        vcpus: opts.vcpus,
-        kernel: opts.image.kernel.clone(),
-        initrd: Some(opts.image.initrd.clone()),
-        cmdline: cmdline(opts),
+    let config = {
+        let mut c = MshvConfig::new(opts.image.kernel.clone());
+        c.memory_size = opts.memory_size;
+        c.vcpus = opts.vcpus;
+        c.initrd = Some(opts.image.initrd.clone());
+        c.cmdline = cmdline(opts);
+        c
     };
     MshvPartition::new(&config, Box::new(console)).map_err(|e| e.to_string())
 }
@@ -498,9 +509,10 @@ pub fn attach<V: GuestVm>(
 ) -> Result<LinuxGuest<V>, String> {
     let host = HostBus::new(vm.clone(), HostConfig::default()).map_err(|e| e.to_string())?;
     let nic = Netvsp::new(
-        NetvspConfig {
-            mac,
-            ..Default::default()
+        {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c
         },
         endpoint,
     );
@@ -734,10 +746,7 @@ fn drive<V: GuestVm>(
     }
     report.push(wait("HVTEST unloaded", 300)?);
     let outcome = guest.vm.wait(Duration::from_secs(60));
-    let nvsp = guest
-        .nic
-        .nvsp_version
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let nvsp = guest.nic.snapshot().nvsp_version;
     report.push(format!("VM outcome: {outcome:?}"));
     report.push(format!("NVSP version {}.{}", nvsp >> 16, nvsp & 0xffff));
     report.push(oid_report(&guest.nic));
@@ -750,7 +759,7 @@ fn drive<V: GuestVm>(
 }
 
 /// The RNDIS requests the guest made, in order, as one report line.
-pub fn oid_report(nic: &NicStats) -> String {
+pub fn oid_report(nic: &NicCounters) -> String {
     let oids: Vec<String> = nic
         .oids()
         .iter()

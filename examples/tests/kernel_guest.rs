@@ -1,5 +1,5 @@
 //! A real Linux kernel (6.1, Debian's source, hv_vmbus and hv_netvsc built in, no user
-//! space) on 2 vCPUs against our VMBus host and NetVSP on the kvm backend: VMBus
+//! space) on 2 vCPUs and 4.5 GiB of RAM (its NIC buffers above 4 GiB) against our VMBus host and NetVSP on the kvm backend: VMBus
 //! negotiated, hv_netvsc bound through NVSP and the RNDIS bring-up Linux runs, one
 //! subchannel taken and RSS set, eth0 with the MAC we offered configured by the kernel, the host's pings of 56, 1000 and 1472 bytes
 //! (full-MTU frames) answered with no loss, the guest's TCP reset to a SYN for a
@@ -12,7 +12,6 @@
 //! scripts/guest-kernel.sh (apt-get linux-source-6.1; ~7 minutes on 2 cores, then
 //! cached in target/guest/tiny-smp). Console: target/guest/kernel-console.log.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use vmbus_examples::kernel_guest::{KernelGuestConfig, build_kernel, run};
 use vmbus_examples::linux_guest::{SharedLog, kvm_and_tap, oid_report};
@@ -36,6 +35,9 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         pings: 10,
         sizes: vec![56, 1000, 1472],
         link_flap: true,
+        // 4.5 GiB: 3 GiB below the MMIO hole and 1.5 GiB above 4 GiB, where Linux
+        // puts the NIC's buffers (its highest zone).
+        memory_size: 4608 << 20,
     };
     let r = run(&config, tap, &netns, Box::new(console.clone()));
     let r = r.unwrap_or_else(|e| {
@@ -51,11 +53,7 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     println!("{}", oid_report(nic));
     println!("{}", r.guest.counters());
     assert!(r.vmbus.contains("Vmbus version:5.3"), "{}", r.vmbus);
-    assert_eq!(
-        nic.nvsp_version.load(Ordering::Relaxed),
-        0x60001,
-        "NVSP 6.1"
-    );
+    assert_eq!(nic.snapshot().nvsp_version, 0x60001, "NVSP 6.1");
     for p in &r.pings {
         assert!(p.no_loss, "ping -s {}: {} {}", p.size, p.summary, p.rtt);
     }
@@ -81,8 +79,8 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         down.summary
     );
     assert!(back.no_loss, "{} {}", back.summary, back.rtt);
-    assert!(nic.link_indications.load(Ordering::Relaxed) >= 2);
-    assert_eq!(nic.tx_offload_rejected.load(Ordering::Relaxed), 0);
+    assert!(nic.snapshot().link_indications >= 2);
+    assert_eq!(nic.snapshot().tx_offload_rejected, 0);
     // Linux's RNDIS bring-up, in its order (reference/linux-guest.md): maximum frame
     // size, permanent address, offload capabilities, offload parameters, media connect
     // status, link speed, RSS capabilities, packet filter; each answered with success.
@@ -110,28 +108,32 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         "{}",
         oid_report(nic)
     );
-    assert_eq!(nic.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(nic.snapshot().bad_packets, 0);
+    // The receive buffer's GPADL names guest pages above 4 GiB.
+    let s = nic.snapshot();
+    println!(
+        "receive buffer: {} pages, {} above 4 GiB",
+        s.recv_buffer_pages, s.recv_buffer_pages_above_4g
+    );
+    assert!(s.recv_buffer_pages > 0 && s.recv_buffer_pages_above_4g > 0);
     // Two vCPUs: Linux took a subchannel; every frame is counted on one of the queues.
-    assert_eq!(nic.subchannels.load(Ordering::Relaxed), 1);
-    let sum = |c: &[std::sync::atomic::AtomicU64]| {
-        c.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>()
-    };
+    assert_eq!(nic.snapshot().subchannels, 1);
     assert_eq!(
-        sum(&nic.rx_queue_frames),
-        nic.rx_frames.load(Ordering::Relaxed)
+        nic.snapshot().rx_queue_frames.iter().sum::<u64>(),
+        nic.snapshot().rx_frames
     );
     // What Linux sent on queue 1 went through the TAP from queue 1's own thread.
     assert_eq!(
-        nic.tx_own_queue.load(Ordering::Relaxed) > 0,
-        nic.tx_queue_packets[1].load(Ordering::Relaxed) > 0,
+        nic.snapshot().tx_own_queue > 0,
+        nic.snapshot().tx_queue_packets[1] > 0,
         "{}",
         r.guest.counters()
     );
     // The TAP has a receive queue per guest queue: queue 1's frames (RSS put any there)
     // were pulled by queue 1's own thread, not handed over by the primary's.
     assert_eq!(
-        nic.rx_steered.load(Ordering::Relaxed),
-        nic.rx_queue_frames[1].load(Ordering::Relaxed),
+        nic.snapshot().rx_steered,
+        nic.snapshot().rx_queue_frames[1],
         "{}",
         r.guest.counters()
     );
@@ -150,14 +152,8 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         })
         .collect();
     assert!(complaints.is_empty(), "{complaints:#?}");
-    assert_eq!(nic.rx_no_buffer.load(Ordering::Relaxed), 0);
-    assert!(
-        nic.rx_frames.load(Ordering::Relaxed) >= 30,
-        "echo requests delivered"
-    );
-    assert!(
-        nic.tx_frames.load(Ordering::Relaxed) >= 30,
-        "echo replies sent"
-    );
+    assert_eq!(nic.snapshot().rx_no_buffer, 0);
+    assert!(nic.snapshot().rx_frames >= 30, "echo requests delivered");
+    assert!(nic.snapshot().tx_frames >= 30, "echo replies sent");
     r.guest.vm.stop(Duration::from_secs(10));
 }

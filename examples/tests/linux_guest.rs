@@ -12,7 +12,7 @@
 //! is written to target/guest/console.log.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+
 use std::time::{Duration, Instant};
 use vmbus_examples::linux_guest::{
     BootOptions, GUEST_IP, agent_cmdline, boot, console, exchange, kvm_and_tap, mac_string,
@@ -84,7 +84,7 @@ fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
     step("HVTEST up", 300);
     println!(
         "NVSP version negotiated: {:#x}",
-        guest.nic.nvsp_version.load(Ordering::Relaxed)
+        guest.nic.snapshot().nvsp_version
     );
 
     // 100 pings, then the transfers each way (every byte checked on both ends).
@@ -119,6 +119,6 @@ fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
     let outcome = guest.vm.wait(Some(Duration::from_secs(120)));
     assert_eq!(outcome, hv_partition::pc::VmOutcome::PowerOff);
     println!("{}", guest.counters());
-    assert_eq!(guest.nic.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(guest.nic.snapshot().bad_packets, 0);
     let _ = Path::new(&log);
 }

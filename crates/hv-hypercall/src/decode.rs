@@ -51,6 +51,7 @@ pub trait GuestMemoryRead {
 // One request lives on the stack per trapped call; boxing would need `alloc`.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HypercallRequest {
     /// HvCallPostMessage. Answer `SUCCESS`, `INVALID_CONNECTION_ID` (no such port) or
     /// `INSUFFICIENT_BUFFERS` (queue full; the guest retries).

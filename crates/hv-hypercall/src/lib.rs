@@ -42,3 +42,9 @@ pub use status::HvStatus;
 pub use synic::{
     HypercallPageRegister, ScontrolRegister, SiefpRegister, SimpRegister, SintRegister,
 };
+
+/// What [`open_enum!`] expands to needs, reachable through `$crate`.
+#[doc(hidden)]
+pub mod __private {
+    pub use zerocopy as __hv_zerocopy;
+}

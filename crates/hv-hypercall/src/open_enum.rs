@@ -8,6 +8,9 @@
 /// raw value and the caller decides. `name()` returns the protocol name of a known value,
 /// and `Debug` prints either that name or the raw number in hex.
 ///
+/// Invoke it at module level (not inside a function body). The crate using it needs
+/// no dependency on zerocopy: the derives reach it through this crate.
+///
 /// ```
 /// hv_hypercall::open_enum! {
 ///     /// Example.
@@ -16,10 +19,13 @@
 ///         RED = 1,
 ///     }
 /// }
-/// assert_eq!(Colour(1), Colour::RED);
-/// assert_eq!(Colour(7).name(), None);
-/// assert_eq!(format!("{:?}", Colour::RED), "RED");
-/// assert_eq!(format!("{:?}", Colour(7)), "Colour(0x7)");
+///
+/// fn main() {
+///     assert_eq!(Colour(1), Colour::RED);
+///     assert_eq!(Colour(7).name(), None);
+///     assert_eq!(format!("{:?}", Colour::RED), "RED");
+///     assert_eq!(format!("{:?}", Colour(7)), "Colour(0x7)");
+/// }
 /// ```
 #[macro_export]
 macro_rules! open_enum {
@@ -32,12 +38,21 @@ macro_rules! open_enum {
             )*
         }
     ) => {
+        // The zerocopy derives name their crate by a path: this glob import gives the
+        // invoking module one that needs no zerocopy dependency of its own (a glob
+        // import may repeat, unlike a named one).
+        #[allow(unused_imports)]
+        use $crate::__private::*;
+
         $(#[$meta])*
         #[derive(
             Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default,
-            ::zerocopy::FromBytes, ::zerocopy::IntoBytes,
-            ::zerocopy::Immutable, ::zerocopy::KnownLayout,
+            $crate::__private::__hv_zerocopy::FromBytes,
+            $crate::__private::__hv_zerocopy::IntoBytes,
+            $crate::__private::__hv_zerocopy::Immutable,
+            $crate::__private::__hv_zerocopy::KnownLayout,
         )]
+        #[zerocopy(crate = "self::__hv_zerocopy")]
         #[repr(transparent)]
         $vis struct $name(pub $ty);
 

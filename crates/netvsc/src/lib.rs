@@ -49,7 +49,7 @@ use queue::{
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use vmbus::{Channel, ChannelError, GuestBus, GuestError};
 use vmbus_proto::channel::OfferChannel;
@@ -73,6 +73,7 @@ pub const MAX_MTU: u32 = 9000;
 
 /// Driver configuration.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct NetvscConfig {
     /// NVSP versions to try, newest first (default: Linux's order).
     pub versions: Vec<NvspVersion>,
@@ -124,6 +125,7 @@ impl Default for NetvscConfig {
 
 /// Why the driver failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetvscError {
     /// The bus refused (open, GPADL).
     #[error("vmbus: {0}")]
@@ -295,36 +297,40 @@ fn l4_of(frame: &[u8]) -> Option<(bool, u8, usize)> {
     }
 }
 
-/// Counters. The data path counts once per message, not per frame (every queue's
-/// thread updates them): a frame is counted as sent when its message goes to the host
-/// (a deferred one once flushed), and as received when the transfer that carried it
-/// has been read, before it can be taken.
-#[derive(Debug, Default)]
-pub struct NetvscStats {
-    /// Frames sent.
-    pub tx_frames: AtomicU64,
-    /// Frames received.
-    pub rx_frames: AtomicU64,
-    /// Frames dropped because the receive queue was full.
-    pub rx_dropped: AtomicU64,
-    /// Malformed or out-of-range messages from the host.
-    pub bad_host_messages: AtomicU64,
-    /// Completions for transaction ids we never used.
-    pub unknown_completions: AtomicU64,
-    /// Link-status indications received.
-    pub link_changes: AtomicU64,
-    /// Frames received, per queue.
-    pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
-    /// Frames sent, per queue.
-    pub tx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
-    /// Frames handed out by [`Netvsc::recv_with_info`] whose checksums the host
-    /// verified ([`RxInfo`]).
-    pub rx_checksum_valid: AtomicU64,
-    /// Data messages (SEND_RNDIS_PKT, from a send section or GPA-direct) sent to the
-    /// host: with batching
-    /// ([`Netvsc::send_deferred`]) several frames share one, so `tx_frames /
-    /// tx_messages` is the batching factor.
-    pub tx_messages: AtomicU64,
+vmbus_ring::counters! {
+    /// Counters. The data path counts once per message, not per frame (every queue's
+    /// thread updates them): a frame is counted as sent when its message goes to the host
+    /// (a deferred one once flushed), and as received when the transfer that carried it
+    /// has been read, before it can be taken.
+    pub struct NetvscStats;
+    /// The atomics behind [`NetvscStats`].
+    pub(crate) struct Counters;
+    {
+        /// Frames sent.
+        tx_frames: one,
+        /// Frames received.
+        rx_frames: one,
+        /// Frames dropped because the receive queue was full.
+        rx_dropped: one,
+        /// Malformed or out-of-range messages from the host.
+        bad_host_messages: one,
+        /// Completions for transaction ids we never used.
+        unknown_completions: one,
+        /// Link-status indications received.
+        link_changes: one,
+        /// Frames received, per queue.
+        rx_queue_frames: [MAX_QUEUES as usize],
+        /// Frames sent, per queue.
+        tx_queue_frames: [MAX_QUEUES as usize],
+        /// Frames handed out by [`Netvsc::recv_with_info`] whose checksums the host
+        /// verified ([`RxInfo`]).
+        rx_checksum_valid: one,
+        /// Data messages (SEND_RNDIS_PKT, from a send section or GPA-direct) sent to the
+        /// host: with batching
+        /// ([`Netvsc::send_deferred`]) several frames share one, so `tx_frames /
+        /// tx_messages` is the batching factor.
+        tx_messages: one,
+    }
 }
 
 /// The largest frame at `mtu` (Ethernet header and a VLAN tag added).
@@ -486,7 +492,7 @@ impl Netvsc {
                 max_pkt: 1,
                 pkt_align: 1,
                 mtu,
-                stats: Arc::new(NetvscStats::default()),
+                stats: Arc::new(Counters::default()),
                 timeout: config.timeout,
             },
             queues: vec![Some(primary)],
@@ -682,11 +688,8 @@ impl Netvsc {
         let Some(Some(q)) = self.queues.first() else {
             return (0, 0);
         };
-        let s = &q.sender.shared().stats;
-        (
-            s.signals_sent.load(Ordering::Relaxed),
-            s.signals_received.load(Ordering::Relaxed),
-        )
+        let s = q.sender.shared().stats();
+        (s.signals_sent, s.signals_received)
     }
 
     /// Queues open (1 plus the subchannels, taken or not).
@@ -751,9 +754,9 @@ impl Netvsc {
     pub fn link_up(&self) -> bool {
         self.ctl.link_up
     }
-    /// Counters.
-    pub fn stats(&self) -> &Arc<NetvscStats> {
-        &self.layout.stats
+    /// A snapshot of the NIC's counters (every queue's).
+    pub fn stats(&self) -> NetvscStats {
+        self.layout.stats.snapshot()
     }
 
     fn nvsp_request(

@@ -5,8 +5,8 @@
 
 use crate::rx::{RxQueue, SlotInfo, rx_slot_size};
 use crate::{
-    HostOffloads, NetvscError, NetvscStats, RECEIVE_BUFFER_ID, RxInfo, TxOffload, frame_size,
-    l4_of, push_ppi,
+    Counters, HostOffloads, NetvscError, NetvscStats, RECEIVE_BUFFER_ID, RxInfo, TxOffload,
+    frame_size, l4_of, push_ppi,
 };
 use hv_partition::GuestMemory;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ pub(crate) struct Layout {
     /// Alignment of packets sharing a message (`1 << pkt_alignment_factor`).
     pub(crate) pkt_align: u32,
     pub(crate) mtu: u32,
-    pub(crate) stats: Arc<NetvscStats>,
+    pub(crate) stats: Arc<Counters>,
     pub(crate) timeout: Duration,
 }
 
@@ -758,9 +758,10 @@ impl NetvscQueue {
         self.data.relid
     }
 
-    /// The NIC's counters (shared with the [`crate::Netvsc`] and its other queues).
-    pub fn stats(&self) -> &Arc<NetvscStats> {
-        &self.layout.stats
+    /// A snapshot of the NIC's counters (shared with the [`crate::Netvsc`] and its
+    /// other queues).
+    pub fn stats(&self) -> NetvscStats {
+        self.layout.stats.snapshot()
     }
 
     /// The largest frame the NIC sends or receives.

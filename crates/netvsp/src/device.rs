@@ -16,7 +16,7 @@ use crate::queue::{
 use crate::rndis::RndisControl;
 use crate::rxpath::{Batch, NO_SLOT, RecvBuffer, RxFrame, RxWriter};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use vmbus::{
@@ -52,6 +52,7 @@ pub const SEND_SECTION_SIZE: u32 = 6144;
 
 /// NIC configuration.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NetvspConfig {
     /// Permanent MAC address.
     pub mac: [u8; 6],
@@ -89,66 +90,102 @@ impl Default for NetvspConfig {
     }
 }
 
-/// NIC counters, readable while it runs. Every queue's thread updates them, so the
-/// data path counts per guest message or per transfer-page packet, not per frame: a
-/// sent frame once its message is done (before its completion goes to the guest), a
-/// received frame when its transfer-page packet is made (before the guest sees it).
-#[derive(Debug, Default)]
-pub struct NicStats {
+vmbus_ring::counters! {
+    /// NIC counters as [`NicCounters::snapshot`] reads them. Every queue's worker
+    /// updates them, so the data path counts per guest message or per transfer-page
+    /// packet, not per frame: a sent frame once its message is done (before its
+    /// completion goes to the guest), a received frame when its transfer-page packet is
+    /// made (before the guest sees it).
+    pub struct NicStats;
+    /// The atomics behind [`NicStats`].
+    pub(crate) struct Atomics;
+    {
     /// Frames the guest sent that went to the backend.
-    pub tx_frames: AtomicU64,
+    tx_frames: one,
     /// Guest frames the backend dropped (or link down).
-    pub tx_dropped: AtomicU64,
+    tx_dropped: one,
     /// Frames delivered to the guest.
-    pub rx_frames: AtomicU64,
+    rx_frames: one,
     /// Frames delivered with a receive checksum info saying their checksums were
     /// verified (receive checksum offload).
-    pub rx_checksum_valid: AtomicU64,
+    rx_checksum_valid: one,
     /// Frames dropped because the guest's receive buffer had no free sub-allocation.
-    pub rx_no_buffer: AtomicU64,
+    rx_no_buffer: one,
     /// Frames dropped before the guest enabled reception (no buffer, filter 0).
-    pub rx_not_ready: AtomicU64,
+    rx_not_ready: one,
     /// Malformed NVSP, RNDIS or ring packets from the guest.
-    pub bad_packets: AtomicU64,
+    bad_packets: one,
     /// Completions for transaction ids we never sent.
-    pub unknown_completions: AtomicU64,
+    unknown_completions: one,
     /// Frames longer than the MTU allows, dropped: from the backend (above the guest's
     /// MTU) or from the guest (above the NIC's).
-    pub oversize_frames: AtomicU64,
+    oversize_frames: one,
     /// RNDIS control requests answered.
-    pub control_requests: AtomicU64,
+    control_requests: one,
     /// Link-status indications sent.
-    pub link_indications: AtomicU64,
+    link_indications: one,
     /// Guest packets that asked for offload work (checksum, LSO, VLAN tag).
-    pub tx_offloaded: AtomicU64,
+    tx_offloaded: one,
     /// Frames produced by segmenting LSO packets.
-    pub tx_lso_segments: AtomicU64,
+    tx_lso_segments: one,
     /// Offloaded packets handed to a backend that finishes them itself (TAP with
     /// virtio-net headers) instead of being done in software.
-    pub tx_native_offloads: AtomicU64,
+    tx_native_offloads: one,
     /// Guest packets dropped because their offload request was not negotiated or did
     /// not match the frame (see [`crate::offload::OffloadError`]).
-    pub tx_offload_rejected: AtomicU64,
+    tx_offload_rejected: one,
     /// Frames delivered to the guest, per queue.
-    pub rx_queue_frames: [AtomicU64; MAX_QUEUES as usize],
+    rx_queue_frames: [MAX_QUEUES as usize],
     /// Frames a subchannel's thread pulled from its own queue of a multi-queue
     /// backend (steered there by the guest's RSS; see [`NetEndpoint::rx_queues`]).
-    pub rx_steered: AtomicU64,
+    rx_steered: one,
     /// Guest packets a subchannel's thread sent through its own transmit queue of the
     /// backend ([`NetEndpoint::take_tx_queue`]) rather than the shared endpoint.
-    pub tx_own_queue: AtomicU64,
+    tx_own_queue: one,
     /// Guest data packets (SEND_RNDIS_PKT with channel type data) received, per queue.
-    pub tx_queue_packets: [AtomicU64; MAX_QUEUES as usize],
+    tx_queue_packets: [MAX_QUEUES as usize],
     /// Subchannels granted to the guest.
-    pub subchannels: AtomicU64,
+    subchannels: one,
     /// Negotiated NVSP version (0 until negotiated).
-    pub nvsp_version: AtomicU64,
-    /// The RNDIS QUERY and SET requests the guest made, in order (the first
-    /// [`OID_LOG_CAP`]; a bring-up needs about a dozen).
-    pub oid_log: std::sync::Mutex<Vec<OidRequestRecord>>,
+    nvsp_version: one,
+    /// Pages of the guest's receive buffer (0 until it is set up).
+    recv_buffer_pages: one,
+    /// Of those, pages at or above 4 GiB (guest-physical).
+    recv_buffer_pages_above_4g: one,
+    }
 }
 
-/// Most OID requests kept in [`NicStats::oid_log`].
+/// The atomics and the OID log.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) c: Atomics,
+    pub(crate) oid_log: std::sync::Mutex<Vec<OidRequestRecord>>,
+}
+
+impl std::ops::Deref for Counters {
+    type Target = Atomics;
+    fn deref(&self) -> &Atomics {
+        &self.c
+    }
+}
+
+/// A NIC's counters, readable while it runs (cheap to clone; [`Netvsp::stats`]).
+#[derive(Clone, Debug, Default)]
+pub struct NicCounters(pub(crate) Arc<Counters>);
+
+impl NicCounters {
+    /// A snapshot of every counter.
+    pub fn snapshot(&self) -> NicStats {
+        self.0.c.snapshot()
+    }
+
+    /// The OID requests seen so far.
+    pub fn oids(&self) -> Vec<OidRequestRecord> {
+        lock(&self.0.oid_log).clone()
+    }
+}
+
+/// Most OID requests kept for [`NicCounters::oids`].
 pub const OID_LOG_CAP: usize = 64;
 
 /// One RNDIS OID request the guest made and how it was answered.
@@ -162,20 +199,12 @@ pub struct OidRequestRecord {
     pub status: u32,
 }
 
-impl NicStats {
+impl Counters {
     pub(crate) fn record_oid(&self, set: bool, oid: u32, status: u32) {
         let mut log = self.oid_log.lock().unwrap_or_else(|e| e.into_inner());
         if log.len() < OID_LOG_CAP {
             log.push(OidRequestRecord { set, oid, status });
         }
-    }
-
-    /// A copy of the OID requests seen so far.
-    pub fn oids(&self) -> Vec<OidRequestRecord> {
-        self.oid_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 }
 
@@ -183,7 +212,7 @@ impl NicStats {
 pub struct Netvsp {
     config: NetvspConfig,
     endpoint: Arc<Mutex<Option<Box<dyn NetEndpoint>>>>,
-    stats: Arc<NicStats>,
+    stats: NicCounters,
     run: Run,
 }
 
@@ -209,7 +238,7 @@ impl Netvsp {
         Self {
             config,
             endpoint: Arc::new(Mutex::new(Some(endpoint))),
-            stats: Arc::new(NicStats::default()),
+            stats: NicCounters::default(),
             run: Run::Threads(Vec::new()),
         }
     }
@@ -235,8 +264,15 @@ impl Netvsp {
         (this, poller)
     }
 
-    /// The counters (shared with the running worker).
-    pub fn stats(&self) -> Arc<NicStats> {
+    /// The offer of a NIC with `instance` as its instance GUID (the network device
+    /// class; `HostBus::offer` it with this device).
+    pub fn offer_params(instance: vmbus::Guid) -> vmbus::OfferParams {
+        vmbus::OfferParams::new(vmbus::class::NETWORK, instance)
+    }
+
+    /// The counters (shared with the running workers): take a handle before offering
+    /// the NIC, read it with [`NicCounters::snapshot`].
+    pub fn stats(&self) -> NicCounters {
         self.stats.clone()
     }
 }
@@ -368,7 +404,7 @@ pub struct NicCore {
     relid: u32,
     context: DeviceContext,
     shared: Arc<NicShared>,
-    stats: Arc<NicStats>,
+    stats: Arc<Counters>,
     version: Option<NvspVersion>,
     rndis: RndisControl,
     /// The data-path state last published to the queues: offloads, receiving, guest
@@ -422,8 +458,9 @@ impl NicCore {
         relid: u32,
         context: DeviceContext,
         endpoint: Box<dyn NetEndpoint>,
-        stats: Arc<NicStats>,
+        stats: NicCounters,
     ) -> Self {
+        let stats = stats.0;
         config.max_queues = config.max_queues.clamp(1, MAX_QUEUES);
         // The backend's frames are read whole (never cut), whatever the MTU.
         let backend_frame = endpoint.max_frame().clamp(frame_size(68), MAX_JUMBO_FRAME);
@@ -686,6 +723,13 @@ impl NicCore {
                 let mut recv = lock(&self.shared.recv);
                 match buf {
                     Some(buf) if self.version.is_some() && recv.is_none() && count > 0 => {
+                        let high = buf.pfns().iter().filter(|&&p| p >= 0x10_0000).count();
+                        self.stats
+                            .recv_buffer_pages
+                            .store(buf.pfns().len() as u64, Ordering::Relaxed);
+                        self.stats
+                            .recv_buffer_pages_above_4g
+                            .store(high as u64, Ordering::Relaxed);
                         self.rx.buf = Some(buf.clone());
                         let handle = buf.clone();
                         self.shared.publish(|d| d.recv = Some(handle));

@@ -71,4 +71,6 @@ pub use backend::{
     FrameMeta, Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, NetRxQueue,
     NetTxQueue, Steer, Switch, SwitchPort, TxOffload, TxOffloadSupport, frame_size,
 };
-pub use device::{Netvsp, NetvspConfig, NicCore, NicPoller, NicStats, OidRequestRecord};
+pub use device::{
+    Netvsp, NetvspConfig, NicCore, NicCounters, NicPoller, NicStats, OidRequestRecord,
+};

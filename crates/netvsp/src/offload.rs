@@ -206,6 +206,7 @@ impl TxRequest {
 
 /// Why an offload request was refused.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OffloadError {
     /// The guest asked for an offload it did not enable (or the NIC does not offer).
     #[error("offload not negotiated: {0}")]

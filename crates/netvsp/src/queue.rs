@@ -7,7 +7,7 @@
 //! pulls and classifies received frames, handing each queue its own.
 
 use crate::backend::{NetRxQueue, NetTxQueue};
-use crate::device::{FRAMES_PER_TRANSFER, NicStats, SEND_SECTION_SIZE};
+use crate::device::{Counters, FRAMES_PER_TRANSFER, SEND_SECTION_SIZE};
 use crate::offload::{OffloadConfig, TxEngine, parse_request};
 use crate::rxpath::{Batch, RecvBuffer, RxFrame, RxWriter};
 use hv_partition::GuestMemory;
@@ -63,7 +63,7 @@ pub(crate) struct DataConfig {
 pub(crate) struct NicShared {
     pub(crate) relid: u32,
     pub(crate) memory: GuestMemory,
-    pub(crate) stats: Arc<NicStats>,
+    pub(crate) stats: Arc<Counters>,
     /// Each lock taken on the data path sits apart from the others and from what
     /// every queue reads per message (`data_generation`).
     pub(crate) endpoint: Padded<Mutex<Box<dyn crate::NetEndpoint>>>,
@@ -81,7 +81,7 @@ impl NicShared {
     pub(crate) fn new(
         relid: u32,
         memory: GuestMemory,
-        stats: Arc<NicStats>,
+        stats: Arc<Counters>,
         endpoint: Box<dyn crate::NetEndpoint>,
         max_frame: usize,
     ) -> Self {

@@ -1,7 +1,7 @@
 //! RNDIS control: the answers to INITIALIZE, QUERY, SET, RESET, KEEPALIVE and HALT,
 //! for the OIDs Linux and Windows guests use.
 
-use crate::device::{NetvspConfig, NicStats};
+use crate::device::{Counters, NetvspConfig};
 use crate::offload::OffloadConfig;
 use crate::rss::Rss;
 use std::sync::atomic::Ordering;
@@ -124,7 +124,7 @@ impl RndisControl {
         &mut self,
         q: &OidRequest<'_>,
         link_up: bool,
-        stats: &NicStats,
+        stats: &Counters,
     ) -> (RndisStatus, usize) {
         let c = self.config;
         let stat = |a: &std::sync::atomic::AtomicU64| u32b(a.load(Ordering::Relaxed) as u32);
@@ -288,7 +288,7 @@ impl RndisControl {
         &mut self,
         m: &RndisMessage<'_>,
         link_up: bool,
-        stats: &NicStats,
+        stats: &Counters,
         out: &mut [u8],
     ) -> Option<usize> {
         let reply = match m {

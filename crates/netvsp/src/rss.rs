@@ -90,6 +90,7 @@ pub struct Rss {
 
 /// Why an RSS parameter set was refused.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RssError {
     /// An indirection-table entry names a queue the NIC does not have.
     #[error("indirection entry {entry} names queue {queue} of {queues}")]

@@ -23,14 +23,15 @@ use vmbus_proto::nvsp::NvspVersion;
 struct Vm {
     _host: HostBus<SimPartition>,
     bus: GuestBus,
-    stats: Arc<NicStats>,
+    stats: NicCounters,
 }
 
 fn vm(mac: [u8; 6], endpoint: Box<dyn NetEndpoint>) -> (Vm, vmbus_proto::channel::OfferChannel) {
     vm_with(
-        NetvspConfig {
-            mac,
-            ..Default::default()
+        {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c
         },
         endpoint,
     )
@@ -109,10 +110,10 @@ type Guest = (Vm, vmbus_proto::channel::OfferChannel);
 /// A host counter once it reached `want` (or after 5 s): the host counts a guest
 /// message's frames when it is done with the message, so another guest may have
 /// received them a moment before they are counted.
-fn settled(counter: &std::sync::atomic::AtomicU64, want: u64) -> u64 {
+fn settled(counter: impl Fn() -> u64, want: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let v = counter.load(Ordering::Acquire);
+        let v = counter();
         if v >= want || Instant::now() >= deadline {
             return v;
         }
@@ -135,7 +136,7 @@ fn bring_up_like_linux_and_loopback() {
     let mut nic = Netvsc::open(&vm.bus, &offer, &NetvscConfig::default()).unwrap();
     assert_eq!(nic.nvsp_version(), NvspVersion::V6_1, "newest NVSP first");
     assert_eq!(
-        vm.stats.nvsp_version.load(Ordering::Relaxed),
+        vm.stats.snapshot().nvsp_version,
         u64::from(NvspVersion::V6_1.0)
     );
     assert_eq!(nic.mac(), A);
@@ -152,9 +153,9 @@ fn bring_up_like_linux_and_loopback() {
             .expect("looped frame");
         assert_eq!(&buf[..n], &f[..], "frame {seq}");
     }
-    assert_eq!(vm.stats.tx_frames.load(Ordering::Relaxed), 2000);
-    assert_eq!(vm.stats.rx_frames.load(Ordering::Relaxed), 2000);
-    assert_eq!(vm.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm.stats.snapshot().tx_frames, 2000);
+    assert_eq!(vm.stats.snapshot().rx_frames, 2000);
+    assert_eq!(vm.stats.snapshot().bad_packets, 0);
     nic.close(&vm.bus).unwrap();
 }
 
@@ -164,10 +165,11 @@ fn deferred_sends_share_sections_and_arrive_in_order() {
         let switch = Switch::new(4096);
         let (pa, _) = switch.port();
         let (pb, _) = switch.port();
-        let config = |mac| NetvspConfig {
-            mac,
-            max_packets_per_message,
-            ..Default::default()
+        let config = |mac| {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c.max_packets_per_message = max_packets_per_message;
+            c
         };
         let (a, oa) = vm_with(config(A), Box::new(pa));
         let (b, ob) = vm_with(config(B), Box::new(pb));
@@ -201,10 +203,7 @@ fn deferred_sends_share_sections_and_arrive_in_order() {
             assert_eq!(&buf[..n], &f[..], "frame {i}");
         }
         let s = na.stats();
-        let (frames_sent, messages) = (
-            s.tx_frames.load(Ordering::Relaxed),
-            s.tx_messages.load(Ordering::Relaxed),
-        );
+        let (frames_sent, messages) = (s.tx_frames, s.tx_messages);
         assert_eq!(frames_sent, 601);
         if max_packets_per_message == 1 {
             assert_eq!(messages, 601, "a host without batching gets one frame each");
@@ -215,9 +214,9 @@ fn deferred_sends_share_sections_and_arrive_in_order() {
                 "{messages} messages for 601 frames"
             );
         }
-        assert_eq!(settled(&a.stats.tx_frames, 601), 601);
-        assert_eq!(a.stats.bad_packets.load(Ordering::Relaxed), 0);
-        assert_eq!(b.stats.rx_no_buffer.load(Ordering::Relaxed), 0);
+        assert_eq!(settled(|| a.stats.snapshot().tx_frames, 601), 601);
+        assert_eq!(a.stats.snapshot().bad_packets, 0);
+        assert_eq!(b.stats.snapshot().rx_no_buffer, 0);
         na.close(&a.bus).unwrap();
         nb.close(&b.bus).unwrap();
     }
@@ -227,17 +226,19 @@ fn deferred_sends_share_sections_and_arrive_in_order() {
 fn jumbo_frames_end_to_end_and_per_guest_mtu() {
     const C: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0C];
     let switch = Switch::with_max_frame(256, frame_size(MAX_MTU));
-    let jumbo_host = |mac| NetvspConfig {
-        mac,
-        mtu: 9000,
-        ..Default::default()
+    let jumbo_host = |mac| {
+        let mut c = NetvspConfig::default();
+        c.mac = mac;
+        c.mtu = 9000;
+        c
     };
     let (a, oa) = vm_with(jumbo_host(A), Box::new(switch.port().0));
     let (b, ob) = vm_with(jumbo_host(B), Box::new(switch.port().0));
     let (c, oc) = vm_with(jumbo_host(C), Box::new(switch.port().0));
-    let jumbo = NetvscConfig {
-        mtu: 9000,
-        ..Default::default()
+    let jumbo = {
+        let mut c = NetvscConfig::default();
+        c.mtu = 9000;
+        c
     };
     let mut na = Netvsc::open(&a.bus, &oa, &jumbo).unwrap();
     let mut nb = Netvsc::open(&b.bus, &ob, &jumbo).unwrap();
@@ -278,16 +279,16 @@ fn jumbo_frames_end_to_end_and_per_guest_mtu() {
     // A jumbo frame for C (MTU 1500): its host drops and counts it; small ones pass.
     na.send(&frame(C, A, 200, 9014)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while c.stats.oversize_frames.load(Ordering::Relaxed) == 0 {
+    while c.stats.snapshot().oversize_frames == 0 {
         assert!(Instant::now() < deadline, "oversize frame not counted");
         std::thread::sleep(Duration::from_millis(5));
     }
     deliver(&mut na, &mut nc, &frame(C, A, 201, 1514));
-    assert_eq!(c.stats.oversize_frames.load(Ordering::Relaxed), 1);
+    assert_eq!(c.stats.snapshot().oversize_frames, 1);
     // C itself cannot send above its MTU.
     assert!(nc.send(&frame(A, C, 202, 2000)).is_err());
-    assert_eq!(a.stats.bad_packets.load(Ordering::Relaxed), 0);
-    assert_eq!(b.stats.rx_no_buffer.load(Ordering::Relaxed), 0);
+    assert_eq!(a.stats.snapshot().bad_packets, 0);
+    assert_eq!(b.stats.snapshot().rx_no_buffer, 0);
 
     // A NIC configured for 9000 on a backend that carries 1518-byte frames offers
     // only 1500.
@@ -307,9 +308,10 @@ fn older_nvsp_versions() {
     for v in [NvspVersion::V1, NvspVersion::V4, NvspVersion::V5] {
         let (endpoint, _link) = Loopback::new(16);
         let (vm, offer) = vm(A, Box::new(endpoint));
-        let config = NetvscConfig {
-            versions: vec![v],
-            ..Default::default()
+        let config = {
+            let mut c = NetvscConfig::default();
+            c.versions = vec![v];
+            c
         };
         let mut nic = Netvsc::open(&vm.bus, &offer, &config).unwrap();
         assert_eq!(nic.nvsp_version(), v);
@@ -358,8 +360,8 @@ fn link_down_and_up() {
             "no connect indication"
         );
     }
-    assert_eq!(vm_a.stats.link_indications.load(Ordering::Relaxed), 2);
-    assert!(a.stats().link_changes.load(Ordering::Relaxed) >= 2);
+    assert_eq!(vm_a.stats.snapshot().link_indications, 2);
+    assert!(a.stats().link_changes >= 2);
 }
 
 #[test]
@@ -371,10 +373,11 @@ fn receive_buffer_exhaustion_drops_and_recovers() {
     let (vm_b, offer_b) = vm(B, Box::new(pb));
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &NetvscConfig::default()).unwrap();
     // B's receive buffer holds 16 sub-allocations of 1728 bytes.
-    let small = NetvscConfig {
-        recv_buffer_bytes: 16 * 1728,
-        rx_queue: 4096,
-        ..Default::default()
+    let small = {
+        let mut c = NetvscConfig::default();
+        c.recv_buffer_bytes = 16 * 1728;
+        c.rx_queue = 4096;
+        c
     };
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &small).unwrap();
     // Flood B while it does not read.
@@ -383,7 +386,7 @@ fn receive_buffer_exhaustion_drops_and_recovers() {
         a.poll(Duration::ZERO).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while vm_b.stats.rx_no_buffer.load(Ordering::Relaxed) == 0 {
+    while vm_b.stats.snapshot().rx_no_buffer == 0 {
         a.poll(Duration::from_millis(5)).unwrap();
         assert!(Instant::now() < deadline, "no drop was counted");
     }
@@ -399,7 +402,7 @@ fn receive_buffer_exhaustion_drops_and_recovers() {
         got += 1;
     }
     assert!((16..600).contains(&got), "got {got}");
-    let dropped = vm_b.stats.rx_no_buffer.load(Ordering::Relaxed);
+    let dropped = vm_b.stats.snapshot().rx_no_buffer;
     // Reception recovers: new frames arrive once sub-allocations are completed.
     for seq in 1000..1100u32 {
         a.send(&frame(B, A, seq, 500)).unwrap();
@@ -493,8 +496,8 @@ fn checksums_the_host_computed_reach_the_other_guest_as_verified() {
     assert_eq!(info, netvsc::RxInfo::default());
     let _ = b.recv(&mut buf, Duration::ZERO).unwrap();
 
-    assert_eq!(b.stats().rx_checksum_valid.load(Ordering::Relaxed), 4);
-    assert_eq!(vb.stats.rx_checksum_valid.load(Ordering::Relaxed), 4);
+    assert_eq!(b.stats().rx_checksum_valid, 4);
+    assert_eq!(vb.stats.snapshot().rx_checksum_valid, 4);
     a.close(&va.bus).unwrap();
     b.close(&vb.bus).unwrap();
 }
@@ -578,24 +581,25 @@ fn offloads_negotiated_like_linux_and_done_by_the_host() {
 
     let s = &vm_a.stats;
     // (Once the last message's frames are counted, so is everything before them.)
-    assert_eq!(settled(&s.tx_frames, 15), 15);
-    assert_eq!(s.tx_offloaded.load(Ordering::Relaxed), 2);
-    assert_eq!(s.tx_lso_segments.load(Ordering::Relaxed), 14);
-    assert_eq!(s.tx_offload_rejected.load(Ordering::Relaxed), 0);
-    assert_eq!(s.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(settled(|| s.snapshot().tx_frames, 15), 15);
+    assert_eq!(s.snapshot().tx_offloaded, 2);
+    assert_eq!(s.snapshot().tx_lso_segments, 14);
+    assert_eq!(s.snapshot().tx_offload_rejected, 0);
+    assert_eq!(s.snapshot().bad_packets, 0);
 }
 
 #[test]
 fn traffic_spreads_over_several_queues() {
     let ((vm_a, offer_a), (vm_b, offer_b)) = pair_on_a_switch(1024);
-    let config = NetvscConfig {
-        queues: 4,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.queues = 4;
+        c
     };
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
     assert_eq!((a.queues(), b.queues()), (4, 4));
-    assert_eq!(vm_b.stats.subchannels.load(Ordering::Relaxed), 3);
+    assert_eq!(vm_b.stats.snapshot().subchannels, 3);
 
     // 256 TCP flows from A to B (source port varies), one frame each, then back.
     for port in 0..256u16 {
@@ -603,31 +607,28 @@ fn traffic_spreads_over_several_queues() {
         f[34..36].copy_from_slice(&(10_000 + port).to_be_bytes());
         deliver(&mut a, &mut b, &f);
     }
-    let used = |counters: &[std::sync::atomic::AtomicU64]| {
-        counters
-            .iter()
-            .filter(|c| c.load(Ordering::Relaxed) > 0)
-            .count()
-    };
-    let per_queue = |c: &[std::sync::atomic::AtomicU64]| -> Vec<u64> {
-        c[..4].iter().map(|x| x.load(Ordering::Relaxed)).collect()
-    };
+    let used = |counters: &[u64]| counters.iter().filter(|&&c| c > 0).count();
+    let per_queue = |c: &[u64]| -> Vec<u64> { c[..4].to_vec() };
     // Receive: the host hashed each flow with B's key and table (4 queues in turn).
-    let host_rx = per_queue(&vm_b.stats.rx_queue_frames);
+    let host_rx = per_queue(&vm_b.stats.snapshot().rx_queue_frames);
     let guest_rx = per_queue(&b.stats().rx_queue_frames);
     assert_eq!(
         host_rx, guest_rx,
         "each frame arrives on the queue the host chose"
     );
     assert_eq!(host_rx.iter().sum::<u64>(), 256);
-    assert_eq!(used(&vm_b.stats.rx_queue_frames), 4, "{host_rx:?}");
+    assert_eq!(
+        used(&vm_b.stats.snapshot().rx_queue_frames),
+        4,
+        "{host_rx:?}"
+    );
     assert!(
         host_rx.iter().all(|&n| n >= 32),
         "RSS spreads 256 flows: {host_rx:?}"
     );
     // Transmit: A followed the host's send indirection table.
     let guest_tx = per_queue(&a.stats().tx_queue_frames);
-    let host_tx = per_queue(&vm_a.stats.tx_queue_packets);
+    let host_tx = per_queue(&vm_a.stats.snapshot().tx_queue_packets);
     assert_eq!(guest_tx, host_tx);
     assert_eq!(used(&a.stats().tx_queue_frames), 4, "{guest_tx:?}");
 
@@ -645,15 +646,16 @@ fn traffic_spreads_over_several_queues() {
         }
     };
     assert_eq!(a.queues(), 4);
-    assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm_b.stats.snapshot().bad_packets, 0);
 }
 
 #[test]
 fn queues_taken_to_threads_of_their_own() {
     let ((vm_a, offer_a), (vm_b, offer_b)) = pair_on_a_switch(2048);
-    let config = NetvscConfig {
-        queues: 2,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.queues = 2;
+        c
     };
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
@@ -699,10 +701,7 @@ fn queues_taken_to_threads_of_their_own() {
     let (b1, on_b1) = receiver.join().unwrap();
     // Every frame arrived once, on the queue the host chose, each flow's two frames in
     // order on one queue.
-    let host_rx: Vec<u64> = vm_b.stats.rx_queue_frames[..2]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .collect();
+    let host_rx: Vec<u64> = vm_b.stats.snapshot().rx_queue_frames[..2].to_vec();
     assert_eq!(host_rx, vec![on_b0.len() as u64, on_b1.len() as u64]);
     assert!(on_b0.len() >= 64 && on_b1.len() >= 64, "{host_rx:?}");
     let mut all: Vec<Vec<u8>> = on_b0.iter().chain(&on_b1).cloned().collect();
@@ -723,14 +722,14 @@ fn queues_taken_to_threads_of_their_own() {
     assert_eq!(all, want);
     // A's queue 1 carried what its thread sent (and nothing of the NIC's: the send
     // table's queue-1 flows went on the primary once the queue was taken).
-    assert_eq!(a1.stats().tx_queue_frames[1].load(Ordering::Relaxed), 256);
-    assert!(vm_a.stats.tx_queue_packets[1].load(Ordering::Relaxed) > 0);
+    assert_eq!(a1.stats().tx_queue_frames[1], 256);
+    assert!(vm_a.stats.snapshot().tx_queue_packets[1] > 0);
     // The host's queue-1 thread sent them through its own transmit queue of the switch.
-    assert_eq!(settled(&vm_a.stats.tx_own_queue, 256), 256);
-    assert_eq!(a.stats().tx_queue_frames[0].load(Ordering::Relaxed), 256);
-    assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
-    assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
-    assert_eq!(b.stats().bad_host_messages.load(Ordering::Relaxed), 0);
+    assert_eq!(settled(|| vm_a.stats.snapshot().tx_own_queue, 256), 256);
+    assert_eq!(a.stats().tx_queue_frames[0], 256);
+    assert_eq!(vm_a.stats.snapshot().bad_packets, 0);
+    assert_eq!(vm_b.stats.snapshot().bad_packets, 0);
+    assert_eq!(b.stats().bad_host_messages, 0);
     // Closing the NIC closes the taken queues' channels too: their calls then fail.
     drop(b1);
     a.close(&vm_a.bus).unwrap();
@@ -804,7 +803,7 @@ fn a_guest_that_never_reads_gets_backpressure_not_host_memory() {
     assert_eq!(completions, sent, "every packet read was completed");
     let more = flood_inits(&mut sender, 100);
     assert_eq!(more, 100, "the host reads again once the guest drains");
-    assert_eq!(vm.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm.stats.snapshot().bad_packets, 0);
 }
 
 #[test]
@@ -814,9 +813,10 @@ fn closing_a_nic_while_every_queue_is_busy() {
     // panic, the host's backend must come back for a reopen, and nothing the guests
     // sent before the close may count as malformed.
     let ((vm_a, offer_a), (vm_b, offer_b)) = pair_on_a_switch(256);
-    let config = NetvscConfig {
-        queues: 4,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.queues = 4;
+        c
     };
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
@@ -859,7 +859,7 @@ fn closing_a_nic_while_every_queue_is_busy() {
         sent0 += 1;
         while b.recv(&mut buf, Duration::ZERO).unwrap().is_some() {}
     }
-    assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm_a.stats.snapshot().bad_packets, 0);
     // (From here A's queue threads may still send naming the revoked send buffer:
     // those the host refuses and counts.)
     a.close(&vm_a.bus).unwrap();
@@ -871,9 +871,9 @@ fn closing_a_nic_while_every_queue_is_busy() {
         "{sent0} {counts:?}"
     );
     assert!(
-        vm_b.stats.rx_queue_frames[1..4]
+        vm_b.stats.snapshot().rx_queue_frames[1..4]
             .iter()
-            .all(|c| c.load(Ordering::Relaxed) > 0),
+            .all(|&c| c > 0),
         "every queue received"
     );
     b.close(&vm_b.bus).unwrap();
@@ -889,7 +889,7 @@ fn closing_a_nic_while_every_queue_is_busy() {
         }
     };
     assert_eq!(a.queues(), 4);
-    assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm_b.stats.snapshot().bad_packets, 0);
 }
 
 #[test]
@@ -901,9 +901,10 @@ fn a_multi_queue_switch_feeds_each_queue_thread_directly() {
     let (pb, _) = switch.port();
     let (vm_a, offer_a) = vm(A, Box::new(pa));
     let (vm_b, offer_b) = vm(B, Box::new(pb));
-    let config = NetvscConfig {
-        queues: 4,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.queues = 4;
+        c
     };
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
@@ -917,7 +918,7 @@ fn a_multi_queue_switch_feeds_each_queue_thread_directly() {
     // the steering a moment to be in place for every queue.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut warm = 0u16;
-    while vm_b.stats.rx_steered.load(Ordering::Relaxed) == 0 {
+    while vm_b.stats.snapshot().rx_steered == 0 {
         assert!(Instant::now() < deadline, "no frame was steered");
         a.send(&flow(1000 + warm % 64, 0)).unwrap();
         warm += 1;
@@ -928,11 +929,8 @@ fn a_multi_queue_switch_feeds_each_queue_thread_directly() {
             .is_some()
         {}
     }
-    let steered_before = vm_b.stats.rx_steered.load(Ordering::Relaxed);
-    let rx_before: Vec<u64> = vm_b.stats.rx_queue_frames[..4]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .collect();
+    let steered_before = vm_b.stats.snapshot().rx_steered;
+    let rx_before: Vec<u64> = vm_b.stats.snapshot().rx_queue_frames[..4].to_vec();
     for port in 0..128u16 {
         a.send_deferred(&flow(port, 1)).unwrap();
         a.send_deferred(&flow(port, 2)).unwrap();
@@ -957,23 +955,17 @@ fn a_multi_queue_switch_feeds_each_queue_thread_directly() {
             .collect();
         assert_eq!(seqs, [1, 2], "flow {port}");
     }
-    let rx: Vec<u64> = vm_b.stats.rx_queue_frames[..4]
+    let rx: Vec<u64> = vm_b.stats.snapshot().rx_queue_frames[..4]
         .iter()
         .zip(&rx_before)
-        .map(|(c, b)| c.load(Ordering::Relaxed) - b)
+        .map(|(c, b)| c - b)
         .collect();
-    let steered = vm_b.stats.rx_steered.load(Ordering::Relaxed) - steered_before;
+    let steered = vm_b.stats.snapshot().rx_steered - steered_before;
     // Queues 1-3 got theirs straight from the switch; the primary only queue 0's.
     assert_eq!(steered, rx[1] + rx[2] + rx[3], "{rx:?}");
     assert!(rx.iter().all(|&n| n >= 16), "RSS spreads 128 flows: {rx:?}");
-    let guest_rx: Vec<u64> = b.stats().rx_queue_frames[..4]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .collect();
-    let host_rx: Vec<u64> = vm_b.stats.rx_queue_frames[..4]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .collect();
+    let guest_rx: Vec<u64> = b.stats().rx_queue_frames[..4].to_vec();
+    let host_rx: Vec<u64> = vm_b.stats.snapshot().rx_queue_frames[..4].to_vec();
     assert_eq!(guest_rx, host_rx, "each frame on the queue the host chose");
     // Close and reopen: the backend queues come back and are taken again.
     b.close(&vm_b.bus).unwrap();
@@ -987,10 +979,10 @@ fn a_multi_queue_switch_feeds_each_queue_thread_directly() {
             }
         }
     };
-    let before = vm_b.stats.rx_steered.load(Ordering::Relaxed);
+    let before = vm_b.stats.snapshot().rx_steered;
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut port = 0;
-    while vm_b.stats.rx_steered.load(Ordering::Relaxed) == before {
+    while vm_b.stats.snapshot().rx_steered == before {
         assert!(
             Instant::now() < deadline,
             "no frame steered after the reopen"
@@ -1003,8 +995,8 @@ fn a_multi_queue_switch_feeds_each_queue_thread_directly() {
             .is_some()
         {}
     }
-    assert_eq!(vm_a.stats.bad_packets.load(Ordering::Relaxed), 0);
-    assert_eq!(vm_b.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(vm_a.stats.snapshot().bad_packets, 0);
+    assert_eq!(vm_b.stats.snapshot().bad_packets, 0);
 }
 
 /// An IPv4/TCP frame `dst` <- `src` from port `sport`, 100 payload bytes starting with
@@ -1049,9 +1041,10 @@ fn a_capture_records_every_queue_and_tshark_reads_it() {
     let handle = capture.handle();
     let (vm_a, offer_a) = vm(A, Box::new(capture));
     let (vm_b, offer_b) = vm(B, Box::new(pb));
-    let config = NetvscConfig {
-        queues: 2,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.queues = 2;
+        c
     };
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &config).unwrap();
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &config).unwrap();
@@ -1061,7 +1054,7 @@ fn a_capture_records_every_queue_and_tshark_reads_it() {
     let mut buf = [0u8; 1518];
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut port = 0u16;
-    while vm_a.stats.rx_steered.load(Ordering::Relaxed) == 0 {
+    while vm_a.stats.snapshot().rx_steered == 0 {
         assert!(Instant::now() < deadline, "nothing reached A's queue 1");
         let f = tcp_frame(A, B, 40_000 + port % 64, 0);
         b.send(&f).unwrap();
@@ -1100,8 +1093,8 @@ fn a_capture_records_every_queue_and_tshark_reads_it() {
         {}
     }
     // Both of A's queue-1 paths were used, so both wrappers recorded.
-    assert!(settled(&vm_a.stats.tx_own_queue, 1) > 0);
-    assert!(vm_a.stats.rx_steered.load(Ordering::Relaxed) > 0);
+    assert!(settled(|| vm_a.stats.snapshot().tx_own_queue, 1) > 0);
+    assert!(vm_a.stats.snapshot().rx_steered > 0);
     handle.flush().unwrap();
     assert_eq!(handle.write_errors(), 0);
     let bytes = std::fs::read(&path).unwrap();

@@ -13,8 +13,7 @@
 
 use hv_partition::GuestMemory;
 use netvsp::device::SEND_SECTION_SIZE;
-use netvsp::{NetEndpoint, NetvspConfig, NicCore, NicStats};
-use std::sync::atomic::Ordering;
+use netvsp::{NetEndpoint, NetvspConfig, NicCore, NicCounters};
 use std::sync::{Arc, Mutex};
 use vmbus::DeviceContext;
 use vmbus_proto::nvsp::{NvspChannelType, NvspMessage, NvspStatus, NvspVersion};
@@ -51,7 +50,7 @@ struct Host {
     core: NicCore,
     memory: GuestMemory,
     sent: Arc<Mutex<Vec<Vec<u8>>>>,
-    stats: Arc<NicStats>,
+    stats: NicCounters,
 }
 
 fn host() -> Host {
@@ -60,7 +59,7 @@ fn host() -> Host {
     let context =
         DeviceContext::with_page_runs(memory.clone(), 1, &[(1, 16, 32), (2, SEND_PAGE, 32)]);
     let sent = Arc::new(Mutex::new(Vec::new()));
-    let stats = Arc::new(NicStats::default());
+    let stats = NicCounters::default();
     let core = NicCore::new(
         NetvspConfig::default(),
         1,
@@ -257,8 +256,8 @@ fn a_packed_section_sends_every_frame_with_one_completion() {
         .handle_packet(&send_rndis(40, 1, section.len() as u32, None));
     assert_eq!(h.take_sent(), frames);
     assert_eq!(h.completions(), vec![(40, Some(NvspStatus::SUCCESS))]);
-    assert_eq!(h.stats.tx_frames.load(Ordering::Relaxed), 5);
-    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(h.stats.snapshot().tx_frames, 5);
+    assert_eq!(h.stats.snapshot().bad_packets, 0);
 }
 
 #[test]
@@ -291,7 +290,7 @@ fn cp_partial_joins_the_section_and_the_page_buffers() {
         vec![first[0].clone(), first[1].clone(), third]
     );
     assert_eq!(h.completions(), vec![(41, Some(NvspStatus::SUCCESS))]);
-    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 0);
+    assert_eq!(h.stats.snapshot().bad_packets, 0);
 }
 
 #[test]
@@ -312,7 +311,7 @@ fn hostile_multi_packet_messages_are_refused_and_counted() {
         h.completions(),
         vec![(50, Some(NvspStatus::INVALID_RNDIS_PKT))]
     );
-    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 1);
+    assert_eq!(h.stats.snapshot().bad_packets, 1);
     h.take_sent();
 
     // A size beyond the section: refused.
@@ -347,7 +346,7 @@ fn hostile_multi_packet_messages_are_refused_and_counted() {
         vec![(53, Some(NvspStatus::INVALID_RNDIS_PKT))]
     );
     assert!(h.take_sent().is_empty());
-    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 4);
+    assert_eq!(h.stats.snapshot().bad_packets, 4);
 }
 
 #[test]
@@ -375,7 +374,7 @@ fn a_subchannel_carries_data_and_completions_only() {
         )]
     );
     assert_eq!(h.completions(), vec![], "nothing on the primary");
-    assert_eq!(h.stats.tx_queue_packets[1].load(Ordering::Relaxed), 1);
+    assert_eq!(h.stats.snapshot().tx_queue_packets[1], 1);
 
     // RNDIS control belongs on the primary: refused on a subchannel, not answered.
     let init = RndisMessage::Initialize(vmbus_proto::rndis::RndisInitializeRequest::new(7, 0x4000))
@@ -409,15 +408,15 @@ fn a_subchannel_carries_data_and_completions_only() {
             (52, None),
         ]
     );
-    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 2);
-    assert_eq!(h.stats.control_requests.load(Ordering::Relaxed), 0);
+    assert_eq!(h.stats.snapshot().bad_packets, 2);
+    assert_eq!(h.stats.snapshot().control_requests, 0);
     assert!(h.completions().is_empty(), "no RNDIS answer on the primary");
     let mut completion = [0u8; 16];
     let d = descriptor_for(PacketType::COMPLETION, 0, 0xdead_0000_0007, 0, 0).unwrap();
     completion.copy_from_slice(d.as_bytes());
     h.core.handle_packet_on(1, &completion);
-    assert_eq!(h.stats.unknown_completions.load(Ordering::Relaxed), 1);
+    assert_eq!(h.stats.snapshot().unknown_completions, 1);
     // A queue the NIC does not have.
     h.core.handle_packet_on(99, &completion);
-    assert_eq!(h.stats.bad_packets.load(Ordering::Relaxed), 3);
+    assert_eq!(h.stats.snapshot().bad_packets, 3);
 }

@@ -53,7 +53,7 @@ struct Host {
     partition: Arc<SimPartition>,
     bus: HostBus<SimPartition>,
     nic: NicPoller,
-    stats: Arc<NicStats>,
+    stats: NicCounters,
     relid: u32,
 }
 
@@ -61,10 +61,11 @@ fn host(mac: [u8; 6], endpoint: Box<dyn NetEndpoint>, wake: &Arc<EventFd>) -> Ho
     let partition = SimPartition::new(128 << 20, 2).unwrap();
     let bus = HostBus::polled(partition.clone(), HostConfig::default(), wake.clone());
     let (nic, poller) = Netvsp::polled(
-        NetvspConfig {
-            mac,
-            max_queues: 2,
-            ..Default::default()
+        {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c.max_queues = 2;
+            c
         },
         endpoint,
         wake.clone(),
@@ -93,14 +94,11 @@ fn guest(partition: Arc<SimPartition>, relid: u32, mac: [u8; 6], ip: [u8; 4]) ->
     bus.connect().unwrap();
     let offers = bus.request_offers().unwrap();
     let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    let nic = Netvsc::open(
-        &bus,
-        &offer,
-        &NetvscConfig {
-            queues: 2,
-            ..Default::default()
-        },
-    )
+    let nic = Netvsc::open(&bus, &offer, &{
+        let mut c = NetvscConfig::default();
+        c.queues = 2;
+        c
+    })
     .unwrap();
     assert_eq!(nic.queues(), 2, "a subchannel, offered by the polled NIC");
     let mut dev = NetvscPhy::new(nic);
@@ -322,24 +320,19 @@ fn polled_bus_and_nics_carry_frames_with_no_thread_of_their_own() {
     assert_eq!(after.len(), during.len(), "{after:?}");
     // Both queues of both NICs carried frames, and nothing was refused.
     for (name, h) in [("A", &ha), ("B", &hb)] {
-        let s = &h.stats;
-        let q = |c: &[AtomicU64]| {
-            c.iter()
-                .map(|x| x.load(Ordering::Relaxed))
-                .collect::<Vec<_>>()
-        };
+        let s = h.stats.snapshot();
         println!(
             "host {name}: rx per queue {:?}, tx packets per queue {:?}",
-            &q(&s.rx_queue_frames)[..2],
-            &q(&s.tx_queue_packets)[..2]
+            &s.rx_queue_frames[..2],
+            &s.tx_queue_packets[..2]
         );
-        assert_eq!(s.subchannels.load(Ordering::Relaxed), 1);
-        assert!(q(&s.rx_queue_frames)[..2].iter().all(|&n| n > 0));
-        assert!(q(&s.tx_queue_packets)[..2].iter().all(|&n| n > 0));
-        assert_eq!(s.bad_packets.load(Ordering::Relaxed), 0);
-        assert_eq!(s.rx_no_buffer.load(Ordering::Relaxed), 0);
-        assert!(s.rx_frames.load(Ordering::Relaxed) > 700);
-        assert!(s.tx_frames.load(Ordering::Relaxed) > 700);
+        assert_eq!(s.subchannels, 1);
+        assert!(s.rx_queue_frames[..2].iter().all(|&n| n > 0));
+        assert!(s.tx_queue_packets[..2].iter().all(|&n| n > 0));
+        assert_eq!(s.bad_packets, 0);
+        assert_eq!(s.rx_no_buffer, 0);
+        assert!(s.rx_frames > 700);
+        assert!(s.tx_frames > 700);
         assert_eq!(h.bus.stats().rejected, 0);
     }
     drop((ha, hb));

@@ -37,9 +37,10 @@ fn guest(mac: [u8; 6], ip: [u8; 4], endpoint: Box<dyn NetEndpoint>) -> Guest {
         .offer(
             OfferParams::new(class::NETWORK, Guid::ZERO),
             Box::new(Netvsp::new(
-                NetvspConfig {
-                    mac,
-                    ..Default::default()
+                {
+                    let mut c = NetvspConfig::default();
+                    c.mac = mac;
+                    c
                 },
                 endpoint,
             )),
@@ -116,17 +117,15 @@ fn icmp_echo_and_tcp_stream_between_smoltcp_guests() {
     let start = Instant::now();
     while pongs < 5 || received < TOTAL {
         if Instant::now() >= deadline {
-            let (x, y) = (a.dev.nic().stats().clone(), b.dev.nic().stats().clone());
+            let (x, y) = (a.dev.nic().stats(), b.dev.nic().stats());
             panic!(
                 "stuck: pongs {pongs}, received {received}/{TOTAL}; A tx {} rx {} bad {}; B tx {} rx {} bad {}",
-                x.tx_frames.load(std::sync::atomic::Ordering::Relaxed),
-                x.rx_frames.load(std::sync::atomic::Ordering::Relaxed),
-                x.bad_host_messages
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                y.tx_frames.load(std::sync::atomic::Ordering::Relaxed),
-                y.rx_frames.load(std::sync::atomic::Ordering::Relaxed),
-                y.bad_host_messages
-                    .load(std::sync::atomic::Ordering::Relaxed),
+                x.tx_frames,
+                x.rx_frames,
+                x.bad_host_messages,
+                y.tx_frames,
+                y.rx_frames,
+                y.bad_host_messages,
             );
         }
         let t = now();

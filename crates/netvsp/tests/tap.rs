@@ -111,7 +111,7 @@ fn guest_on(
     HostBus<SimPartition>,
     GuestBus,
     vmbus_proto::channel::OfferChannel,
-    std::sync::Arc<NicStats>,
+    NicCounters,
 ) {
     let partition = SimPartition::new(128 << 20, 2).unwrap();
     let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
@@ -178,16 +178,18 @@ fn tap_test(mtu: u32) {
     let tap_stats = tap.stats();
     let mac = [0x02, 0x15, 0x5D, 0, 0, 0x42];
     let (_host, bus, offer, nic_stats) = guest_on(
-        NetvspConfig {
-            mac,
-            mtu,
-            ..Default::default()
+        {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c.mtu = mtu;
+            c
         },
         tap,
     );
-    let config = NetvscConfig {
-        mtu,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.mtu = mtu;
+        c
     };
     let mut dev = NetvscPhy::new(Netvsc::open(&bus, &offer, &config).unwrap());
     assert_eq!(dev.nic().mtu(), mtu);
@@ -293,9 +295,7 @@ fn tap_test(mtu: u32) {
     }
     assert_eq!(received, TOTAL, "TCP bytes received");
     // 1 MiB takes over 700 frames at MTU 1500, about 120 at 9000.
-    let rx = nic_stats
-        .rx_frames
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let rx = nic_stats.snapshot().rx_frames;
     if mtu > 1500 {
         assert!(
             rx < 400,
@@ -402,9 +402,7 @@ fn tap_test(mtu: u32) {
         }
     };
     assert_ne!(reset & 0x04, 0, "RST flag in {reset:#x}");
-    let native = nic_stats
-        .tx_native_offloads
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let native = nic_stats.snapshot().tx_native_offloads;
     assert_eq!(
         native, 2,
         "both went to the kernel with a virtio-net header"
@@ -458,15 +456,17 @@ fn tap_steers_frames_to_the_guests_queue_threads() {
         "{listing}"
     );
     let (_host, bus, offer, stats) = guest_on(
-        NetvspConfig {
-            mac,
-            ..Default::default()
+        {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c
         },
         tap,
     );
-    let config = NetvscConfig {
-        queues: 2,
-        ..Default::default()
+    let config = {
+        let mut c = NetvscConfig::default();
+        c.queues = 2;
+        c
     };
     let mut nic = Netvsc::open(&bus, &offer, &config).unwrap();
     assert_eq!(nic.queues(), 2);
@@ -489,11 +489,8 @@ fn tap_steers_frames_to_the_guests_queue_threads() {
         }
     }
     assert!(syns >= 64, "{syns} SYNs arrived");
-    let per_queue: Vec<u64> = stats.rx_queue_frames[..2]
-        .iter()
-        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-        .collect();
-    let steered = stats.rx_steered.load(std::sync::atomic::Ordering::Relaxed);
+    let per_queue: Vec<u64> = stats.snapshot().rx_queue_frames[..2].to_vec();
+    let steered = stats.snapshot().rx_steered;
     println!("per queue {per_queue:?}, pulled by queue 1's thread {steered}");
     assert!(
         per_queue.iter().all(|&n| n >= 8),
@@ -503,10 +500,7 @@ fn tap_steers_frames_to_the_guests_queue_threads() {
         steered, per_queue[1],
         "queue 1's frames came from its own TAP queue"
     );
-    assert_eq!(
-        stats.bad_packets.load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(stats.snapshot().bad_packets, 0);
 }
 
 /// Waits up to 5 s for `cond`, polling the guest's NIC meanwhile.
@@ -526,9 +520,10 @@ fn the_vmm_pulls_and_plugs_a_taps_cable() {
     let link = tap.link_control();
     let mac = [0x02, 0x15, 0x5D, 0, 0, 0x43];
     let (_host, bus, offer, stats) = guest_on(
-        NetvspConfig {
-            mac,
-            ..Default::default()
+        {
+            let mut c = NetvspConfig::default();
+            c.mac = mac;
+            c
         },
         tap,
     );
@@ -538,19 +533,18 @@ fn the_vmm_pulls_and_plugs_a_taps_cable() {
     frame[..6].copy_from_slice(&[0xff; 6]);
     frame[6..12].copy_from_slice(&mac);
     frame[12..14].copy_from_slice(&0x88B5u16.to_be_bytes());
-    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
 
     // Pulled: the guest hears of it, what it sends is dropped, and what the kernel
     // sends it (Linux's ARP for a ping) is not delivered.
     link.set(false);
     wait_for(&mut nic, "the disconnect indication", |n| !n.link_up());
-    assert!(counter(&stats.link_indications) >= 1);
-    let (sent, dropped) = (counter(&stats.tx_frames), counter(&stats.tx_dropped));
+    assert!(stats.snapshot().link_indications >= 1);
+    let (sent, dropped) = (stats.snapshot().tx_frames, stats.snapshot().tx_dropped);
     nic.send(&frame).unwrap();
     wait_for(&mut nic, "the drop", |_| {
-        counter(&stats.tx_dropped) > dropped
+        stats.snapshot().tx_dropped > dropped
     });
-    assert_eq!(counter(&stats.tx_frames), sent);
+    assert_eq!(stats.snapshot().tx_frames, sent);
     let before = link.dropped();
     let ns = guard.0.clone();
     let ping = |count: &str| {
@@ -584,7 +578,7 @@ fn the_vmm_pulls_and_plugs_a_taps_cable() {
     wait_for(&mut nic, "the connect indication", |n| n.link_up());
     nic.send(&frame).unwrap();
     wait_for(&mut nic, "the frame to go out", |_| {
-        counter(&stats.tx_frames) > sent
+        stats.snapshot().tx_frames > sent
     });
     nic.close(&bus).unwrap();
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 /// Why a host-to-guest delivery failed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PartitionError {
     /// No such VP.
     #[error("VP {0} does not exist")]
@@ -70,7 +71,7 @@ pub fn dispatch_hypercall(
             (_, None) => HvStatus::INVALID_CONNECTION_ID,
             (HypercallRequest::PostMessage(m), Some(h)) => h.post_message(vp, &m),
             (HypercallRequest::SignalEvent(e), Some(h)) => h.signal_event(vp, &e),
-            (HypercallRequest::Unsupported { .. }, _) => HvStatus::INVALID_HYPERCALL_CODE,
+            (_, Some(_)) => HvStatus::INVALID_HYPERCALL_CODE,
         },
     };
     HypercallResult::new(status).to_u64()

@@ -159,6 +159,11 @@ impl GpadlBuffer {
         self.size
     }
 
+    /// The guest page numbers the buffer lies in, in order.
+    pub fn pfns(&self) -> &[u64] {
+        &self.pfns
+    }
+
     /// Whether the buffer is empty.
     pub fn is_empty(&self) -> bool {
         self.size == 0

@@ -49,7 +49,12 @@ pub mod mshv;
 pub mod pc;
 pub mod sim;
 pub mod synic;
+pub mod user_hv;
 
 pub use backend::{HypercallHandler, Partition, PartitionError};
+/// The registers of a guest's hypercall (RCX, RDX, R8), what [`UserHv::hypercall`] and
+/// [`backend::dispatch_hypercall`] take.
+pub use hv_hypercall::decode::HypercallRegisters;
 pub use memory::{GuestMemory, GuestRam, RamRegion};
 pub use sim::{SimPartition, SimVp};
+pub use user_hv::{InterruptSink, UserHv};

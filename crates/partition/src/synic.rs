@@ -20,6 +20,7 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 64;
 
 /// Why a message or event could not be accepted.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SynicError {
     /// The SINT's queue is full (the guest is not consuming messages).
     #[error("message queue of SINT {0} is full")]

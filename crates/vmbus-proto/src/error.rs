@@ -5,6 +5,7 @@
 /// "The peer sent garbage" is the only meaning of this type; empty/full conditions
 /// belong to the layers above.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Fewer bytes than the structure needs.
     #[error("{what}: need {need} bytes, have {have}")]

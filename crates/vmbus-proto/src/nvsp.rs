@@ -1042,6 +1042,7 @@ const _: () = assert!(
 /// another in its completion packet: [`NvspMessage::parse`] decodes requests and
 /// [`NvspMessage::parse_completion`] decodes completions.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NvspMessage {
     /// INIT (1): guest -> host.
     Init {

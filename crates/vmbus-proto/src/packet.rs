@@ -181,6 +181,7 @@ pub struct Packet<'a> {
 
 /// The type-specific part of a packet.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PacketKind<'a> {
     /// In-band data.
     InBand,

@@ -3,6 +3,7 @@
 
 /// The peer wrote something the ring protocol forbids.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RingError {
     /// An index in the control page is beyond the data area or not 8-byte aligned.
     #[error("peer's {which} {value:#x} is invalid for a {size}-byte ring")]
@@ -27,7 +28,8 @@ pub enum RingError {
     InvalidSize(usize),
 }
 
-/// Why [`crate::IncomingRing::try_read`] returned no packet.
+/// Why [`crate::IncomingRing::try_read`] returned no packet. (Closed on purpose: a
+/// read finds a packet, nothing, or garbage; nothing else can happen.)
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// No packet is available: wait for a signal.
@@ -38,7 +40,8 @@ pub enum ReadError {
     Corrupt(#[from] RingError),
 }
 
-/// Why [`crate::OutgoingRing::try_write`] did not write.
+/// Why [`crate::OutgoingRing::try_write`] did not write. (Closed on purpose: a write
+/// fits, waits for room, can never fit, or meets garbage.)
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
     /// Not enough free space now; `needed` bytes (packet plus trailer) must be free

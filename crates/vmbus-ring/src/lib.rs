@@ -40,6 +40,7 @@
 #![deny(unsafe_code)]
 
 pub mod control;
+mod counters;
 pub mod error;
 pub mod mem;
 pub mod ring;

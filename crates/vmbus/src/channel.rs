@@ -7,7 +7,7 @@
 //! signal rules whether the peer must be signalled back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use vmbus_ring::{
     Doorbell, IncomingPacket, IncomingRing, OutgoingPacket, OutgoingRing, ReadError, RingError,
     RingMem, WaitPolicy, Wake, WriteError,
@@ -18,6 +18,7 @@ pub type Ring = Arc<dyn RingMem>;
 
 /// Why a channel operation failed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChannelError {
     /// The channel was closed (by either side, a rescind or an unload).
     #[error("channel closed")]
@@ -55,13 +56,17 @@ impl From<RingError> for ChannelError {
     }
 }
 
-/// Counters of one channel side.
-#[derive(Debug, Default)]
-pub struct ChannelStats {
-    /// Signals sent to the peer.
-    pub signals_sent: AtomicU64,
-    /// Signals received from the peer.
-    pub signals_received: AtomicU64,
+vmbus_ring::counters! {
+    /// Counters of one channel side.
+    pub struct ChannelStats;
+    /// The atomics behind [`ChannelStats`].
+    pub(crate) struct ChannelCounters;
+    {
+        /// Signals sent to the peer.
+        signals_sent: one,
+        /// Signals received from the peer.
+        signals_received: one,
+    }
 }
 
 /// State shared by the two halves of a channel and by the bus that routes the peer's
@@ -73,7 +78,7 @@ pub struct ChannelShared {
     closed: AtomicBool,
     signal: Box<dyn Fn() + Send + Sync>,
     /// Counters.
-    pub stats: ChannelStats,
+    stats: ChannelCounters,
 }
 
 impl ChannelShared {
@@ -85,7 +90,7 @@ impl ChannelShared {
             waker: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
             signal,
-            stats: ChannelStats::default(),
+            stats: ChannelCounters::default(),
         })
     }
 
@@ -122,6 +127,11 @@ impl ChannelShared {
         self.rx_bell.ring();
         self.tx_bell.ring();
         self.ring_waker();
+    }
+
+    /// A snapshot of the signal counters.
+    pub fn stats(&self) -> ChannelStats {
+        self.stats.snapshot()
     }
 
     /// Whether the channel was closed.

@@ -12,7 +12,7 @@ use hv_hypercall::pages::{SiefpPage, SimpPage, SintIndex};
 use hv_partition::gpadl::{RingMapping, map_ring_pages};
 use hv_partition::{SimPartition, SimVp};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ pub const VMBUS_VECTOR: u8 = 0xF3;
 
 /// Guest bus configuration.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct GuestConfig {
     /// The client engine's configuration (versions to try, message VP and SINT).
     pub client: ClientConfig,
@@ -56,6 +57,7 @@ impl Default for GuestConfig {
 
 /// Why a guest bus operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GuestError {
     /// The host did not answer in time.
     #[error("timed out waiting for the host")]
@@ -83,19 +85,23 @@ impl From<ClientError> for GuestError {
     }
 }
 
-/// Counters.
-#[derive(Debug, Default)]
-pub struct GuestStats {
-    /// Messages received from the host.
-    pub messages: AtomicU64,
-    /// Messages the client engine rejected.
-    pub rejected: AtomicU64,
-    /// EOM writes.
-    pub eoms: AtomicU64,
-    /// Events for relids with no open channel.
-    pub stray_events: AtomicU64,
-    /// PostMessage retries on INSUFFICIENT_BUFFERS.
-    pub post_retries: AtomicU64,
+vmbus_ring::counters! {
+    /// Counters.
+    pub struct GuestStats;
+    /// The atomics behind [`GuestStats`].
+    pub(crate) struct GuestCounters;
+    {
+        /// Messages received from the host.
+        messages: one,
+        /// Messages the client engine rejected.
+        rejected: one,
+        /// EOM writes.
+        eoms: one,
+        /// Events for relids with no open channel.
+        stray_events: one,
+        /// PostMessage retries on INSUFFICIENT_BUFFERS.
+        post_retries: one,
+    }
 }
 
 /// First-fit allocator of page runs.
@@ -153,7 +159,7 @@ struct Inner {
     cv: Condvar,
     channels: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
     stop: AtomicBool,
-    stats: GuestStats,
+    stats: GuestCounters,
 }
 
 impl Inner {
@@ -362,7 +368,7 @@ impl GuestBus {
             cv: Condvar::new(),
             channels: RwLock::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
-            stats: GuestStats::default(),
+            stats: GuestCounters::default(),
         });
         let mut threads = Vec::new();
         for i in 0..inner.vps.len() {
@@ -377,8 +383,8 @@ impl GuestBus {
     }
 
     /// Counters.
-    pub fn stats(&self) -> &GuestStats {
-        &self.inner.stats
+    pub fn stats(&self) -> GuestStats {
+        self.inner.stats.snapshot()
     }
 
     /// Connects, trying the configured versions newest first; returns the version.

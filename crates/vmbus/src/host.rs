@@ -162,6 +162,7 @@ pub trait VmbusDevice: Send + 'static {
 
 /// Host bus configuration.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct HostConfig {
     /// The server engine's configuration (versions, caps). `vp_count` is taken from the
     /// partition.
@@ -499,6 +500,7 @@ impl<P: Partition + 'static> Worker<P> {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&gpadl);
             }
+            other => tracing::debug!(?other, "vmbus: engine action not handled"),
         }
     }
 
@@ -590,6 +592,7 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The worker thread is gone.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HostError {
     /// An offer or rescind was refused by the engine.
     #[error("offer refused: {0:?}")]

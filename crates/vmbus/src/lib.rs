@@ -41,3 +41,21 @@ pub use host::{
     DeviceContext, GpadlTable, HostBus, HostConfig, HostError, HostStats, PendingOffer, VmbusDevice,
 };
 pub use vmbus_proto::engine::server::{OfferParams, OpenRequest};
+
+// What a VMM needs besides the bus, so that hosting a device takes this crate (and the
+// device's) only: the partition (guest memory, backends, user-space Hyper-V), wake-ups,
+// device identities.
+pub use hv_partition::{
+    GuestMemory, GuestRam, Partition, RamRegion, SimPartition, UserHv, gpadl::RingMapping,
+};
+pub use vmbus_proto::guid::{Guid, class};
+#[cfg(target_os = "linux")]
+pub use vmbus_ring::EventFd;
+pub use vmbus_ring::{Doorbell, Wake, WakeFn};
+
+/// The partition crate ([`hv_partition`]): backends, SynIC, guest memory, PC pieces.
+pub use hv_partition as partition;
+/// The wire formats and sans-IO engines ([`vmbus_proto`]).
+pub use vmbus_proto as proto;
+/// The ring buffer ([`vmbus_ring`]).
+pub use vmbus_ring as ring;

@@ -297,13 +297,14 @@ pub fn vmbus_server(data: &[u8]) {
     let Some(memory) = server_memory() else {
         return;
     };
-    let config = ServerConfig {
-        vp_count: 2,
-        max_gpadls: 8,
-        max_gpadl_pages: 64,
-        max_channels: 8,
-        guest_ram: memory.page_ranges(),
-        ..Default::default()
+    let config = {
+        let mut c = ServerConfig::default();
+        c.vp_count = 2;
+        c.max_gpadls = 8;
+        c.max_gpadl_pages = 64;
+        c.max_channels = 8;
+        c.guest_ram = memory.page_ranges();
+        c
     };
     let mut s = Server::new(config);
     let offer = |i: u8| {
@@ -589,8 +590,7 @@ pub fn netvsp_offload(data: &[u8]) {
 /// hostile input too.
 pub fn netvsp_guest(data: &[u8]) {
     use hv_partition::GuestMemory;
-    use netvsp::{Loopback, NetvspConfig, NicCore, NicStats};
-    use std::sync::Arc;
+    use netvsp::{Loopback, NetvspConfig, NicCore, NicCounters};
     use vmbus::DeviceContext;
     use vmbus_proto::packet::emit_inband;
 
@@ -600,7 +600,7 @@ pub fn netvsp_guest(data: &[u8]) {
     // GPADL 1: the receive buffer (pages 16..48); GPADL 2: the send buffer (64..80).
     let context = DeviceContext::with_page_runs(memory.clone(), 1, &[(1, 16, 32), (2, 64, 16)]);
     let (endpoint, link) = Loopback::new(16);
-    let stats = Arc::new(NicStats::default());
+    let stats = NicCounters::default();
     let mut core = NicCore::new(
         NetvspConfig::default(),
         1,
@@ -743,7 +743,7 @@ pub fn hypercall_decode(data: &[u8]) {
                 assert!(s.connection_id <= 0x00FF_FFFF);
                 assert!(s.flag_number < 2048);
             }
-            Ok(HypercallRequest::Unsupported { .. }) | Err(_) => {}
+            Ok(_) | Err(_) => {}
         }
     }
 }

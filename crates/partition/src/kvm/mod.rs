@@ -26,19 +26,17 @@
 //! inputs gets an error status, a #GP or a stopped VM with the reason in
 //! [`VmOutcome`].
 
-mod emulate;
+use crate::pc::cpuid::CpuidEntry;
+use crate::pc::emulate::{self, Fallback};
 pub use crate::pc::{boot, layout};
-use emulate::Fallback;
 
-use crate::backend::{HypercallHandler, Partition, PartitionError, dispatch_hypercall};
-use crate::hyperv::{HYPERCALL_PORT, HvVp, HvVpStats};
+use crate::backend::{HypercallHandler, Partition, PartitionError};
+use crate::hyperv::{HYPERCALL_PORT, HvVpStats};
 use crate::memory::GuestMemory;
 use crate::pc::devices::{PortAction, Ports, StopReason};
-use crate::synic::{SintMask, SynicError};
+use crate::user_hv::UserHv;
 use hv_hypercall::HvMessage;
-use hv_hypercall::cpuid::HvCpuid;
 use hv_hypercall::decode::HypercallRegisters;
-use hv_hypercall::pages::SintIndex;
 use kvm_bindings::{
     CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_cpuid_entry2, kvm_enable_cap,
     kvm_fpu, kvm_msi, kvm_msr_entry, kvm_pit_config, kvm_regs, kvm_segment,
@@ -51,12 +49,13 @@ use kvm_ioctls::{
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
 
 /// What to boot.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct KvmConfig {
     /// Guest RAM in bytes ([`layout::MIN_MEMORY`]..=[`layout::MAX_MEMORY`]).
     pub memory_size: u64,
@@ -72,8 +71,24 @@ pub struct KvmConfig {
     pub cpuid: CpuidPolicy,
 }
 
+impl KvmConfig {
+    /// Booting `kernel` with 256 MiB of RAM on one vCPU, no initramfs, and the
+    /// command line `console=ttyS0`; change the fields as needed.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            memory_size: 256 << 20,
+            vcpus: 1,
+            kernel: kernel.into(),
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+            cpuid: CpuidPolicy::default(),
+        }
+    }
+}
+
 /// Why the backend could not be created or started.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KvmError {
     /// /dev/kvm is missing or unusable.
     #[error("KVM unavailable ({0}): the kvm backend needs /dev/kvm, readable and writable")]
@@ -84,7 +99,7 @@ pub enum KvmError {
         /// The operation.
         what: &'static str,
         /// The error.
-        source: kvm_ioctls::Error,
+        source: std::io::Error,
     },
     /// A KVM capability this backend needs is missing.
     #[error("KVM lacks {0}")]
@@ -104,51 +119,61 @@ pub enum KvmError {
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
-    move |source| KvmError::Kvm { what, source }
+    move |e| KvmError::Kvm {
+        what,
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    }
 }
 
 pub use crate::pc::VmOutcome;
 
-/// Exit counters.
-#[derive(Debug, Default)]
+/// Exit counters, as [`KvmPartition::stats`] reads them.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KvmStats {
     /// KVM_RUN returns.
-    pub exits: AtomicU64,
+    pub exits: u64,
     /// Port I/O exits (hypercalls excluded).
-    pub io_exits: AtomicU64,
+    pub io_exits: u64,
     /// MMIO exits (answered with all-ones).
-    pub mmio_exits: AtomicU64,
+    pub mmio_exits: u64,
     /// MSR exits.
-    pub msr_exits: AtomicU64,
+    pub msr_exits: u64,
     /// Hypercalls.
-    pub hypercalls: AtomicU64,
+    pub hypercalls: u64,
     /// SINT interrupts injected.
-    pub interrupts: AtomicU64,
+    pub interrupts: u64,
     /// Interrupts KVM refused (the guest's APIC blocked the MSI).
-    pub interrupts_blocked: AtomicU64,
+    pub interrupts_blocked: u64,
     /// Instructions KVM failed to emulate that the VMM completed (INT3).
-    pub emulated: AtomicU64,
+    pub emulated: u64,
 }
 
-struct Vp {
-    hv: Mutex<HvVp>,
-    apic_id: u32,
+/// The counters the vCPU threads update.
+#[derive(Debug, Default)]
+struct ExitCounters {
+    exits: AtomicU64,
+    io_exits: AtomicU64,
+    mmio_exits: AtomicU64,
+    msr_exits: AtomicU64,
+    emulated: AtomicU64,
 }
 
 /// A KVM partition. Implements [`Partition`], so `vmbus::HostBus` runs on it exactly
 /// as on the sim backend.
 pub struct KvmPartition {
-    vm: VmFd,
+    /// The VM (also held by the interrupt sink).
+    _vm: Arc<VmFd>,
     memory: GuestMemory,
-    vps: Vec<Vp>,
-    handler: RwLock<Option<Arc<dyn HypercallHandler>>>,
+    /// Hyper-V and the SynIC, emulated in user space; interrupts are MSIs.
+    hv: UserHv,
     ports: Mutex<Ports>,
     vcpu_fds: Mutex<Vec<VcpuFd>>,
     run: VcpuThreads,
     /// Bit per vCPU: report its registers at the next exit.
     dump: AtomicU64,
     dumps: Mutex<Vec<String>>,
-    stats: KvmStats,
+    stats: ExitCounters,
     _kvm: Kvm,
 }
 
@@ -199,105 +224,41 @@ fn segment(index: u16, entry: u64) -> kvm_segment {
     }
 }
 
-/// Which CPU features the guest sees besides the Hyper-V leaves.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
-pub enum CpuidPolicy {
-    /// [`CpuidPolicy::Baseline`] on kvm_pvm (detected through
-    /// /sys/module/kvm_pvm), [`CpuidPolicy::Host`] elsewhere.
-    #[default]
-    Auto,
-    /// Everything KVM supports.
-    Host,
-    /// Only features whose instructions KVM's instruction emulator handles. kvm_pvm,
-    /// the software KVM some cloud VMs (Firecracker hosts without VMX) expose, runs
-    /// guest kernel code through that emulator; an instruction it lacks (CMPXCHG16B,
-    /// XRSTOR, POPCNT, RDRAND, VERW, RDGSBASE, ...) stops the VM with a KVM internal
-    /// error. Linux then uses its generic fallbacks.
-    Baseline,
-}
+pub use crate::pc::cpuid::{BASELINE_CMDLINE, CpuidPolicy, is_kvm_pvm};
 
-/// Whether /dev/kvm is kvm_pvm (software virtualization; see [`CpuidPolicy`]). On it
-/// a second vCPU comes up but then stops answering IPIs (observed with Debian's 6.1:
-/// CPU 0 waits forever in `csd_lock_wait`), so callers should boot one vCPU there.
-pub fn is_kvm_pvm() -> bool {
-    std::path::Path::new("/sys/module/kvm_pvm").exists()
-}
-
-impl CpuidPolicy {
-    fn baseline(self) -> bool {
-        match self {
-            CpuidPolicy::Auto => is_kvm_pvm(),
-            CpuidPolicy::Host => false,
-            CpuidPolicy::Baseline => true,
-        }
-    }
-}
-
-/// Appended to a Linux guest's command line under [`CpuidPolicy::Baseline`]. On
-/// kvm_pvm the guest's own CPUID instructions can see the host CPU's features rather
-/// than the table set with KVM_SET_CPUID2 (observed: POPCNT and XSAVE detected although
-/// the table clears them), so Linux is also told to ignore the features whose
-/// instructions the emulator lacks. Linux 5.19+ accepts these names.
-pub const BASELINE_CMDLINE: &str = "clearcpuid=xsave,popcnt,pni,ssse3,sse4_1,sse4_2,cx16,rdrand,rdseed,fsgsbase,smap,invpcid,pcid,rdtscp,rdpid,pku,ospke,clflushopt,clwb,movbe,bmi1,bmi2,avx,avx2,avx512f,aes,pclmulqdq,sha_ni,vaes,vpclmulqdq,gfni";
-
-/// Leaf 1 ECX bits kept by [`CpuidPolicy::Baseline`]: SSE3, SSSE3, SSE4.1, SSE4.2,
-/// x2APIC, TSC-deadline (user-mode code runs natively; the kernel does not use the SSE
-/// ones outside crypto).
-const BASELINE_1_ECX: u32 = (1 << 0) | (1 << 9) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 24);
-/// Leaf 7 EBX bits kept by [`CpuidPolicy::Baseline`]: SMEP, ERMS.
-const BASELINE_7_EBX: u32 = (1 << 7) | (1 << 9);
-
-/// The CPUID table for vCPU `apic_id` of `vcpus`: KVM's leaves without any
-/// 0x4xxxxxxx (KVM) leaf, the Hyper-V leaves, the hypervisor bit, the APIC id, and the
-/// invariant-TSC bit Linux needs to trust the TSC under Hyper-V; with `baseline`, only
-/// the features of [`CpuidPolicy::Baseline`].
+/// The CPUID table for vCPU `apic_id` of `vcpus` ([`crate::pc::cpuid::for_linux_guest`]
+/// over KVM's supported leaves).
 fn cpuid_for(
     base: &[kvm_cpuid_entry2],
     vcpus: u32,
     apic_id: u32,
     baseline: bool,
 ) -> Vec<kvm_cpuid_entry2> {
-    let mut v: Vec<kvm_cpuid_entry2> = base
+    let host: Vec<CpuidEntry> = base
         .iter()
-        .filter(|e| !(0x4000_0000..=0x4fff_ffff).contains(&e.function))
-        .copied()
+        .map(|e| CpuidEntry {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        })
         .collect();
-    for e in v.iter_mut() {
-        match e.function {
-            1 => {
-                if baseline {
-                    e.ecx &= BASELINE_1_ECX;
-                }
-                e.ecx |= 1 << 31;
-                e.ebx = (e.ebx & 0x00ff_ffff) | (apic_id << 24);
-            }
-            7 if baseline && e.index == 0 => {
-                e.ebx &= BASELINE_7_EBX;
-                e.ecx = 0;
-                e.edx = 0;
-            }
-            0x8000_0001 if baseline => {
-                // Keep LAHF/SAHF, SYSCALL, NX, 1 GiB pages, long mode; drop LZCNT,
-                // PREFETCHW, RDTSCP and the rest.
-                e.ecx &= 1;
-                e.edx &= (1 << 11) | (1 << 20) | (1 << 26) | (1 << 29);
-            }
-            0xb | 0x1f => e.edx = apic_id,
-            0x8000_0007 => e.edx |= 1 << 8,
-            _ => {}
-        }
-    }
-    for l in HvCpuid::for_linux_guest(vcpus).leaves() {
-        v.push(kvm_cpuid_entry2 {
-            function: l.function,
-            eax: l.eax,
-            ebx: l.ebx,
-            ecx: l.ecx,
-            edx: l.edx,
+    crate::pc::cpuid::for_linux_guest(&host, vcpus, apic_id, baseline)
+        .into_iter()
+        .map(|e| kvm_cpuid_entry2 {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
             ..Default::default()
-        });
-    }
-    v
+        })
+        .collect()
 }
 
 /// RIP and the control registers, for failure reports.
@@ -502,20 +463,25 @@ impl KvmPartition {
             .and_then(|v| v.get_tsc_khz().ok())
             .filter(|k| *k != 0)
             .ok_or(KvmError::MissingCapability("KVM_GET_TSC_KHZ"))?;
-        // The frequency MSRs: the TSC as KVM runs it, and KVM's 1 GHz APIC bus.
-        // The guest OS id and hypercall page are partition-wide: one set for all VPs.
-        let shared = crate::hyperv::SharedHvRegs::default();
-        let vps = (0..config.vcpus)
-            .map(|id| Vp {
-                hv: Mutex::new(HvVp::in_partition(
-                    id,
-                    u64::from(tsc_khz) * 1000,
-                    1_000_000_000,
-                    shared.clone(),
-                )),
-                apic_id: id,
-            })
-            .collect();
+        // The frequency MSRs: the TSC as KVM runs it, and KVM's 1 GHz APIC bus. A SINT
+        // is a fixed MSI to the VP's local APIC (APIC id = VP index).
+        let vm = Arc::new(vm);
+        let msi_vm = vm.clone();
+        let hv = UserHv::new(
+            memory.clone(),
+            config.vcpus,
+            u64::from(tsc_khz) * 1000,
+            1_000_000_000,
+            move |vp: u32, vector: u8| {
+                let msi = kvm_msi {
+                    address_lo: 0xfee0_0000 | (vp << 12),
+                    address_hi: 0,
+                    data: u32::from(vector),
+                    ..Default::default()
+                };
+                matches!(msi_vm.signal_msi(msi), Ok(n) if n > 0)
+            },
+        );
         crate::pc::install_kick_handler()?;
         tracing::info!(
             vcpus = config.vcpus,
@@ -525,16 +491,15 @@ impl KvmPartition {
             "kvm: VM created"
         );
         Ok(Arc::new(Self {
-            vm,
+            _vm: vm,
             memory,
-            vps,
-            handler: RwLock::new(None),
+            hv,
             ports: Mutex::new(Ports::new(com1_irq, console)),
             vcpu_fds: Mutex::new(vcpu_fds),
             run: VcpuThreads::new("kvm"),
             dump: AtomicU64::new(0),
             dumps: Mutex::new(Vec::new()),
-            stats: KvmStats::default(),
+            stats: ExitCounters::default(),
             _kvm: kvm,
         }))
     }
@@ -567,7 +532,7 @@ impl KvmPartition {
     /// line per vCPU, for diagnosing a guest that stopped making progress. Waits up to
     /// one second for the vCPU threads to answer.
     pub fn dump_state(&self) -> Vec<String> {
-        let n = self.vps.len().min(64) as u32;
+        let n = self.hv.vp_count().min(64);
         let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         self.dump.store(all, Ordering::SeqCst);
         lock(&self.dumps).clear();
@@ -586,60 +551,38 @@ impl KvmPartition {
         self.run.outcome()
     }
 
-    /// Exit counters.
-    pub fn stats(&self) -> &KvmStats {
-        &self.stats
+    /// A snapshot of the exit counters.
+    pub fn stats(&self) -> KvmStats {
+        let c = &self.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let hv = self.hv.stats();
+        KvmStats {
+            exits: load(&c.exits),
+            io_exits: load(&c.io_exits),
+            mmio_exits: load(&c.mmio_exits),
+            msr_exits: load(&c.msr_exits),
+            hypercalls: hv.hypercalls,
+            interrupts: hv.interrupts,
+            interrupts_blocked: hv.interrupts_failed,
+            emulated: load(&c.emulated),
+        }
     }
 
     /// A snapshot of a VP's SynIC counters.
     pub fn synic_stats(&self, vp: u32) -> Option<crate::synic::SynicStats> {
-        self.vps.get(vp as usize).map(|v| lock(&v.hv).synic.stats())
+        self.hv.synic_stats(vp)
     }
 
     /// A VP's Hyper-V register counters.
     pub fn hv_stats(&self, vp: u32) -> Option<HvVpStats> {
-        self.vps.get(vp as usize).map(|v| lock(&v.hv).stats())
+        self.hv.hv_stats(vp)
     }
 
     fn finish(&self, outcome: VmOutcome) {
         self.run.finish(outcome);
     }
 
-    /// Injects the interrupts of `mask` on `vp` (vectors read from its SINT registers).
-    fn raise(&self, vp: &Vp, hv: &HvVp, mask: SintMask) {
-        if mask == 0 {
-            return;
-        }
-        for s in 0..16u32 {
-            if mask & (1 << s) == 0 {
-                continue;
-            }
-            let Ok(sint) = SintIndex::new(s) else {
-                continue;
-            };
-            let vector = hv.synic.sint(sint).vector();
-            let msi = kvm_msi {
-                address_lo: 0xfee0_0000 | (vp.apic_id << 12),
-                address_hi: 0,
-                data: u32::from(vector),
-                ..Default::default()
-            };
-            self.stats.interrupts.fetch_add(1, Ordering::Relaxed);
-            match self.vm.signal_msi(msi) {
-                Ok(n) if n > 0 => {}
-                _ => {
-                    self.stats
-                        .interrupts_blocked
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
     fn vcpu_loop(self: Arc<Self>, index: u32, mut vcpu: VcpuFd) {
-        let Some(vp) = self.vps.get(index as usize) else {
-            return;
-        };
         while !self.run.stopping() {
             let mut hypercall = false;
             let result = vcpu.run();
@@ -675,17 +618,15 @@ impl KvmPartition {
                 }
                 Ok(VcpuExit::X86Rdmsr(exit)) => {
                     self.stats.msr_exits.fetch_add(1, Ordering::Relaxed);
-                    match lock(&vp.hv).read_msr(exit.index) {
+                    match self.hv.rdmsr(index, exit.index) {
                         Ok(v) => *exit.data = v,
                         Err(_) => *exit.error = 1,
                     }
                 }
                 Ok(VcpuExit::X86Wrmsr(exit)) => {
                     self.stats.msr_exits.fetch_add(1, Ordering::Relaxed);
-                    let mut hv = lock(&vp.hv);
-                    match hv.write_msr(&self.memory, exit.index, exit.data) {
-                        Ok(mask) => self.raise(vp, &hv, mask),
-                        Err(_) => *exit.error = 1,
+                    if self.hv.wrmsr(index, exit.index, exit.data).is_err() {
+                        *exit.error = 1;
                     }
                 }
                 Ok(VcpuExit::Hlt) | Ok(VcpuExit::Intr) => {}
@@ -823,23 +764,15 @@ impl KvmPartition {
     /// The guest executed the hypercall stub: run the call and write RAX. RIP is written
     /// back as read (KVM completes the OUT itself).
     fn hypercall(&self, index: u32, vcpu: &VcpuFd) {
-        self.stats.hypercalls.fetch_add(1, Ordering::Relaxed);
         let mut regs = match vcpu.get_regs() {
             Ok(r) => r,
             Err(e) => {
                 return self.finish(VmOutcome::Failed(format!("vCPU {index}: get regs: {e}")));
             }
         };
-        let handler = self
-            .handler
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        regs.rax = dispatch_hypercall(
-            &self.memory,
-            handler.as_deref(),
+        regs.rax = self.hv.hypercall(
             index,
-            &HypercallRegisters {
+            HypercallRegisters {
                 control: regs.rcx,
                 input: regs.rdx,
                 output: regs.r8,
@@ -849,12 +782,6 @@ impl KvmPartition {
             self.finish(VmOutcome::Failed(format!("vCPU {index}: set regs: {e}")));
         }
     }
-
-    fn vp(&self, vp: u32) -> Result<&Vp, PartitionError> {
-        self.vps
-            .get(vp as usize)
-            .ok_or(PartitionError::InvalidVp(vp))
-    }
 }
 
 impl Partition for KvmPartition {
@@ -863,29 +790,19 @@ impl Partition for KvmPartition {
     }
 
     fn vp_count(&self) -> u32 {
-        self.vps.len() as u32
+        self.hv.vp_count()
     }
 
     fn post_message(&self, vp: u32, sint: u8, message: &HvMessage) -> Result<(), PartitionError> {
-        let v = self.vp(vp)?;
-        let s = SintIndex::new(u32::from(sint)).map_err(|_| SynicError::InvalidSint(sint))?;
-        let mut hv = lock(&v.hv);
-        let mask = hv.synic.post(&self.memory, s, message)?;
-        self.raise(v, &hv, mask);
-        Ok(())
+        self.hv.post_message(vp, sint, message)
     }
 
     fn signal_event(&self, vp: u32, sint: u8, flag: u16) -> Result<(), PartitionError> {
-        let v = self.vp(vp)?;
-        let s = SintIndex::new(u32::from(sint)).map_err(|_| SynicError::InvalidSint(sint))?;
-        let mut hv = lock(&v.hv);
-        let mask = hv.synic.signal_event(&self.memory, s, flag)?;
-        self.raise(v, &hv, mask);
-        Ok(())
+        self.hv.signal_event(vp, sint, flag)
     }
 
     fn set_hypercall_handler(&self, handler: Arc<dyn HypercallHandler>) {
-        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+        self.hv.set_hypercall_handler(handler)
     }
 }
 
@@ -955,7 +872,7 @@ mod tests {
         let v = cpuid_for(&b, 1, 0, true);
         assert_eq!(
             v[0].ecx,
-            BASELINE_1_ECX | (1 << 31),
+            crate::pc::cpuid::BASELINE_1_ECX | (1 << 31),
             "no POPCNT, XSAVE, CX16, RDRAND"
         );
     }

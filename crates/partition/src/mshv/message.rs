@@ -61,6 +61,7 @@ const ACCESS_WRITE: u8 = 1;
 
 /// What a vCPU exit asks the VMM to do.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exit {
     /// A hypercall: decode `regs`, write the status to RAX and resume at `next_rip`.
     Hypercall {
@@ -117,6 +118,7 @@ pub enum Exit {
 
 /// A field of an intercept message is out of range.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessageError {
     /// The instruction length (a 4-bit field) is 0: the VMM cannot step past the
     /// instruction.

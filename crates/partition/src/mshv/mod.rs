@@ -49,7 +49,7 @@ use ops::{MshvPartitionOps, MshvVcpuOps, OpError, PartitionOps, Reg, VcpuOps};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
@@ -85,6 +85,7 @@ pub const SYNTHETIC_FEATURES: u64 = (1 << 0)
 
 /// What to boot.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct MshvConfig {
     /// Guest RAM in bytes ([`layout::MIN_MEMORY`]..=[`layout::MAX_MEMORY`]).
     pub memory_size: u64,
@@ -98,8 +99,23 @@ pub struct MshvConfig {
     pub cmdline: String,
 }
 
+impl MshvConfig {
+    /// Booting `kernel` with 256 MiB of RAM on one vCPU, no initramfs, and the
+    /// command line `console=ttyS0`; change the fields as needed.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            memory_size: 256 << 20,
+            vcpus: 1,
+            kernel: kernel.into(),
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+        }
+    }
+}
+
 /// Why the backend could not be created or started.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MshvError {
     /// /dev/mshv is missing or unusable.
     #[error(
@@ -113,7 +129,7 @@ pub enum MshvError {
         /// The operation.
         what: &'static str,
         /// The error.
-        source: mshv_ioctls::MshvError,
+        source: ops::OpError,
     },
     /// The configuration is out of range.
     #[error("bad configuration: {0}")]
@@ -130,7 +146,10 @@ pub enum MshvError {
 }
 
 fn mshv_err(what: &'static str) -> impl FnOnce(mshv_ioctls::MshvError) -> MshvError {
-    move |source| MshvError::Mshv { what, source }
+    move |e| MshvError::Mshv {
+        what,
+        source: ops::op_error(&e),
+    }
 }
 
 /// Whether `/dev/mshv` exists (the backend may still fail to create a partition).
@@ -138,34 +157,38 @@ pub fn is_available() -> bool {
     std::path::Path::new("/dev/mshv").exists()
 }
 
-/// Counters; every refusal and drop is counted here (and logged).
-#[derive(Debug, Default)]
-pub struct MshvStats {
-    /// Run returns (intercept messages).
-    pub exits: AtomicU64,
-    /// Hypercall intercepts dispatched.
-    pub hypercalls: AtomicU64,
-    /// Port I/O intercepts.
-    pub io_exits: AtomicU64,
-    /// Messages posted directly (slot was free).
-    pub posted: AtomicU64,
-    /// Messages queued behind a busy slot.
-    pub queued: AtomicU64,
-    /// Queued messages posted after a deliverability notification.
-    pub flushed: AtomicU64,
-    /// SINT-deliverable exits.
-    pub deliverable_exits: AtomicU64,
-    /// Messages refused because their SINT's queue was full.
-    pub queue_full: AtomicU64,
-    /// Queued messages dropped because the hypervisor refused them with an error other
-    /// than a busy slot.
-    pub dropped: AtomicU64,
-    /// Events signalled.
-    pub events: AtomicU64,
-    /// Hypervisor calls that failed (post, signal, deliverability registration).
-    pub hypervisor_errors: AtomicU64,
-    /// Intercept messages with out-of-range fields.
-    pub bad_messages: AtomicU64,
+vmbus_ring::counters! {
+    /// Counters; every refusal and drop is counted here (and logged).
+    pub struct MshvStats;
+    /// The atomics behind [`MshvStats`].
+    pub(crate) struct MshvCounters;
+    {
+        /// Run returns (intercept messages).
+        exits: one,
+        /// Hypercall intercepts dispatched.
+        hypercalls: one,
+        /// Port I/O intercepts.
+        io_exits: one,
+        /// Messages posted directly (slot was free).
+        posted: one,
+        /// Messages queued behind a busy slot.
+        queued: one,
+        /// Queued messages posted after a deliverability notification.
+        flushed: one,
+        /// SINT-deliverable exits.
+        deliverable_exits: one,
+        /// Messages refused because their SINT's queue was full.
+        queue_full: one,
+        /// Queued messages dropped because the hypervisor refused them with an error other
+        /// than a busy slot.
+        dropped: one,
+        /// Events signalled.
+        events: one,
+        /// Hypervisor calls that failed (post, signal, deliverability registration).
+        hypervisor_errors: one,
+        /// Intercept messages with out-of-range fields.
+        bad_messages: one,
+    }
 }
 
 struct Vp {
@@ -190,7 +213,7 @@ pub struct MshvPartition {
     ports: Mutex<Ports>,
     vcpus: Mutex<Vec<Box<dyn VcpuOps>>>,
     run: VcpuThreads,
-    stats: MshvStats,
+    stats: MshvCounters,
 }
 
 impl MshvPartition {
@@ -313,7 +336,7 @@ impl MshvPartition {
             ports: Mutex::new(Ports::new(irq, console)),
             vcpus: Mutex::new(vcpus),
             run: VcpuThreads::new("mshv"),
-            stats: MshvStats::default(),
+            stats: MshvCounters::default(),
         }))
     }
 
@@ -346,8 +369,8 @@ impl MshvPartition {
     }
 
     /// Counters.
-    pub fn stats(&self) -> &MshvStats {
-        &self.stats
+    pub fn stats(&self) -> MshvStats {
+        self.stats.snapshot()
     }
 
     /// Messages waiting for a free slot on `vp`'s `sint`.

@@ -8,6 +8,7 @@ use hv_hypercall::{HvMessage, HvStatus};
 
 /// Why a hypervisor call failed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpError {
     /// The call was interrupted (EINTR/EAGAIN: a kick); retry after checking for stop.
     #[error("interrupted")]
@@ -34,6 +35,7 @@ impl OpError {
 
 /// A register the run loop writes back after an intercept.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reg {
     /// RAX (hypercall status, IN result).
     Rax,
@@ -63,7 +65,7 @@ pub trait PartitionOps: Send + Sync {
 }
 
 /// Maps an mshv-ioctls error.
-pub fn op_error(e: &mshv_ioctls::MshvError) -> OpError {
+pub(crate) fn op_error(e: &mshv_ioctls::MshvError) -> OpError {
     match e {
         mshv_ioctls::MshvError::Hypercall { status_raw, .. } => OpError::Hv(HvStatus(*status_raw)),
         mshv_ioctls::MshvError::Errno(e) => match e.errno() {
@@ -92,7 +94,7 @@ fn to_message(m: &mshv_bindings::hv_message) -> HvMessage {
 }
 
 /// [`VcpuOps`] over an mshv-ioctls vCPU.
-pub struct MshvVcpuOps(pub mshv_ioctls::VcpuFd);
+pub struct MshvVcpuOps(pub(crate) mshv_ioctls::VcpuFd);
 
 impl VcpuOps for MshvVcpuOps {
     fn run(&mut self) -> Result<HvMessage, OpError> {
@@ -119,7 +121,7 @@ impl VcpuOps for MshvVcpuOps {
 }
 
 /// [`PartitionOps`] over an mshv-ioctls partition.
-pub struct MshvPartitionOps(pub mshv_ioctls::VmFd);
+pub struct MshvPartitionOps(pub(crate) mshv_ioctls::VmFd);
 
 impl PartitionOps for MshvPartitionOps {
     fn post_message_direct(&self, vp: u32, sint: u8, message: &HvMessage) -> Result<(), OpError> {

@@ -19,6 +19,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 /// What went wrong while loading the guest.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BootError {
     /// A file could not be read.
     #[error("{path}: {source}")]

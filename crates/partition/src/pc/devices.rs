@@ -5,7 +5,6 @@
 
 use crate::pc::layout::*;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -21,6 +20,7 @@ impl Trigger for IrqTrigger {
 
 /// What a port access asks the VMM to do.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PortAction {
     /// Nothing more.
     None,
@@ -30,6 +30,7 @@ pub enum PortAction {
 
 /// Why the guest stopped itself.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReason {
     /// ACPI sleep state 5 through PM1a_CNT.
     PowerOff,
@@ -41,8 +42,7 @@ pub enum StopReason {
 pub struct Ports {
     serial: Serial<IrqTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
     pm1_enable: u16,
-    /// Accesses to ports nobody emulates.
-    pub unhandled: AtomicU64,
+    unhandled: u64,
 }
 
 impl Ports {
@@ -51,8 +51,13 @@ impl Ports {
         Self {
             serial: Serial::new(IrqTrigger(irq), console),
             pm1_enable: 0,
-            unhandled: AtomicU64::new(0),
+            unhandled: 0,
         }
+    }
+
+    /// Accesses to ports nobody emulates (answered with all-ones, or ignored).
+    pub fn unhandled(&self) -> u64 {
+        self.unhandled
     }
 
     /// IN from `port` into `data` (1, 2 or 4 bytes).
@@ -67,7 +72,7 @@ impl Ports {
             // SCI_EN: ACPI mode is always on (the FADT has no SMI command port).
             p if p == PM1A_CNT_PORT => 1,
             _ => {
-                self.unhandled.fetch_add(1, Ordering::Relaxed);
+                self.unhandled += 1;
                 u32::MAX
             }
         };
@@ -98,7 +103,7 @@ impl Ports {
                 return PortAction::Stop(StopReason::Reset);
             }
             _ => {
-                self.unhandled.fetch_add(1, Ordering::Relaxed);
+                self.unhandled += 1;
             }
         }
         PortAction::None
@@ -145,6 +150,6 @@ mod tests {
         let mut d4 = [0u8; 4];
         p.read(0xcfc, &mut d4);
         assert_eq!(d4, [0xff; 4]);
-        assert_eq!(p.unhandled.load(Ordering::Relaxed), 1);
+        assert_eq!(p.unhandled(), 1);
     }
 }

@@ -7,11 +7,14 @@
 
 pub mod acpi;
 pub mod boot;
+pub mod cpuid;
 pub mod devices;
+pub mod emulate;
 pub mod layout;
 
 /// How a VM ended (kvm and mshv backends).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VmOutcome {
     /// The guest powered off (ACPI S5).
     PowerOff,

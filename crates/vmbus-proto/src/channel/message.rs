@@ -77,6 +77,7 @@ pub struct VersionResponseMessage {
 /// One channel-management message.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // Copy values of at most 240 wire bytes, no heap.
+#[non_exhaustive]
 pub enum Message {
     /// 1: host offers a channel.
     OfferChannel(OfferChannel),

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 
 /// Client configuration.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Versions to try, newest first. Default: what Linux tries (5.3 down to 2.4).
     pub versions: Vec<VmbusVersion>,
@@ -40,6 +41,7 @@ impl Default for ClientConfig {
 
 /// What the runtime must do, or learns.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientAction {
     /// Post `message` with HvPostMessage on `connection_id`.
     Send {
@@ -116,6 +118,7 @@ enum ConnState {
 
 /// Client-side request errors (the caller asked for something impossible).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientError {
     /// Not connected.
     NotConnected,

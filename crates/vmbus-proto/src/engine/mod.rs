@@ -29,6 +29,7 @@ pub const CHANNEL_CONNECTION_ID_BASE: u32 = 0x1_0000;
 /// Why an engine dropped or refused a peer's message. The runtime counts these and logs
 /// them; where the protocol has a failure answer, the engine already sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rejection {
     /// The bytes did not parse, or the message is not allowed at this version.
     Malformed(crate::Error),

@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 
 /// Server configuration.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Versions the host accepts (a guest asking for another is refused and tries its
     /// next one). Default: 2.4 through 5.3.
@@ -113,6 +114,7 @@ pub struct OpenRequest {
 
 /// What the runtime must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Post `message` to the guest's `vp` on `sint`.
     Send {
@@ -249,6 +251,7 @@ pub struct Server {
 
 /// Host API errors.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OfferError {
     /// Every relid is in use.
     NoFreeRelid,

@@ -392,6 +392,7 @@ pub struct IndicateStatus<'a> {
 /// canonical layout (variable parts right after the fixed body, offsets as netvsc writes
 /// them), so a canonical message re-emits byte for byte.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RndisMessage<'a> {
     /// `PACKET` (1).
     Packet(PacketMessage<'a>),

@@ -215,6 +215,7 @@ pub const RNDIS_PKTINFO_LAST_FRAG: u8 = 0x4;
 /// accepted and its tail ignored, as Linux does); emitting one writes the netvsc form:
 /// `size` 16, `ppi_offset` 12.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ppi<'a> {
     /// TCPIP_CHKSUM.
     Checksum(NdisTcpIpChecksumInfo),

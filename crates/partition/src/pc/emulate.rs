@@ -1,14 +1,16 @@
-//! The instructions this VMM completes when KVM's own emulator gives up on them
+//! The instructions a VMM completes when KVM's own emulator gives up on them
 //! (`KVM_EXIT_INTERNAL_ERROR` with an emulation failure, seen on kvm_pvm, which runs
-//! guest kernel code through that emulator). Decoding only: the vCPU loop applies the
-//! result. Everything else stays an error that stops the VM.
+//! guest kernel code through that emulator). Decoding only: the VMM's vCPU loop
+//! applies the result (the kvm backend's `emulation_fallback` shows how). Everything
+//! else stays an error that stops the VM.
 //!
 //! The bytes come from guest memory at the guest's RIP: any value is possible, and a
 //! form this decoder does not know is `None`, never a guess.
 
 /// What to do in place of the instruction.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Fallback {
+#[non_exhaustive]
+pub enum Fallback {
     /// `INT3` (`CC`): inject #BP with RIP past the instruction (Linux's alternatives
     /// self-test).
     Int3,
@@ -31,7 +33,7 @@ pub(crate) enum Fallback {
 
 /// Decodes the instruction at the start of `insn` (up to 15 bytes; fewer when the
 /// page ends).
-pub(crate) fn decode(insn: &[u8]) -> Option<Fallback> {
+pub fn decode(insn: &[u8]) -> Option<Fallback> {
     match insn.first()? {
         0xcc => return Some(Fallback::Int3),
         0x9b => return Some(Fallback::Fwait),
