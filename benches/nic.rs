@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use vmbus::{GuestBus, HostBus};
-use vmbus_benches::{NicRig, nic_rig};
+use vmbus_benches::{NicRig, nic_rig_with};
 use vmbus_ring::{DoubleMappedRingMem, Wake};
 
 /// Counts the guest's frames (guest to host) and produces frames on demand (host to
@@ -370,7 +370,7 @@ fn flows(size: usize, first: u16) -> Vec<Vec<u8>> {
 }
 
 struct Nic {
-    _host: HostBus<SimPartition>,
+    _host: Arc<HostBus<SimPartition>>,
     _bus: GuestBus,
     nic: Netvsc,
     /// With 2 queues: the subchannel's own guest thread.
@@ -378,9 +378,17 @@ struct Nic {
     host_stats: netvsp::NicCounters,
     sent: Arc<Sent>,
     frames: Arc<Frames>,
+    /// For a polled host, the bench's thread that polls it (dropped last).
+    _poller: Option<vmbus_benches::Poller>,
 }
 
 fn nic(queues: u16) -> Nic {
+    nic_with(queues, false)
+}
+
+/// [`nic`], the host side polled by one thread of the bench (`polled`) or on the
+/// library's threads.
+fn nic_with(queues: u16, polled: bool) -> Nic {
     let sent = Arc::new(Sent::default());
     let frames = Arc::new(Frames {
         budget: Counter::default(),
@@ -403,7 +411,8 @@ fn nic(queues: u16) -> Nic {
         bus,
         mut nic,
         host_stats,
-    } = nic_rig(Box::new(ep), queues);
+        poller,
+    } = nic_rig_with(Box::new(ep), queues, polled);
     // Each queue on a guest thread of its own, as a multi-queue guest runs them.
     // (NIC_BENCH_ONE_GUEST_THREAD=1: one guest thread drives both, for comparison.)
     let queue1 = if std::env::var_os("NIC_BENCH_ONE_GUEST_THREAD").is_some() {
@@ -419,6 +428,7 @@ fn nic(queues: u16) -> Nic {
         host_stats,
         sent,
         frames,
+        _poller: poller,
     }
 }
 
@@ -522,6 +532,8 @@ fn host_to_guest(n: &mut Nic, size: usize, iters: u64) -> Duration {
 fn bench(c: &mut Criterion) {
     let mut n = nic(1);
     let mut n2 = nic(2);
+    // The host side poll-driven: bus and NIC polled by one thread of the bench.
+    let mut np = nic_with(1, true);
     // Probes run on one queue, or on two with NIC_BENCH_QUEUES=2.
     if std::env::var("NIC_BENCH_QUEUES").as_deref() == Ok("2") {
         std::mem::swap(&mut n, &mut n2);
@@ -601,6 +613,12 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("host_to_guest_1q", size), |b| {
             b.iter_custom(|i| host_to_guest(&mut n, size, i))
+        });
+        g.bench_function(BenchmarkId::new("guest_to_host_1q_polled", size), |b| {
+            b.iter_custom(|i| guest_to_host(&mut np, size, i))
+        });
+        g.bench_function(BenchmarkId::new("host_to_guest_1q_polled", size), |b| {
+            b.iter_custom(|i| host_to_guest(&mut np, size, i))
         });
         g.bench_function(BenchmarkId::new("guest_to_host_2q", size), |b| {
             b.iter_custom(|i| guest_to_host(&mut n2, size, i))

@@ -265,6 +265,7 @@ fn bench(c: &mut Criterion, env: Env) {
         bus: _bus,
         mut nic,
         host_stats,
+        ..
     } = nic_rig(Box::new(tap), 1);
     let guest_mac = nic.mac();
     ns.neighbour(NIC_NET.1, &mac_text(&guest_mac), &tap_name);

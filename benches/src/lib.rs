@@ -95,22 +95,92 @@ pub fn stream_raw_parallel(mems: &[Arc<DoubleMappedRingMem>], size: usize, iters
 /// 4,096-frame receive queue.
 pub struct NicRig {
     /// The host bus (kept alive while the NIC runs).
-    pub host: vmbus::HostBus<hv_partition::SimPartition>,
+    pub host: Arc<vmbus::HostBus<hv_partition::SimPartition>>,
     /// The guest bus (kept alive while the NIC runs).
     pub bus: vmbus::GuestBus,
     /// The guest's driver.
     pub nic: netvsc::Netvsc,
     /// The host NIC's counters.
     pub host_stats: netvsp::NicCounters,
+    /// For a polled host: the thread that polls it (the VMM's, in a real one).
+    pub poller: Option<Poller>,
 }
 
-/// Builds a [`NicRig`] over `endpoint`.
+/// The bench's own "VMM" thread, polling a polled bus and NIC whenever their eventfd
+/// fires; stopped and joined on drop.
+pub struct Poller {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    wake: Arc<vmbus_ring::EventFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        use vmbus_ring::Wake;
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.wake.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Builds a [`NicRig`] over `endpoint`, the host side on the library's threads.
 pub fn nic_rig(endpoint: Box<dyn netvsp::NetEndpoint>, queues: u16) -> NicRig {
+    nic_rig_with(endpoint, queues, false)
+}
+
+/// Builds a [`NicRig`] over `endpoint`; with `polled`, the bus and the NIC start no
+/// thread and one thread of the bench polls them both when their eventfd fires.
+pub fn nic_rig_with(endpoint: Box<dyn netvsp::NetEndpoint>, queues: u16, polled: bool) -> NicRig {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use vmbus_proto::guid::{Guid, class};
     let partition = hv_partition::SimPartition::new(256 << 20, 2).unwrap();
-    let host = vmbus::HostBus::new(partition.clone(), vmbus::HostConfig::default()).unwrap();
-    let netvsp = netvsp::Netvsp::new(netvsp::NetvspConfig::default(), endpoint);
+    let wake = Arc::new(vmbus_ring::EventFd::new().unwrap());
+    let (host, netvsp, nic_poller) = if polled {
+        let host = vmbus::HostBus::polled(
+            partition.clone(),
+            vmbus::HostConfig::default(),
+            wake.clone(),
+        );
+        let (n, p) =
+            netvsp::Netvsp::polled(netvsp::NetvspConfig::default(), endpoint, wake.clone());
+        (host, n, Some(p))
+    } else {
+        let host = vmbus::HostBus::new(partition.clone(), vmbus::HostConfig::default()).unwrap();
+        (
+            host,
+            netvsp::Netvsp::new(netvsp::NetvspConfig::default(), endpoint),
+            None,
+        )
+    };
+    let host = Arc::new(host);
     let host_stats = netvsp.stats();
+    let poller = nic_poller.map(|p| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, w, s) = (host.clone(), wake.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Acquire) {
+                let mut busy = false;
+                let mut timeout = Duration::from_millis(100);
+                for st in [h.poll(), p.poll()] {
+                    match st {
+                        vmbus::PollStatus::Busy => busy = true,
+                        vmbus::PollStatus::Idle(Some(t)) => timeout = timeout.min(t),
+                        _ => {}
+                    }
+                }
+                if !busy {
+                    w.wait(timeout);
+                }
+            }
+        });
+        Poller {
+            stop,
+            wake,
+            thread: Some(thread),
+        }
+    });
     let relid = host
         .offer(
             vmbus::OfferParams::new(class::NETWORK, Guid::ZERO),
@@ -135,5 +205,6 @@ pub fn nic_rig(endpoint: Box<dyn netvsp::NetEndpoint>, queues: u16) -> NicRig {
         bus,
         nic,
         host_stats,
+        poller,
     }
 }

@@ -25,8 +25,50 @@
 //! - `pc` (with `kvm` or `mshv`): the minimal PC both boot a Linux guest on (layout,
 //!   kernel loader, ACPI tables, port devices).
 //!
+//! - [`user_hv`]: [`UserHv`], Hyper-V and the SynIC emulated in user space as a
+//!   [`Partition`] for a VMM's own vCPU loop (what the kvm backend is built on).
+//!
 //! All backends implement the same [`Partition`] trait, so the VMBus host code above
 //! does not change.
+//!
+//! # Hosting the VMBus in your own VMM
+//!
+//! A VMM keeps its VM, vCPU threads, guest memory and event loop; the bus needs a
+//! [`Partition`]: guest memory ([`GuestMemory::from_ram`] over the VMM's regions),
+//! a way to post a SynIC message and set an event flag in the guest, and to hand the
+//! guest's HvPostMessage / HvSignalEvent to the [`HypercallHandler`] the bus installs.
+//!
+//! **The hypervisor has no SynIC** (KVM without its Hyper-V emulation, or the VMM
+//! prefers its own): use [`UserHv`]. Route the guest's RDMSR/WRMSR of
+//! 0x40000000..=0x400001FF to [`UserHv::rdmsr`] / [`UserHv::wrmsr`], the hypercall
+//! port's exit to [`UserHv::hypercall`] (RCX, RDX, R8 in; the returned value to RAX),
+//! and give it an [`InterruptSink`] that raises a vector on a VP (an MSI on KVM). The
+//! `byo_vmm` example of this workspace is such a VMM, on kvm-ioctls and vm-memory.
+//!
+//! **The hypervisor has a SynIC of its own**: implement [`Partition`] over it. The
+//! guest's SynIC pages are then the hypervisor's business; the VMM only delivers:
+//!
+//! - *KVM's in-kernel Hyper-V* (as QEMU's VMBus does, `hw/hyperv/`): enable
+//!   `KVM_CAP_HYPERV_SYNIC2` on each vCPU; KVM reports the guest's SCONTROL, SIMP and
+//!   SIEFP writes as `KVM_EXIT_HYPERV` (type `KVM_EXIT_HYPERV_SYNIC`), so the VMM knows
+//!   where the message and event-flag pages are. `post_message` writes the 256-byte
+//!   message into the SIMP slot in guest memory (message type last; if the slot is
+//!   busy, set its message-pending flag and queue), `signal_event` sets the bit in the
+//!   SIEFP page; both then raise the SINT through a GSI routed with
+//!   `KVM_IRQ_ROUTING_HV_SINT` (vcpu, sint) and an irqfd on it. Register that irqfd with
+//!   a resample eventfd: KVM signals it when the guest acknowledges the SINT (EOM or
+//!   EOI), which is when queued messages are retried. HvPostMessage arrives as
+//!   `KVM_EXIT_HYPERV` of type `KVM_EXIT_HYPERV_HCALL` (input GPA in the exit's
+//!   params): decode it with [`backend::dispatch_hypercall`] and put the result in the
+//!   exit's `result`. HvSignalEvent is handled in the kernel when the connection id has
+//!   an eventfd registered with `KVM_HYPERV_EVENTFD`: register one per channel
+//!   connection id and, when it fires, call the handler's `signal_event` (or leave
+//!   them unregistered and take them as `KVM_EXIT_HYPERV_HCALL` exits).
+//! - *The Microsoft Hypervisor* (MSHV): the `mshv` backend here is the worked example:
+//!   intercepts for the hypercall and for unknown SynIC connections bring
+//!   HvPostMessage and HvSignalEvent to user space; messages leave through
+//!   HvPostMessageDirect (a busy slot is queued until the SINT-deliverable
+//!   notification) and events through HvSignalEventDirect.
 
 // Denied everywhere; the exceptions are the KVM memory-region registration, adopting
 // vm-memory's mappings as guest memory, and the conversion of mshv-bindings'

@@ -174,9 +174,23 @@ impl GuestMemory {
 
     #[inline]
     fn region(&self, gpa: u64) -> Option<(&Region, u64)> {
-        self.regions
-            .iter()
-            .find_map(|r| r.offset(gpa).map(|off| (r, off)))
+        // Most accesses hit the first region (all of them with one region).
+        let (first, rest) = self.regions.split_first()?;
+        if let Some(off) = first.offset(gpa) {
+            return Some((first, off));
+        }
+        rest.iter().find_map(|r| r.offset(gpa).map(|off| (r, off)))
+    }
+
+    /// The region and offset holding all of `gpa..gpa + len`, if one does.
+    #[inline]
+    fn within(&self, gpa: u64, len: usize) -> Option<(&SharedMemory, usize)> {
+        let (r, off) = self.region(gpa)?;
+        if len as u64 <= r.len - off {
+            Some((&r.mem, off as usize))
+        } else {
+            None
+        }
     }
 
     /// Whether every byte of `gpa..gpa + len` is RAM.
@@ -232,14 +246,36 @@ impl GuestMemory {
     }
 
     /// Copies guest memory at `gpa` into `buf`.
+    #[inline]
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), GpaError> {
+        match self.within(gpa, buf.len()) {
+            Some((m, off)) if m.read(off, buf) => Ok(()),
+            _ => self.read_slow(gpa, buf),
+        }
+    }
+
+    /// [`GuestMemory::read`] across regions, or the error.
+    #[cold]
+    #[inline(never)]
+    fn read_slow(&self, gpa: u64, buf: &mut [u8]) -> Result<(), GpaError> {
         self.chunks(gpa, buf.len() as u64, |m, off, n, at| {
             buf.get_mut(at..at + n).is_some_and(|b| m.read(off, b))
         })
     }
 
     /// Copies `buf` into guest memory at `gpa`.
+    #[inline]
     pub fn write(&self, gpa: u64, buf: &[u8]) -> Result<(), GpaError> {
+        match self.within(gpa, buf.len()) {
+            Some((m, off)) if m.write(off, buf) => Ok(()),
+            _ => self.write_slow(gpa, buf),
+        }
+    }
+
+    /// [`GuestMemory::write`] across regions, or the error.
+    #[cold]
+    #[inline(never)]
+    fn write_slow(&self, gpa: u64, buf: &[u8]) -> Result<(), GpaError> {
         self.chunks(gpa, buf.len() as u64, |m, off, n, at| {
             buf.get(at..at + n).is_some_and(|b| m.write(off, b))
         })

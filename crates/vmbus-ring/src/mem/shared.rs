@@ -156,6 +156,7 @@ impl SharedMemory {
     }
 
     /// Copies `dst.len()` bytes at `off`; `false` (nothing copied) if out of range.
+    #[inline]
     pub fn read(&self, off: usize, dst: &mut [u8]) -> bool {
         if off.checked_add(dst.len()).is_none_or(|end| end > self.len) {
             return false;
@@ -168,6 +169,7 @@ impl SharedMemory {
     }
 
     /// Copies `src` to `off`; `false` (nothing copied) if out of range.
+    #[inline]
     pub fn write(&self, off: usize, src: &[u8]) -> bool {
         if off.checked_add(src.len()).is_none_or(|end| end > self.len) {
             return false;
