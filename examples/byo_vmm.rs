@@ -277,34 +277,13 @@ impl Vmm {
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(err("CPUID"))?;
-        let host: Vec<CpuidEntry> = supported
-            .as_slice()
-            .iter()
-            .map(|e| CpuidEntry {
-                function: e.function,
-                index: e.index,
-                flags: e.flags,
-                eax: e.eax,
-                ebx: e.ebx,
-                ecx: e.ecx,
-                edx: e.edx,
-            })
-            .collect();
+        let host: Vec<CpuidEntry> = supported.as_slice().iter().map(CpuidEntry::from).collect();
         let mut vcpus = Vec::new();
         for id in 0..count {
             let vcpu = vm.create_vcpu(u64::from(id)).map_err(err("vCPU"))?;
             let entries: Vec<kvm_cpuid_entry2> = for_linux_guest(&host, count, id, baseline)
-                .iter()
-                .map(|e| kvm_cpuid_entry2 {
-                    function: e.function,
-                    index: e.index,
-                    flags: e.flags,
-                    eax: e.eax,
-                    ebx: e.ebx,
-                    ecx: e.ecx,
-                    edx: e.edx,
-                    ..Default::default()
-                })
+                .into_iter()
+                .map(kvm_cpuid_entry2::from)
                 .collect();
             let cpuid = CpuId::from_entries(&entries).map_err(|_| "CPUID table")?;
             vcpu.set_cpuid2(&cpuid).map_err(err("set CPUID"))?;

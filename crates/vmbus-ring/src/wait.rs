@@ -137,14 +137,22 @@ impl Wake for Doorbell {
     }
 }
 
-/// A Linux eventfd as a [`Wake`]: [`Wake::wake`] adds 1 to its counter, which makes the
-/// fd readable, so a VMM's epoll (or an irqfd/ioeventfd-style loop) sees the work;
-/// [`EventFd::take`] reads the counter back to 0. Non-blocking throughout.
+/// A Linux eventfd as a [`Wake`]: [`Wake::wake`] makes the fd readable, so a VMM's
+/// epoll (or an irqfd/ioeventfd-style loop) sees the work; [`EventFd::take`] reads it
+/// back. Non-blocking throughout.
+///
+/// Wakes between two takes write the fd once: a wake that finds one already pending
+/// makes no system call. So the owner must call [`EventFd::take`] each time before it
+/// polls what the fd stands for (as [`EventFd::wait`] does): `take`, poll, and wait
+/// for the fd only when the poll found nothing.
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct EventFd {
     file: std::fs::File,
+    /// A wake is pending (written, or about to be, and not yet taken).
+    pending: AtomicBool,
     wakes: AtomicU64,
+    writes: AtomicU64,
 }
 
 #[cfg(target_os = "linux")]
@@ -153,13 +161,20 @@ impl EventFd {
     pub fn new() -> std::io::Result<Self> {
         crate::sys::eventfd().map(|file| Self {
             file,
+            pending: AtomicBool::new(false),
             wakes: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         })
     }
 
-    /// Reads the counter back to 0; returns whether it was rung since the last take.
+    /// Reads the fd back to not-readable; returns whether it was woken since the last
+    /// take. Call it before polling what the fd stands for.
     pub fn take(&self) -> bool {
-        crate::sys::eventfd_read(&self.file)
+        // Read first, clear second: a wake that skipped its write (seeing one pending)
+        // came before the clear, so the poll that follows this take sees its work;
+        // every wake after the clear writes again.
+        let read = crate::sys::eventfd_read(&self.file);
+        self.pending.swap(false, Ordering::SeqCst) || read
     }
 
     /// Waits until rung (consuming it) or `timeout` passes; returns whether it was
@@ -175,6 +190,11 @@ impl EventFd {
     /// Times [`Wake::wake`] was called.
     pub fn wakes(&self) -> u64 {
         self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Times a wake wrote the fd (a system call); the rest found a wake pending.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 }
 
@@ -196,7 +216,10 @@ impl std::os::fd::AsRawFd for EventFd {
 impl Wake for EventFd {
     fn wake(&self) {
         self.wakes.fetch_add(1, Ordering::Relaxed);
-        crate::sys::eventfd_write(&self.file);
+        if !self.pending.swap(true, Ordering::SeqCst) {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            crate::sys::eventfd_write(&self.file);
+        }
     }
 }
 
@@ -287,5 +310,56 @@ pub fn write_blocking<M: RingMem>(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Wakes between takes write once; a take reports them; nothing is lost when a
+    /// thread publishes work and wakes while the owner takes, polls and waits.
+    #[test]
+    fn eventfd_coalesces_wakes_and_loses_none() {
+        let e = EventFd::new().unwrap();
+        assert!(!e.take());
+        e.wake();
+        e.wake();
+        assert_eq!((e.wakes(), e.writes()), (2, 1));
+        assert!(e.take());
+        assert!(!e.take());
+        e.wake();
+        assert!(e.wait(Duration::from_secs(1)), "readable after a take");
+
+        let e = Arc::new(EventFd::new().unwrap());
+        let work = Arc::new(AtomicU64::new(0));
+        const N: u64 = 200_000;
+        let producer = {
+            let (e, work) = (e.clone(), work.clone());
+            std::thread::spawn(move || {
+                for _ in 0..N {
+                    work.fetch_add(1, Ordering::SeqCst);
+                    e.wake();
+                }
+            })
+        };
+        let mut seen = 0;
+        while seen < N {
+            e.take();
+            let now = work.load(Ordering::SeqCst);
+            if now == seen {
+                // Nothing new: a pending wake must be on the fd.
+                let start = std::time::Instant::now();
+                e.wait(Duration::from_secs(5));
+                assert!(
+                    start.elapsed() < Duration::from_secs(5) || work.load(Ordering::SeqCst) == N,
+                    "a wake was lost at {seen}"
+                );
+            }
+            seen = now;
+        }
+        producer.join().unwrap();
+        assert!(e.writes() <= N);
     }
 }

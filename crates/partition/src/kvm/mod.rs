@@ -234,30 +234,10 @@ fn cpuid_for(
     apic_id: u32,
     baseline: bool,
 ) -> Vec<kvm_cpuid_entry2> {
-    let host: Vec<CpuidEntry> = base
-        .iter()
-        .map(|e| CpuidEntry {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-        })
-        .collect();
+    let host: Vec<CpuidEntry> = base.iter().map(CpuidEntry::from).collect();
     crate::pc::cpuid::for_linux_guest(&host, vcpus, apic_id, baseline)
         .into_iter()
-        .map(|e| kvm_cpuid_entry2 {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-            ..Default::default()
-        })
+        .map(kvm_cpuid_entry2::from)
         .collect()
 }
 

@@ -75,6 +75,37 @@ pub struct CpuidEntry {
     pub edx: u32,
 }
 
+#[cfg(feature = "kvm")]
+impl From<&kvm_bindings::kvm_cpuid_entry2> for CpuidEntry {
+    fn from(e: &kvm_bindings::kvm_cpuid_entry2) -> Self {
+        Self {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        }
+    }
+}
+
+#[cfg(feature = "kvm")]
+impl From<CpuidEntry> for kvm_bindings::kvm_cpuid_entry2 {
+    fn from(e: CpuidEntry) -> Self {
+        Self {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+            ..Default::default()
+        }
+    }
+}
+
 /// The CPUID table a Linux guest gets for vCPU `apic_id` of `vcpus`, from the leaves
 /// the hypervisor supports (`host`): without any 0x4xxxxxxx leaf (a KVM signature
 /// would outrank Hyper-V), with the Hyper-V leaves
