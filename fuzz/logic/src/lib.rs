@@ -287,7 +287,7 @@ fn server_memory() -> Option<&'static hv_partition::GuestMemory> {
 /// length-prefixed channel messages, each followed by a host-event byte (offer, rescind,
 /// open completion outcome). The server must keep its invariants and caps.
 ///
-/// Guest RAM has a hole and a seam ([`server_memory`]): a GPADL naming a page in the
+/// Guest RAM has a hole and a seam (`server_memory`): a GPADL naming a page in the
 /// hole, past a region's edge or past the last region must be refused (and counted);
 /// every GPADL the server accepts is mapped as a buffer and, when a channel opens on
 /// it, as rings (double-mapped or paged by the event byte), touching only RAM.

@@ -6,9 +6,10 @@
 //! (reference/linux-guest.md):
 //!
 //! - CPUID: KVM's supported leaves minus every 0x4xxxxxxx leaf (a KVM signature would
-//!   outrank Hyper-V), plus [`HvCpuid::for_linux_guest`] and the hypervisor bit;
+//!   outrank Hyper-V), plus the Hyper-V leaves and the hypervisor bit
+//!   ([`crate::pc::cpuid::for_linux_guest`]);
 //! - MSRs: user-space MSR exits plus a deny filter over 0x40000000..0x400001FF, so
-//!   every Hyper-V MSR access reaches [`HvVp`] (even on a KVM with Hyper-V built in);
+//!   every Hyper-V MSR access reaches [`UserHv`] (even on a KVM with Hyper-V built in);
 //! - hypercalls: the hypercall page holds `out 0x99, al; ret`; the port exit is decoded
 //!   by `hv_hypercall::decode` and dispatched to the same [`HypercallHandler`] the sim
 //!   backend uses, RAX written back with `KVM_SET_REGS`;
