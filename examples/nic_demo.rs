@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use vmbus::{GuestBus, GuestConfig, Guid, HostBus, HostConfig, SimPartition};
 
 struct Guest {
-    _host: HostBus<SimPartition>,
+    host: HostBus<SimPartition>,
     _bus: GuestBus,
     host_stats: NicCounters,
     dev: NetvscPhy,
@@ -112,7 +112,7 @@ fn guest(
         let _ = a.push(IpCidr::new(IpAddress::v4(ip[0], ip[1], ip[2], ip[3]), 24));
     });
     Ok(Guest {
-        _host: host,
+        host,
         _bus: bus,
         host_stats,
         dev,
@@ -135,8 +135,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     // Two receive queues per port: each NIC's subchannel thread pulls its own, the
     // switch steering frames by the receiving guest's RSS.
     let switch = Switch::with_queues(1024, netvsp::backend::MAX_FRAME, 2);
-    let (pa, _link_a) = switch.port();
-    let (pb, _link_b) = switch.port();
+    // Each port may send from its guest's MAC only (a guest cannot pose as another).
+    let (mac_a, mac_b) = (
+        [0x00, 0x15, 0x5D, 0, 0, 0x0A],
+        [0x00, 0x15, 0x5D, 0, 0, 0x0B],
+    );
+    let (pa, _link_a) = switch.port_with_mac(mac_a);
+    let (pb, _link_b) = switch.port_with_mac(mac_b);
     let (port_a, capture): (Box<dyn NetEndpoint>, _) = match &pcap_path {
         Some(path) => {
             let c = netvsp::pcap::Capture::new(pa, path)?;
@@ -145,18 +150,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         None => (Box::new(pa), None),
     };
-    let mut a = guest(
-        "guest A",
-        [0x00, 0x15, 0x5D, 0, 0, 0x0A],
-        [192, 0, 2, 1],
-        port_a,
-    )?;
-    let mut b = guest(
-        "guest B",
-        [0x00, 0x15, 0x5D, 0, 0, 0x0B],
-        [192, 0, 2, 2],
-        Box::new(pb),
-    )?;
+    let mut a = guest("guest A", mac_a, [192, 0, 2, 1], port_a)?;
+    let mut b = guest("guest B", mac_b, [192, 0, 2, 2], Box::new(pb))?;
     let b_addr = IpAddress::v4(192, 0, 2, 2);
 
     let mut sa = SocketSet::new(vec![]);
@@ -300,6 +295,39 @@ fn main() -> Result<(), Box<dyn Error>> {
             h.bad_packets,
             if g.dev.nic().link_up() { "up" } else { "down" },
         );
+        // Every drop and refusal that happened, by counter (none in a clean run).
+        let mut drops: Vec<String> = h
+            .drops()
+            .into_iter()
+            .map(|(n, v)| format!("host {n} {v}"))
+            .collect();
+        drops.extend(
+            g.host
+                .stats()
+                .problems()
+                .into_iter()
+                .map(|(n, v)| format!("bus {n} {v}")),
+        );
+        for (n, v) in [
+            ("guest rx_dropped", gs.rx_dropped),
+            ("guest bad_host_messages", gs.bad_host_messages),
+            ("guest unknown_completions", gs.unknown_completions),
+        ] {
+            if v != 0 {
+                drops.push(format!("{n} {v}"));
+            }
+        }
+        println!(
+            "  NIC {name} non-zero drop counters: {}",
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(", ")
+            }
+        );
+    }
+    if switch.spoofed() > 0 {
+        println!("  switch: {} spoofed frames dropped", switch.spoofed());
     }
     if let (Some(c), Some(path)) = (capture, pcap_path) {
         c.flush()?;

@@ -750,6 +750,13 @@ impl Netvsc {
     pub fn max_frame(&self) -> usize {
         frame_size(self.layout.mtu)
     }
+    /// The receive and send buffers as (first GPA, bytes, GPADL id): for diagnostics
+    /// and for tests that play a misbehaving guest (tearing a GPADL down behind the
+    /// driver's back).
+    pub fn buffers(&self) -> [(u64, u64, u32); 2] {
+        [self.recv_buffer, self.send_buffer]
+    }
+
     /// Whether the link is up (as last indicated by the host).
     pub fn link_up(&self) -> bool {
         self.ctl.link_up

@@ -472,6 +472,8 @@ struct Port {
     rx: Arc<RxQueues>,
     link: Arc<AtomicBool>,
     mac: Mutex<Option<[u8; 6]>>,
+    /// The only source MAC the port may send from (`None`: any, learned as it comes).
+    permitted: Option<[u8; 6]>,
 }
 
 impl Port {
@@ -480,6 +482,7 @@ impl Port {
             rx: RxQueues::new(depth, max_frame, queues),
             link: Arc::new(AtomicBool::new(true)),
             mac: Mutex::new(None),
+            permitted: None,
         })
     }
 
@@ -625,6 +628,8 @@ pub struct Switch {
     depth: usize,
     max_frame: usize,
     queues: u16,
+    /// Frames a port sent from a MAC it may not use, dropped.
+    spoofed: AtomicU64,
 }
 
 impl Switch {
@@ -649,12 +654,35 @@ impl Switch {
             depth,
             max_frame,
             queues,
+            spoofed: AtomicU64::new(0),
         })
     }
 
-    /// A new port.
+    /// A new port that may send from any source MAC; the switch learns each as it
+    /// comes (a port may then take another's traffic: prefer [`Switch::port_with_mac`]
+    /// for guests).
     pub fn port(self: &Arc<Self>) -> (SwitchPort, LinkControl) {
-        let port = Port::new(self.depth, self.max_frame, self.queues);
+        self.add_port(None)
+    }
+
+    /// A new port that may send only from `mac`: the switch learns `mac` for it and
+    /// drops (and counts, [`Switch::spoofed`]) frames from any other source MAC, so
+    /// one guest cannot steal another's unicast.
+    pub fn port_with_mac(self: &Arc<Self>, mac: [u8; 6]) -> (SwitchPort, LinkControl) {
+        self.add_port(Some(mac))
+    }
+
+    /// Frames dropped because a port sent them from a MAC it may not use.
+    pub fn spoofed(&self) -> u64 {
+        self.spoofed.load(Ordering::Relaxed)
+    }
+
+    fn add_port(self: &Arc<Self>, permitted: Option<[u8; 6]>) -> (SwitchPort, LinkControl) {
+        let mut port = Port::new(self.depth, self.max_frame, self.queues);
+        if let Some(p) = Arc::get_mut(&mut port) {
+            p.permitted = permitted;
+            p.mac = Mutex::new(permitted);
+        }
         self.ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -674,7 +702,14 @@ impl Switch {
         };
         let mut src_mac = [0u8; 6];
         src_mac.copy_from_slice(src);
-        *from.mac.lock().unwrap_or_else(|e| e.into_inner()) = Some(src_mac);
+        match from.permitted {
+            Some(p) if p != src_mac => {
+                self.spoofed.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            Some(_) => {}
+            None => *from.mac.lock().unwrap_or_else(|e| e.into_inner()) = Some(src_mac),
+        }
         let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let flood = dst.first().is_some_and(|b| b & 1 != 0);
         if !flood

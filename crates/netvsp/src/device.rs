@@ -73,6 +73,10 @@ pub struct NetvspConfig {
     /// burst into one send section with one completion. Any count is accepted on
     /// receipt (a message is bounded by its section); this only invites batching.
     pub max_packets_per_message: u32,
+    /// Let the guest send frames whose source MAC is not [`NetvspConfig::mac`]. Off by
+    /// default, as on Hyper-V's switch: such frames are dropped and counted
+    /// (`tx_spoofed`), so a guest cannot pose as another on the network.
+    pub allow_mac_spoofing: bool,
 }
 
 /// Most queues (primary channel plus subchannels) a NIC supports.
@@ -86,6 +90,7 @@ impl Default for NetvspConfig {
             link_speed_bps: 10_000_000_000,
             max_queues: 8,
             max_packets_per_message: 16,
+            allow_mac_spoofing: false,
         }
     }
 }
@@ -104,6 +109,9 @@ vmbus_ring::counters! {
     tx_frames: one,
     /// Guest frames the backend dropped (or link down).
     tx_dropped: one,
+    /// Guest frames dropped because their source MAC was not the NIC's
+    /// ([`NetvspConfig::allow_mac_spoofing`]).
+    tx_spoofed: one,
     /// Frames delivered to the guest.
     rx_frames: one,
     /// Frames delivered with a receive checksum info saying their checksums were
@@ -122,6 +130,12 @@ vmbus_ring::counters! {
     oversize_frames: one,
     /// RNDIS control requests answered.
     control_requests: one,
+    /// Control answers and link indications that found the guest's receive buffer
+    /// full and waited for a free sub-allocation (they go out in order once one frees).
+    control_deferred: one,
+    /// Control answers dropped because more than [`CONTROL_PENDING_CAP`] were waiting
+    /// (a guest that floods requests and never frees its receive buffer).
+    control_dropped: one,
     /// Link-status indications sent.
     link_indications: one,
     /// Guest packets that asked for offload work (checksum, LSO, VLAN tag).
@@ -152,6 +166,28 @@ vmbus_ring::counters! {
     recv_buffer_pages: one,
     /// Of those, pages at or above 4 GiB (guest-physical).
     recv_buffer_pages_above_4g: one,
+    }
+}
+
+impl NicStats {
+    /// The counters of frames or messages dropped, refused or held back that are not
+    /// zero, by name: what a report should show.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("tx_dropped", self.tx_dropped),
+            ("tx_spoofed", self.tx_spoofed),
+            ("tx_offload_rejected", self.tx_offload_rejected),
+            ("rx_no_buffer", self.rx_no_buffer),
+            ("rx_not_ready", self.rx_not_ready),
+            ("oversize_frames", self.oversize_frames),
+            ("bad_packets", self.bad_packets),
+            ("unknown_completions", self.unknown_completions),
+            ("control_deferred", self.control_deferred),
+            ("control_dropped", self.control_dropped),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .collect()
     }
 }
 
@@ -279,6 +315,15 @@ impl Netvsp {
 
 impl VmbusDevice for Netvsp {
     fn open(&mut self, channel: Channel, req: &OpenRequest, context: &DeviceContext) -> bool {
+        // A worker of an earlier open may still be finishing (its channel is closed,
+        // so within one bounded round): it gives the endpoint back when done.
+        if lock(&self.endpoint).is_none()
+            && let Run::Threads(threads) = &mut self.run
+        {
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
+        }
         let Some(mut endpoint) = lock(&self.endpoint).take() else {
             return false; // already open
         };
@@ -330,10 +375,11 @@ impl VmbusDevice for Netvsp {
     fn close(&mut self, _relid: u32) {
         match &mut self.run {
             // The worker sees the closed channel, returns the endpoint and exits.
+            // The channel is closed: the worker sees it at its next round (a bounded
+            // one), returns the endpoint and exits. Not waited for here, so the bus's
+            // thread goes on at once; a reopen or the NIC's drop waits for it.
             Run::Threads(threads) => {
-                for t in threads.drain(..) {
-                    let _ = t.join();
-                }
+                threads.retain(|t| !t.is_finished());
             }
             // The channel is closed: finish the worker here (its subchannels are
             // polled too, so nothing waits).
@@ -342,6 +388,17 @@ impl VmbusDevice for Netvsp {
                 if let Some(w) = worker {
                     *lock(&self.endpoint) = w.finish();
                 }
+            }
+        }
+    }
+}
+
+impl Drop for Netvsp {
+    fn drop(&mut self) {
+        // Workers of closed channels finish within a round.
+        if let Run::Threads(threads) = &mut self.run {
+            for t in threads.drain(..) {
+                let _ = t.join();
             }
         }
     }
@@ -389,6 +446,19 @@ impl NicPoller {
     pub fn is_open(&self) -> bool {
         lock(&self.nic).worker.is_some()
     }
+}
+
+/// Control messages (RNDIS answers, link indications) held while the guest's receive
+/// buffer is full; beyond it, answers are dropped and counted (link state is never
+/// dropped: only the latest is kept).
+pub const CONTROL_PENDING_CAP: usize = 64;
+
+/// A control message owed to the guest, waiting for a receive sub-allocation.
+enum PendingControl {
+    /// An RNDIS message, as it will be written.
+    Message(Vec<u8>),
+    /// A link indication of the latest link state (at most one is pending).
+    Link,
 }
 
 /// Frames per transfer-page packet (Linux accepts up to 375 ranges).
@@ -449,6 +519,15 @@ pub struct NicCore {
     /// Largest frame at the guest's MTU (from its NDIS config; frames toward it above
     /// this are dropped).
     guest_frame: usize,
+    /// Control messages waiting for a receive sub-allocation, in order.
+    control_pending: VecDeque<PendingControl>,
+    /// The send buffer (also in the shared data), to notice its revocation.
+    send_buf: Option<hv_partition::gpadl::GpadlBuffer>,
+    /// What wakes this NIC's primary worker when the guest tears down a buffer's
+    /// GPADL.
+    revoke_wake: Option<Arc<dyn Wake>>,
+    /// The link state the pending link indication will report.
+    link_state: bool,
 }
 
 impl NicCore {
@@ -467,13 +546,15 @@ impl NicCore {
         config.mtu = config.mtu.clamp(68, MAX_MTU).min(backend_frame as u32 - 18);
         let recv_section = recv_section_size(config.mtu);
         let max_frame = frame_size(config.mtu);
-        let shared = Arc::new(NicShared::new(
+        let mut nic_shared = NicShared::new(
             relid,
             context.memory.clone(),
             stats.clone(),
             endpoint,
             max_frame,
-        ));
+        );
+        nic_shared.source_mac = (!config.allow_mac_spoofing).then_some(config.mac);
+        let shared = Arc::new(nic_shared);
         let rx_shared = shared.clone();
         Self {
             rndis: RndisControl::new(config),
@@ -504,7 +585,17 @@ impl NicCore {
             frame_len: backend_frame,
             spare: Vec::new(),
             msg: vec![0u8; recv_section as usize],
+            control_pending: VecDeque::new(),
+            link_state: true,
+            send_buf: None,
+            revoke_wake: None,
         }
+    }
+
+    /// What to wake when the guest tears down the GPADL of a buffer in use (the worker
+    /// that runs this core).
+    pub fn set_revoke_wake(&mut self, wake: Arc<dyn Wake>) {
+        self.revoke_wake = Some(wake);
     }
 
     /// The backend, once every queue's thread is gone (`None` if one still holds it).
@@ -730,6 +821,9 @@ impl NicCore {
                         self.stats
                             .recv_buffer_pages_above_4g
                             .store(high as u64, Ordering::Relaxed);
+                        if let Some(w) = &self.revoke_wake {
+                            buf.on_revoke(w.clone());
+                        }
                         self.rx.buf = Some(buf.clone());
                         let handle = buf.clone();
                         self.shared.publish(|d| d.recv = Some(handle));
@@ -767,6 +861,10 @@ impl NicCore {
                             && self.shared.data().send.is_none()
                             && buf.len() >= SEND_SECTION_SIZE as usize =>
                     {
+                        if let Some(w) = &self.revoke_wake {
+                            buf.on_revoke(w.clone());
+                        }
+                        self.send_buf = Some(buf.clone());
                         self.shared.publish(|d| d.send = Some(buf));
                         Some(NvspMessage::SendSendBufferComplete {
                             status: NvspStatus::SUCCESS,
@@ -783,14 +881,11 @@ impl NicCore {
                 }
             }
             NvspMessage::RevokeReceiveBuffer { .. } => {
-                *lock(&self.shared.recv) = None;
-                self.rx.buf = None;
-                self.rx.forget_slots();
-                self.shared.publish(|d| d.recv = None);
+                self.drop_receive_buffer();
                 None
             }
             NvspMessage::RevokeSendBuffer { .. } => {
-                self.shared.publish(|d| d.send = None);
+                self.drop_send_buffer();
                 None
             }
             NvspMessage::SendRndisPacket {
@@ -863,7 +958,7 @@ impl NicCore {
         if let Some(n) = n
             && let Some(r) = reply.get(..n)
         {
-            self.send_to_guest(r, true);
+            self.send_control(r);
         }
         self.msg = reply;
         self.publish_data_state();
@@ -960,15 +1055,112 @@ impl NicCore {
         }
     }
 
+    /// Stops using the receive buffer (revoked, or its GPADL torn down): every queue
+    /// lets go of it, and transfers in flight are forgotten.
+    fn drop_receive_buffer(&mut self) {
+        *lock(&self.shared.recv) = None;
+        self.rx.buf = None;
+        self.rx.forget_slots();
+        self.shared.publish(|d| d.recv = None);
+        self.refresh_queues();
+    }
+
+    /// Stops using the send buffer.
+    fn drop_send_buffer(&mut self) {
+        self.send_buf = None;
+        self.shared.publish(|d| d.send = None);
+        self.refresh_queues();
+    }
+
+    /// The queue cores this core drives reload the data-path settings now (dropping
+    /// buffers taken away), not at their next guest packet.
+    fn refresh_queues(&mut self) {
+        for q in self.queues.iter_mut().flatten() {
+            q.refresh();
+        }
+    }
+
+    /// The guest tore down the GPADL of a buffer without revoking it first: the buffer
+    /// is dropped as if revoked, so the bus can answer the teardown (the host never
+    /// touches those pages afterwards). Whether one was.
+    fn check_revoked(&mut self) -> bool {
+        let recv = self.rx.buf.as_ref().is_some_and(|b| b.is_revoked());
+        let send = self.send_buf.as_ref().is_some_and(|b| b.is_revoked());
+        if recv {
+            self.bad("receive buffer GPADL torn down while in use");
+            self.drop_receive_buffer();
+        }
+        if send {
+            self.bad("send buffer GPADL torn down while in use");
+            self.drop_send_buffer();
+        }
+        recv || send
+    }
+
+    /// Sends an RNDIS control answer, or holds it (in order) until a receive
+    /// sub-allocation frees.
+    fn send_control(&mut self, message: &[u8]) {
+        if self.control_pending.is_empty() && self.send_to_guest(message, true) {
+            return;
+        }
+        if self.control_pending.len() >= CONTROL_PENDING_CAP {
+            self.stats.control_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.stats.control_deferred.fetch_add(1, Ordering::Relaxed);
+        self.control_pending
+            .push_back(PendingControl::Message(message.to_vec()));
+    }
+
+    /// Tells the guest the link is `up` now, or once a sub-allocation frees (a later
+    /// change before then updates the pending indication: only the latest state goes).
     fn indicate_link(&mut self, up: bool) {
-        let mut buf = std::mem::take(&mut self.msg);
-        if let Some(n) = RndisControl::link_indication(up, &mut buf)
-            && let Some(m) = buf.get(..n)
-            && self.send_to_guest(m, true)
+        self.link_state = up;
+        if self
+            .control_pending
+            .iter()
+            .any(|p| matches!(p, PendingControl::Link))
         {
+            return;
+        }
+        if !(self.control_pending.is_empty() && self.send_link()) {
+            self.stats.control_deferred.fetch_add(1, Ordering::Relaxed);
+            self.control_pending.push_back(PendingControl::Link);
+        }
+    }
+
+    /// Writes a link indication of the latest state; whether it went.
+    fn send_link(&mut self) -> bool {
+        let mut buf = std::mem::take(&mut self.msg);
+        let sent = RndisControl::link_indication(self.link_state, &mut buf)
+            .and_then(|n| buf.get(..n))
+            .is_some_and(|m| {
+                let m = m.to_owned();
+                self.send_to_guest(&m, true)
+            });
+        self.msg = buf;
+        if sent {
             self.stats.link_indications.fetch_add(1, Ordering::Relaxed);
         }
-        self.msg = buf;
+        sent
+    }
+
+    /// Sends held control messages, in order, while sub-allocations are free; whether
+    /// any went.
+    fn flush_control(&mut self) -> bool {
+        let mut any = false;
+        while let Some(p) = self.control_pending.pop_front() {
+            let sent = match &p {
+                PendingControl::Message(m) => self.send_to_guest(m, true),
+                PendingControl::Link => self.send_link(),
+            };
+            if !sent {
+                self.control_pending.push_front(p);
+                break;
+            }
+            any = true;
+        }
+        any
     }
 
     /// Moves backend frames into the guest's receive buffer while sub-allocations are
@@ -976,6 +1168,12 @@ impl NicCore {
     /// arriving while the buffer is exhausted or reception is off are dropped and
     /// counted.
     pub fn deliver_frames(&mut self) -> bool {
+        let revoked = self.check_revoked();
+        // Control first: it takes the sub-allocations that freed before frames do.
+        let control = revoked | (!self.control_pending.is_empty() && self.flush_control());
+        if !self.control_pending.is_empty() {
+            return control;
+        }
         // Allocated once per NIC; emptied by every round.
         let mut batches = std::mem::take(&mut self.batches);
         let mut any = false;
@@ -1068,7 +1266,7 @@ impl NicCore {
                 link.waker.wake.wake();
             }
         }
-        any
+        any || control
     }
 
     /// A frame buffer for the next pull: one the queue threads gave back, else a new
@@ -1177,6 +1375,8 @@ impl Worker {
     ) -> Self {
         let (to_worker, new_queues) = mpsc::channel();
         let subqueues = (0..core.max_queues).map(|_| None).collect();
+        let mut core = core;
+        core.set_revoke_wake(waker.wake.clone());
         Self {
             core,
             sender,
@@ -1357,7 +1557,13 @@ impl Worker {
     }
 
     /// One round of the primary channel (and, for a polled NIC, of every subchannel).
+    /// Bounded work whatever the guest does (at most 256 of its packets, 256 frames),
+    /// and a closed channel ends it first: a guest that keeps the worker busy cannot
+    /// delay its close.
     fn round(&mut self) -> Round {
+        if self.receiver.shared().is_closed() {
+            return Round::Closed;
+        }
         let mut progress = self.manage_subchannels();
         // Guest to host: copy the batch out of the ring (reads are committed at
         // once), then act on it.

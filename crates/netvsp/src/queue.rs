@@ -72,6 +72,8 @@ pub(crate) struct NicShared {
     pub(crate) frame_pool: Padded<Mutex<Vec<Vec<u8>>>>,
     /// Largest frame the guest may send (the NIC's MTU).
     pub(crate) max_frame: usize,
+    /// The only source MAC the guest may send from (`None`: any).
+    pub(crate) source_mac: Option<[u8; 6]>,
     data: Mutex<DataConfig>,
     /// Bumped by every [`NicShared::publish`]: queues reload their copy when it moves.
     data_generation: AtomicU64,
@@ -93,6 +95,7 @@ impl NicShared {
             recv: Padded(Mutex::new(None)),
             frame_pool: Padded(Mutex::new(Vec::new())),
             max_frame,
+            source_mac: None,
             data: Mutex::new(DataConfig::default()),
             data_generation: AtomicU64::new(0),
         }
@@ -480,9 +483,26 @@ fn refresh(shared: &NicShared, data: &mut DataConfig, generation: &mut u64) -> b
     true
 }
 
+/// Whether `frame` claims a source MAC the guest may not use (counted and dropped by
+/// the caller).
+#[inline]
+fn spoofed(shared: &NicShared, frame: &[u8]) -> bool {
+    match shared.source_mac {
+        Some(mac) if frame.get(6..12) != Some(&mac[..]) => {
+            shared.stats.tx_spoofed.fetch_add(1, Ordering::Relaxed);
+            shared.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Sends a frame that needs no offload work; returns the frames sent (0 or 1, for the
 /// caller to count in `tx_frames`; a drop is counted here).
 fn transmit_plain(shared: &NicShared, endpoint: &mut dyn NetTxQueue, frame: &[u8]) -> u64 {
+    if spoofed(shared, frame) {
+        return 0;
+    }
     let stats = &shared.stats;
     if frame.len() > shared.max_frame {
         stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
@@ -509,6 +529,9 @@ fn transmit<'a>(
     frame: &[u8],
     ppis: impl Iterator<Item = Result<vmbus_proto::rndis::Ppi<'a>, vmbus_proto::Error>>,
 ) -> Option<u64> {
+    if spoofed(shared, frame) {
+        return Some(0);
+    }
     let stats = &shared.stats;
     let refuse = |e: &dyn std::fmt::Display| {
         stats.tx_offload_rejected.fetch_add(1, Ordering::Relaxed);
@@ -804,7 +827,9 @@ impl QueueWorker {
     /// the primary handed over) into the guest's buffer, reads the guest's packets,
     /// and writes what is owed.
     pub(crate) fn round(&mut self) -> Round {
-        if self.link.stop.load(Ordering::Acquire) {
+        // Stopped by the primary or closed by the guest: done, however busy the guest
+        // keeps the ring.
+        if self.link.stop.load(Ordering::Acquire) || self.receiver.shared().is_closed() {
             return Round::Closed;
         }
         let mut sc = self.scratch.take().unwrap_or_default();

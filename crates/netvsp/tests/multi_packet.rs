@@ -1,7 +1,8 @@
-//! Guest messages carrying several RNDIS packets, driven straight into a `NicCore`:
-//! a send section packed the way Linux batches (`xmit_more`, packets padded to the
+//! Guest messages driven straight into a `NicCore`: several RNDIS packets in one (a
+//! send section packed the way Linux batches (`xmit_more`, packets padded to the
 //! alignment the host reported), Linux's "cp_partial" form (the last packet's header in
-//! the section, its data in GPA-direct page buffers), and the hostile variants.
+//! the section, its data in GPA-direct page buffers), and the hostile variants), and
+//! control answers while the guest leaves its receive buffer full.
 
 // Test code: a failed unwrap or index is a failed test.
 #![allow(
@@ -24,20 +25,27 @@ use vmbus_proto::rndis::{
 use vmbus_ring::Wake;
 use zerocopy::IntoBytes;
 
-/// Records what the guest transmits.
-struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+/// Records what the guest transmits; delivers what the test queues in `inbound`, with
+/// the link state in `up`.
+struct Recorder {
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    inbound: Arc<Mutex<std::collections::VecDeque<Vec<u8>>>>,
+    up: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl NetEndpoint for Recorder {
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.0.lock().unwrap().push(frame.to_vec());
+        self.sent.lock().unwrap().push(frame.to_vec());
         true
     }
-    fn receive(&mut self, _buf: &mut [u8]) -> Option<usize> {
-        None
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let f = self.inbound.lock().unwrap().pop_front()?;
+        buf[..f.len()].copy_from_slice(&f);
+        Some(f.len())
     }
     fn set_waker(&mut self, _waker: Arc<dyn Wake>) {}
     fn link_up(&self) -> bool {
-        true
+        self.up.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -50,6 +58,8 @@ struct Host {
     core: NicCore,
     memory: GuestMemory,
     sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    inbound: Arc<Mutex<std::collections::VecDeque<Vec<u8>>>>,
+    up: Arc<std::sync::atomic::AtomicBool>,
     stats: NicCounters,
 }
 
@@ -59,18 +69,29 @@ fn host() -> Host {
     let context =
         DeviceContext::with_page_runs(memory.clone(), 1, &[(1, 16, 32), (2, SEND_PAGE, 32)]);
     let sent = Arc::new(Mutex::new(Vec::new()));
+    let inbound = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let stats = NicCounters::default();
+    let mut config = NetvspConfig::default();
+    // These frames are patterns, not from the NIC's MAC.
+    config.allow_mac_spoofing = true;
     let core = NicCore::new(
-        NetvspConfig::default(),
+        config,
         1,
         context,
-        Box::new(Recorder(sent.clone())),
+        Box::new(Recorder {
+            sent: sent.clone(),
+            inbound: inbound.clone(),
+            up: up.clone(),
+        }),
         stats.clone(),
     );
     let mut h = Host {
         core,
         memory,
         sent,
+        inbound,
+        up,
         stats,
     };
     for (tid, m) in [
@@ -419,4 +440,141 @@ fn a_subchannel_carries_data_and_completions_only() {
     // A queue the NIC does not have.
     h.core.handle_packet_on(99, &completion);
     assert_eq!(h.stats.snapshot().bad_packets, 3);
+}
+
+/// What the host wrote into the receive buffer, per transfer-page packet: (tid, the
+/// RNDIS messages of its ranges).
+fn transfers(h: &mut Host) -> Vec<(u64, Vec<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let memory = h.memory.clone();
+    while h.core.pop_outgoing(|p, _| {
+        if p.packet_type == PacketType::DATA_USING_TRANSFER_PAGES {
+            let count = u32::from_le_bytes(p.header[4..8].try_into().unwrap()) as usize;
+            let mut msgs = Vec::new();
+            for r in 0..count {
+                let at = 8 + 8 * r;
+                let len = u32::from_le_bytes(p.header[at..at + 4].try_into().unwrap());
+                let off = u32::from_le_bytes(p.header[at + 4..at + 8].try_into().unwrap());
+                let mut m = vec![0u8; len as usize];
+                memory.read(16 * 4096 + u64::from(off), &mut m).unwrap();
+                msgs.push(m);
+            }
+            out.push((p.transaction_id, msgs));
+        }
+        true
+    }) {}
+    out
+}
+
+/// The guest's completion of transfer `tid` (what gives its sub-allocations back).
+fn complete(h: &mut Host, tid: u64) {
+    let m = NvspMessage::SendRndisPacketComplete {
+        status: NvspStatus::SUCCESS,
+    };
+    let mut payload = [0u8; 64];
+    let n = m.emit(&mut payload).unwrap();
+    let mut buf = [0u8; 128];
+    let n = emit_inband(&mut buf, PacketType::COMPLETION, 0, tid, &payload[..n]).unwrap();
+    h.core.handle_packet(&buf[..n]);
+}
+
+/// An RNDIS control message through send section 0.
+fn control(h: &mut Host, m: &RndisMessage<'_>, tid: u64) {
+    let bytes = m.to_vec().unwrap();
+    h.memory.write(Host::section_gpa(0), &bytes).unwrap();
+    h.core.handle_packet(&inband(
+        &NvspMessage::SendRndisPacket {
+            channel_type: NvspChannelType::RMC_CONTROL,
+            send_buf_section_index: 0,
+            send_buf_section_size: bytes.len() as u32,
+        },
+        tid,
+    ));
+}
+
+/// A guest that leaves its receive buffer full: the answer to its query and the link
+/// changes meanwhile are held, not dropped, and reach it in order (answer first, then
+/// one indication of the latest link state) as it frees sub-allocations.
+#[test]
+fn control_answers_and_link_state_wait_for_receive_space() {
+    use vmbus_proto::rndis::{Oid, OidRequest, RndisStatus};
+    let mut h = host();
+    control(
+        &mut h,
+        &RndisMessage::Initialize(vmbus_proto::rndis::RndisInitializeRequest::new(1, 0x4000)),
+        10,
+    );
+    control(
+        &mut h,
+        &RndisMessage::Set(OidRequest {
+            req_id: 2,
+            oid: Oid::OID_GEN_CURRENT_PACKET_FILTER,
+            dev_vc_handle: 0,
+            info: &[0xD, 0, 0, 0],
+        }),
+        11,
+    );
+    for (tid, _) in transfers(&mut h) {
+        complete(&mut h, tid);
+    }
+    // Frames until no sub-allocation is free; the guest completes none of them.
+    let (free, _, total) = h.core.recv_slots().unwrap();
+    assert_eq!(free, total);
+    h.inbound
+        .lock()
+        .unwrap()
+        .extend((0..total + 40).map(|i| frame(i as u8, 200)));
+    while h.core.deliver_frames() {}
+    let held = transfers(&mut h);
+    assert_eq!(h.core.recv_slots().unwrap().0, 0, "the buffer is full");
+    assert!(h.stats.snapshot().rx_no_buffer > 0);
+    // A query and three link changes while it is full: nothing can be written.
+    control(
+        &mut h,
+        &RndisMessage::Query(OidRequest {
+            req_id: 77,
+            oid: Oid::OID_GEN_MAXIMUM_FRAME_SIZE,
+            dev_vc_handle: 0,
+            info: &[],
+        }),
+        12,
+    );
+    for up in [false, true, false] {
+        h.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        h.core.poll_link();
+    }
+    h.core.deliver_frames();
+    assert!(transfers(&mut h).is_empty());
+    assert_eq!(
+        h.stats.snapshot().control_deferred,
+        2,
+        "the answer and one link"
+    );
+    // The guest frees its sub-allocations one transfer at a time.
+    let mut control_msgs = Vec::new();
+    for (tid, _) in held {
+        complete(&mut h, tid);
+        h.core.deliver_frames();
+        for (t, msgs) in transfers(&mut h) {
+            control_msgs.extend(msgs);
+            complete(&mut h, t);
+        }
+    }
+    let parsed: Vec<String> = control_msgs
+        .iter()
+        .map(|m| match RndisMessage::parse(m).unwrap() {
+            RndisMessage::QueryComplete(c) => format!("query {} {:?}", c.req_id, c.status),
+            RndisMessage::IndicateStatus(i) => format!("indicate {:?}", i.status),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        parsed,
+        vec![
+            format!("query 77 {:?}", RndisStatus::SUCCESS),
+            format!("indicate {:?}", RndisStatus::MEDIA_DISCONNECT),
+        ]
+    );
+    let s = h.stats.snapshot();
+    assert_eq!((s.control_dropped, s.link_indications), (0, 1));
 }

@@ -26,7 +26,15 @@ fn nic_on_loopback(config: &NetvscConfig) -> (HostBus<SimPartition>, GuestBus, N
     let relid = host
         .offer(
             OfferParams::new(class::NETWORK, Guid::ZERO),
-            Box::new(Netvsp::new(NetvspConfig::default(), Box::new(endpoint))),
+            Box::new(Netvsp::new(
+                {
+                    // The frames here come from no MAC in particular.
+                    let mut c = NetvspConfig::default();
+                    c.allow_mac_spoofing = true;
+                    c
+                },
+                Box::new(endpoint),
+            )),
         )
         .unwrap();
     let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();

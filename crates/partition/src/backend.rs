@@ -39,6 +39,14 @@ pub trait Partition: Send + Sync {
 
     /// Installs the handler of the guest's VMBus hypercalls (one per partition).
     fn set_hypercall_handler(&self, handler: Arc<dyn HypercallHandler>);
+
+    /// Installs what to wake when a message slot may have freed (the guest wrote EOM
+    /// or reprogrammed its SynIC): a host holding messages the guest's queue refused
+    /// retries then instead of on a timer. Default: nothing is reported (the host
+    /// retries on a slow timer).
+    fn set_message_wake(&self, wake: Arc<dyn vmbus_ring::Wake>) {
+        let _ = wake;
+    }
 }
 
 /// Guest to host: the hypercalls VMBus traffic arrives through. A backend decodes and

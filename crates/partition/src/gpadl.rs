@@ -6,9 +6,10 @@
 
 use crate::memory::GuestMemory;
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use vmbus_proto::channel::gpadl::Gpadl;
-use vmbus_ring::{DoubleMappedRingMem, PagedRingMem, RingMem};
+use vmbus_ring::{DoubleMappedRingMem, PagedRingMem, RingMem, Wake};
 
 /// How ring pages are mapped.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -53,9 +54,23 @@ fn ring(memory: &GuestMemory, pfns: &[u64], how: RingMapping) -> io::Result<Arc<
     Ok(Arc::new(PagedRingMem::from_pages(ctl, data)?))
 }
 
+/// Whether a ring GPADL names any page twice (within one ring, or shared by the two
+/// rings). Linux never does; a ring whose pages alias lets the guest change what the
+/// host reads behind its checks, so such a GPADL is refused at open. Bounded: sorts a
+/// copy of the (capped) page list.
+pub fn ring_pages_alias(gpadl: &Gpadl) -> bool {
+    let mut pfns: Vec<u64> = gpadl
+        .ranges
+        .iter()
+        .flat_map(|r| r.pfns.iter().copied())
+        .collect();
+    pfns.sort_unstable();
+    pfns.windows(2).any(|w| w.first() == w.get(1))
+}
+
 /// Maps a ring GPADL (one range of whole pages, split at `downstream_page_offset`)
 /// into its two rings. Page numbers are the guest's: each is checked against guest
-/// memory.
+/// memory, and a page named twice is refused ([`ring_pages_alias`]).
 pub fn map_channel_rings(
     memory: &GuestMemory,
     gpadl: &Gpadl,
@@ -73,6 +88,9 @@ pub fn map_channel_rings(
         .ok_or_else(|| bad("ring split beyond the GPADL"))?;
     if up.len() < 2 || down.len() < 2 {
         return Err(bad("each ring needs a control page and a data page"));
+    }
+    if ring_pages_alias(gpadl) {
+        return Err(bad("ring GPADL names a page twice"));
     }
     Ok(ChannelRings {
         guest_to_host: ring(memory, up, how)?,
@@ -104,6 +122,73 @@ pub struct BufferError {
     pub size: usize,
 }
 
+/// A host's use of a GPADL: while any holder keeps it, the guest's teardown of the
+/// GPADL is not answered (the host must not touch the pages after GpadlTorndown).
+/// The guest asking for the teardown revokes the lease ([`GpadlLease::revoke`]): the
+/// holders see it ([`GpadlBuffer::is_revoked`]), stop using the pages and drop their
+/// handles; the last drop tells the bus, which then completes the teardown.
+pub struct GpadlLease {
+    id: u32,
+    revoked: AtomicBool,
+    waker: Mutex<Option<Arc<dyn Wake>>>,
+    on_release: Box<dyn Fn(u32) + Send + Sync>,
+}
+
+impl GpadlLease {
+    /// A lease on GPADL `id`; `on_release(id)` runs when the last handle goes.
+    pub fn new(id: u32, on_release: Box<dyn Fn(u32) + Send + Sync>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            revoked: AtomicBool::new(false),
+            waker: Mutex::new(None),
+            on_release,
+        })
+    }
+
+    /// The GPADL's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The guest wants the GPADL back: marks the lease revoked and wakes the holder.
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::SeqCst);
+        if let Some(w) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.wake();
+        }
+    }
+
+    /// Whether the guest asked for the GPADL back.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// What to wake when the lease is revoked (the holder's worker).
+    pub fn set_waker(&self, waker: Arc<dyn Wake>) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+    }
+}
+
+impl Drop for GpadlLease {
+    fn drop(&mut self) {
+        (self.on_release)(self.id);
+    }
+}
+
+impl std::fmt::Debug for GpadlLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpadlLease")
+            .field("id", &self.id)
+            .field("revoked", &self.is_revoked())
+            .finish()
+    }
+}
+
 /// A GPADL seen as one byte buffer (NetVSP's receive and send buffers): offsets are
 /// translated page by page into guest memory, every access bounds-checked against the
 /// GPADL and against guest memory. The guest may reuse the pages at any time, so the
@@ -117,6 +202,8 @@ pub struct GpadlBuffer {
     /// The GPA of byte 0 when the pages are consecutive guest pages: an access is then
     /// one copy instead of one per page.
     contiguous: Option<u64>,
+    /// The bus's lease, when the buffer came from one: every clone holds it.
+    lease: Option<Arc<GpadlLease>>,
 }
 
 impl GpadlBuffer {
@@ -151,7 +238,28 @@ impl GpadlBuffer {
             first_offset: range.byte_offset as usize,
             size: range.byte_count as usize,
             contiguous,
+            lease: None,
         })
+    }
+
+    /// The buffer holding `lease` (the bus completes the GPADL's teardown only once
+    /// every clone of the buffer is gone).
+    pub fn with_lease(mut self, lease: Arc<GpadlLease>) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Whether the guest tore the GPADL down: stop using the buffer and drop it.
+    #[inline]
+    pub fn is_revoked(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.is_revoked())
+    }
+
+    /// What to wake when the guest tears the GPADL down.
+    pub fn on_revoke(&self, waker: Arc<dyn Wake>) {
+        if let Some(l) = &self.lease {
+            l.set_waker(waker);
+        }
     }
 
     /// Size in bytes.

@@ -35,6 +35,7 @@ pub struct SimPartition {
     memory: GuestMemory,
     vps: Vec<Arc<VpState>>,
     handler: RwLock<Option<Arc<dyn HypercallHandler>>>,
+    message_wake: RwLock<Option<Arc<dyn vmbus_ring::Wake>>>,
 }
 
 impl SimPartition {
@@ -66,6 +67,7 @@ impl SimPartition {
             memory,
             vps,
             handler: RwLock::new(None),
+            message_wake: RwLock::new(None),
         }))
     }
 
@@ -139,6 +141,10 @@ impl Partition for SimPartition {
     fn set_hypercall_handler(&self, handler: Arc<dyn HypercallHandler>) {
         *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
     }
+
+    fn set_message_wake(&self, wake: Arc<dyn vmbus_ring::Wake>) {
+        *self.message_wake.write().unwrap_or_else(|e| e.into_inner()) = Some(wake);
+    }
 }
 
 /// The guest side of one simulated VP.
@@ -179,6 +185,16 @@ impl SimVp {
             .write_msr(&self.partition.memory, msr, value)
             .ok_or(MsrFault(msr))?;
         self.partition.raise(v, mask);
+        // EOM, SIMP, SCONTROL or a SINT: a slot or queue room may have freed.
+        if let Some(w) = self
+            .partition
+            .message_wake
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.wake();
+        }
         Ok(())
     }
 

@@ -73,6 +73,7 @@ pub struct UserHv {
     memory: GuestMemory,
     vps: Vec<Mutex<HvVp>>,
     handler: RwLock<Option<Arc<dyn HypercallHandler>>>,
+    message_wake: RwLock<Option<Arc<dyn vmbus_ring::Wake>>>,
     interrupts: Box<dyn InterruptSink>,
     hypercalls: AtomicU64,
     msr_accesses: AtomicU64,
@@ -102,6 +103,7 @@ impl UserHv {
                 .map(|i| Mutex::new(HvVp::in_partition(i, tsc_hz, apic_hz, shared.clone())))
                 .collect(),
             handler: RwLock::new(None),
+            message_wake: RwLock::new(None),
             interrupts: Box::new(interrupts),
             hypercalls: AtomicU64::new(0),
             msr_accesses: AtomicU64::new(0),
@@ -147,6 +149,18 @@ impl UserHv {
         let mut hv = lock(v);
         let mask = hv.write_msr(&self.memory, msr, value)?;
         self.raise(vp, &hv, mask);
+        drop(hv);
+        // EOM or the SynIC reprogrammed: a slot or queue room may have freed.
+        if (hv_hypercall::msr::HV_X64_MSR_SCONTROL..=hv_hypercall::msr::HV_X64_MSR_SINT0 + 15)
+            .contains(&msr)
+            && let Some(w) = self
+                .message_wake
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+        {
+            w.wake();
+        }
         Ok(())
     }
 
@@ -212,6 +226,10 @@ impl Partition for UserHv {
 
     fn set_hypercall_handler(&self, handler: Arc<dyn HypercallHandler>) {
         *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    fn set_message_wake(&self, wake: Arc<dyn vmbus_ring::Wake>) {
+        *self.message_wake.write().unwrap_or_else(|e| e.into_inner()) = Some(wake);
     }
 }
 

@@ -79,6 +79,8 @@ pub struct ChannelShared {
     signal: Box<dyn Fn() + Send + Sync>,
     /// Counters.
     stats: ChannelCounters,
+    /// What must live as long as the channel (the lease on its ring GPADL).
+    held: std::sync::Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl ChannelShared {
@@ -91,7 +93,16 @@ impl ChannelShared {
             closed: AtomicBool::new(false),
             signal,
             stats: ChannelCounters::default(),
+            held: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Keeps `value` alive as long as the channel (its halves and the bus's record).
+    pub fn keep_alive(&self, value: Arc<dyn std::any::Any + Send + Sync>) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(value);
     }
 
     /// The peer signalled: wake both halves (and the waker, if one is set).

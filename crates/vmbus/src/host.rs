@@ -18,11 +18,11 @@ use crate::channel::{Channel, ChannelShared};
 use hv_hypercall::input::{PostMessage, SignalEvent};
 use hv_hypercall::{HvMessage, HvMessageType, HvStatus};
 use hv_partition::GuestMemory;
-use hv_partition::gpadl::{GpadlBuffer, RingMapping, map_channel_rings};
+use hv_partition::gpadl::{GpadlBuffer, GpadlLease, RingMapping, map_channel_rings};
 use hv_partition::{HypercallHandler, Partition};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vmbus_proto::channel::gpadl::Gpadl;
@@ -34,6 +34,115 @@ use vmbus_ring::{Doorbell, WaitPolicy, Wake};
 
 /// The GPADLs the guest created, by id, with the relid they were created for.
 pub type GpadlTable = Arc<RwLock<BTreeMap<u32, (u32, Arc<Gpadl>)>>>;
+
+/// The host's leases on the guest's GPADLs (see [`GpadlLease`]): what its devices hold
+/// (buffers, ring mappings), which of those the guest asked to tear down, and which
+/// have been let go since. Shared by the bus and its devices' contexts.
+pub(crate) struct Leases {
+    state: Mutex<LeaseState>,
+    /// The bus's wake-up: a released lease may complete a teardown.
+    wake: Arc<dyn Wake>,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    live: BTreeMap<u32, Weak<GpadlLease>>,
+    /// Teardowns the guest asked for while a lease was live.
+    closing: BTreeSet<u32>,
+    /// Leases dropped since the bus last looked.
+    released: Vec<u32>,
+}
+
+impl Leases {
+    fn new(wake: Arc<dyn Wake>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(LeaseState::default()),
+            wake,
+        })
+    }
+
+    /// A lease on GPADL `id` (the live one, or a new one); `None` once the guest asked
+    /// for its teardown.
+    fn lease(self: &Arc<Self>, id: u32) -> Option<Arc<GpadlLease>> {
+        let mut st = lock(&self.state);
+        if st.closing.contains(&id) {
+            return None;
+        }
+        if let Some(l) = st.live.get(&id).and_then(Weak::upgrade) {
+            return Some(l);
+        }
+        let me = Arc::downgrade(self);
+        let l = GpadlLease::new(
+            id,
+            Box::new(move |id| {
+                if let Some(t) = me.upgrade() {
+                    lock(&t.state).released.push(id);
+                    t.wake.wake();
+                }
+            }),
+        );
+        st.live.insert(id, Arc::downgrade(&l));
+        Some(l)
+    }
+
+    /// The guest asked to tear GPADL `id` down: true if nothing holds it (complete
+    /// now); otherwise the holders are told to let go and the teardown waits.
+    fn teardown(&self, id: u32) -> bool {
+        let mut st = lock(&self.state);
+        let live = st.live.get(&id).and_then(Weak::upgrade);
+        match live {
+            Some(l) => {
+                st.closing.insert(id);
+                drop(st);
+                l.revoke();
+                false
+            }
+            None => {
+                st.live.remove(&id);
+                true
+            }
+        }
+    }
+
+    /// Whether a lease on `id` is live.
+    fn held(&self, id: u32) -> bool {
+        lock(&self.state)
+            .live
+            .get(&id)
+            .is_some_and(|w| w.strong_count() > 0)
+    }
+
+    /// Teardowns that may complete: the guest asked for them and every holder let go.
+    fn completed(&self) -> Vec<u32> {
+        let mut st = lock(&self.state);
+        let released = std::mem::take(&mut st.released);
+        let mut done = Vec::new();
+        for id in released {
+            // Counted, not upgraded: no lease may drop while the state is locked.
+            let dead = st.live.get(&id).is_none_or(|w| w.strong_count() == 0);
+            if !dead {
+                continue;
+            }
+            st.live.remove(&id);
+            if st.closing.remove(&id) {
+                done.push(id);
+            }
+        }
+        done
+    }
+
+    /// GPADL `id` is gone without a teardown (the guest unloaded or reset): holders
+    /// are told to let go; nothing waits for them.
+    fn forget(&self, id: u32) {
+        let mut st = lock(&self.state);
+        st.closing.remove(&id);
+        let live = st.live.remove(&id).and_then(|w| w.upgrade());
+        drop(st);
+        if let Some(l) = live {
+            l.revoke();
+        }
+    }
+}
 
 /// Sends a request to the bus that opened a device, without waiting (see
 /// [`DeviceContext::offer_subchannel`]).
@@ -61,6 +170,8 @@ pub struct DeviceContext {
     /// Guest memory.
     pub memory: GuestMemory,
     gpadls: GpadlTable,
+    /// The bus's leases (none for a context built without a bus).
+    leases: Option<Arc<Leases>>,
     /// The offer of the channel this context was opened for, and the bus to offer its
     /// subchannels on.
     subchannels: Option<(OfferParams, Arc<RequestFn>)>,
@@ -73,6 +184,7 @@ impl DeviceContext {
         Self {
             memory,
             gpadls,
+            leases: None,
             subchannels: None,
         }
     }
@@ -95,7 +207,23 @@ impl DeviceContext {
                 (handle, (relid, Arc::new(gpadl)))
             })
             .collect();
-        Self::new(memory, Arc::new(RwLock::new(table)))
+        let mut c = Self::new(memory, Arc::new(RwLock::new(table)));
+        // Leases as on a bus, so tests and fuzzers can play a guest that tears a
+        // buffer's GPADL down ([`DeviceContext::tear_down_gpadl`]).
+        c.leases = Some(Leases::new(Arc::new(vmbus_ring::Doorbell::new())));
+        c
+    }
+
+    /// For tests and fuzzers without a bus: what the bus does when the guest asks to
+    /// tear GPADL `id` down. Its buffers held by devices are revoked; returns whether
+    /// the teardown could complete at once (nothing held it).
+    pub fn tear_down_gpadl(&self, id: u32) -> bool {
+        self.leases.as_ref().is_none_or(|l| l.teardown(id))
+    }
+
+    /// Whether a device still holds a buffer of GPADL `id` (a teardown waits for it).
+    pub fn gpadl_held(&self, id: u32) -> bool {
+        self.leases.as_ref().is_some_and(|l| l.held(id))
     }
 
     /// Offers subchannel `index` (1 or more) of the channel this context was opened
@@ -140,13 +268,23 @@ impl DeviceContext {
 
     /// The GPADL `id` as a byte buffer, if it exists and was created for `relid`
     /// (pass the primary channel's relid for buffers shared with subchannels).
+    ///
+    /// On a bus, the buffer holds a lease: if the guest tears the GPADL down while the
+    /// buffer (or a clone) lives, the teardown waits, the buffer reports
+    /// [`GpadlBuffer::is_revoked`] (and wakes what [`GpadlBuffer::on_revoke`] set),
+    /// and the guest is answered once every clone is dropped. So stop using and drop
+    /// a revoked buffer promptly. `None` also once its teardown was asked for.
     pub fn gpadl_buffer(&self, relid: u32, id: u32) -> Option<GpadlBuffer> {
         let table = self.gpadls.read().unwrap_or_else(|e| e.into_inner());
         let (owner, g) = table.get(&id)?;
         if *owner != relid {
             return None;
         }
-        GpadlBuffer::new(&self.memory, g).ok()
+        let buf = GpadlBuffer::new(&self.memory, g).ok()?;
+        match &self.leases {
+            Some(l) => Some(buf.with_lease(l.lease(id)?)),
+            None => Some(buf),
+        }
     }
 }
 
@@ -202,12 +340,40 @@ pub struct HostStats {
     pub post_failures: u64,
     /// Opens that failed to map rings or start the device.
     pub open_failures: u64,
+    /// Opens refused because the ring GPADL named a page twice (of those in
+    /// `open_failures`).
+    pub aliased_rings: u64,
+    /// Polls run (the bus's work rounds; a stalled guest must not make them spin).
+    pub polls: u64,
+    /// GPADL teardowns the guest asked for while a device still used the buffer: the
+    /// device was told to let go, and the teardown completed after it did.
+    pub teardowns_deferred: u64,
     /// GPADLs created.
     pub gpadls_created: u64,
     /// GPADLs refused because they named pages outside guest RAM.
     pub gpadls_outside_ram: u64,
     /// Channels opened.
     pub opens: u64,
+}
+
+impl HostStats {
+    /// The counters of guest messages refused, rejected or undeliverable and of
+    /// refused opens and GPADLs that are not zero, by name: what a report should show.
+    pub fn problems(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("busy", self.busy),
+            ("bad_connection", self.bad_connection),
+            ("rejected", self.rejected),
+            ("post_failures", self.post_failures),
+            ("open_failures", self.open_failures),
+            ("aliased_rings", self.aliased_rings),
+            ("gpadls_outside_ram", self.gpadls_outside_ram),
+            ("teardowns_deferred", self.teardowns_deferred),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .collect()
+    }
 }
 
 /// The counters the vCPU threads and the poll update.
@@ -219,7 +385,15 @@ struct HostCounters {
     rejected: AtomicU64,
     post_failures: AtomicU64,
     open_failures: AtomicU64,
+    aliased_rings: AtomicU64,
+    polls: AtomicU64,
+    teardowns_deferred: AtomicU64,
 }
+
+/// First retry of held messages after the guest's queue refused one.
+const RETRY_FIRST: Duration = Duration::from_millis(1);
+/// Slowest retry of held messages (the partition's EOM wake-up comes first).
+const RETRY_MAX: Duration = Duration::from_millis(200);
 
 /// Host-to-guest messages held while the guest's SynIC queue is full.
 const OUTBOX_CAP: usize = 4096;
@@ -251,6 +425,8 @@ struct Inner<P> {
     by_connection: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
     /// Complete GPADLs.
     gpadls: GpadlTable,
+    /// What the devices hold of them.
+    leases: Arc<Leases>,
     stats: HostCounters,
 }
 
@@ -312,6 +488,8 @@ struct Worker<P> {
     params: BTreeMap<u32, OfferParams>,
     open: BTreeMap<u32, OpenChannelState>,
     subchannel_index: BTreeMap<u32, u16>,
+    /// The next retry of held messages (see [`RETRY_MAX`]).
+    retry: Duration,
 }
 
 impl<P: Partition + 'static> Worker<P> {
@@ -344,7 +522,16 @@ impl<P: Partition + 'static> Worker<P> {
     /// One pass: retries held messages, serves the devices' requests, then the guest's
     /// messages (a bounded number), carrying out the engine's actions.
     fn poll(&mut self) -> PollStatus {
+        self.inner.stats.polls.fetch_add(1, Ordering::Relaxed);
+        for id in self.inner.leases.completed() {
+            self.server.complete_gpadl_teardown(id);
+            self.actions();
+        }
+        let held = self.outbox.len();
         self.flush_outbox();
+        if self.outbox.len() < held {
+            self.retry = RETRY_FIRST;
+        }
         loop {
             let r = lock(&self.inner.requests).pop_front();
             let Some(r) = r else { break };
@@ -363,13 +550,17 @@ impl<P: Partition + 'static> Worker<P> {
             self.actions();
         }
         let more = !lock(&self.inner.messages).is_empty() || !lock(&self.inner.requests).is_empty();
-        if !self.outbox.is_empty() {
-            // The guest has not taken its messages yet: retry on a timer. Guest
-            // messages wait (PostMessage answers INSUFFICIENT_BUFFERS once the queue
-            // fills) while the outbox is full.
-            PollStatus::Idle(Some(Duration::from_micros(500)))
-        } else if more {
+        if more && self.outbox.len() < OUTBOX_CAP {
             PollStatus::Busy
+        } else if !self.outbox.is_empty() {
+            // The guest has not taken its messages yet. The partition wakes the bus
+            // when the guest frees a slot (EOM); the timer is only a guard, backing off
+            // to RETRY_MAX while nothing moves, so a guest that never reads costs no
+            // busy polling. Guest messages wait (PostMessage answers
+            // INSUFFICIENT_BUFFERS once the queue fills) while the outbox is full.
+            let t = self.retry;
+            self.retry = (self.retry * 2).min(RETRY_MAX);
+            PollStatus::Idle(Some(t))
         } else {
             PollStatus::Idle(None)
         }
@@ -499,12 +690,35 @@ impl<P: Partition + 'static> Worker<P> {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&gpadl);
+                self.inner.leases.forget(gpadl);
+            }
+            Action::GpadlTeardownRequested { gpadl } => {
+                if self.inner.leases.teardown(gpadl) {
+                    self.server.complete_gpadl_teardown(gpadl);
+                } else {
+                    self.inner
+                        .stats
+                        .teardowns_deferred
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(gpadl, "vmbus: GPADL teardown waits for its device");
+                }
             }
             other => tracing::debug!(?other, "vmbus: engine action not handled"),
         }
     }
 
     fn open_channel(&mut self, req: &OpenRequest) -> bool {
+        if hv_partition::gpadl::ring_pages_alias(&req.gpadl) {
+            self.inner
+                .stats
+                .aliased_rings
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                relid = req.relid,
+                "vmbus: ring GPADL names a page twice; open refused"
+            );
+            return false;
+        }
         let memory = self.inner.partition.memory();
         let rings = match map_channel_rings(
             memory,
@@ -518,6 +732,11 @@ impl<P: Partition + 'static> Worker<P> {
                 return false;
             }
         };
+        // The rings hold a lease on their GPADL: after the channel closes, its teardown
+        // waits until the device has dropped both halves.
+        let Some(ring_lease) = self.inner.leases.lease(req.gpadl.gpadl) else {
+            return false;
+        };
         let target_vp = Arc::new(AtomicU32::new(req.target_vp));
         let partition = self.inner.partition.clone();
         let (tv, sint, flag) = (target_vp.clone(), req.sint, req.relid as u16);
@@ -525,6 +744,7 @@ impl<P: Partition + 'static> Worker<P> {
             // Host to guest: the relid's event flag in the target VP's SIEFP, then the SINT.
             let _ = partition.signal_event(tv.load(Ordering::SeqCst), sint, flag);
         }));
+        shared.keep_alive(ring_lease);
         let sub = self.subchannel_index.get(&req.relid).copied().unwrap_or(0);
         let channel = match Channel::new(
             req.relid,
@@ -556,6 +776,7 @@ impl<P: Partition + 'static> Worker<P> {
         let context = DeviceContext {
             memory: memory.clone(),
             gpadls: self.inner.gpadls.clone(),
+            leases: Some(self.inner.leases.clone()),
             subchannels: self.params.get(&req.relid).map(|p| (*p, request)),
         };
         if !device.open(channel, req, &context) {
@@ -644,20 +865,23 @@ impl<P: Partition + 'static> HostBus<P> {
 
     fn build(partition: Arc<P>, mut config: HostConfig, wake: Arc<dyn Wake>) -> Self {
         config.server.vp_count = partition.vp_count();
-        // GPADLs may name guest RAM only.
+        // GPADLs may name guest RAM only; their teardown waits for the devices.
         config.server.guest_ram = partition.memory().page_ranges();
+        config.server.defer_gpadl_teardown = true;
         let inner = Arc::new(Inner {
             partition: partition.clone(),
             config,
             messages: Mutex::new(VecDeque::new()),
             requests: Mutex::new(VecDeque::new()),
-            wake,
+            wake: wake.clone(),
             stopped: AtomicBool::new(false),
             by_connection: RwLock::new(BTreeMap::new()),
             gpadls: Arc::new(RwLock::new(BTreeMap::new())),
+            leases: Leases::new(wake.clone()),
             stats: HostCounters::default(),
         });
         partition.set_hypercall_handler(inner.clone());
+        partition.set_message_wake(inner.wake.clone());
         let worker = Worker {
             inner: inner.clone(),
             server: Server::new(inner.config.server.clone()),
@@ -666,6 +890,7 @@ impl<P: Partition + 'static> HostBus<P> {
             params: BTreeMap::new(),
             open: BTreeMap::new(),
             subchannel_index: BTreeMap::new(),
+            retry: RETRY_FIRST,
         };
         Self {
             inner,
@@ -724,6 +949,9 @@ impl<P: Partition + 'static> HostBus<P> {
             rejected: load(&c.rejected),
             post_failures: load(&c.post_failures),
             open_failures: load(&c.open_failures),
+            aliased_rings: load(&c.aliased_rings),
+            polls: load(&c.polls),
+            teardowns_deferred: load(&c.teardowns_deferred),
             gpadls_created: engine.gpadls_created,
             gpadls_outside_ram: engine.gpadls_outside_ram,
             opens: engine.opens,

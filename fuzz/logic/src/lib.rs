@@ -304,6 +304,7 @@ pub fn vmbus_server(data: &[u8]) {
         c.max_gpadl_pages = 64;
         c.max_channels = 8;
         c.guest_ram = memory.page_ranges();
+        c.defer_gpadl_teardown = true;
         c
     };
     let mut s = Server::new(config);
@@ -321,6 +322,7 @@ pub fn vmbus_server(data: &[u8]) {
     }
     let mut gpadls: std::collections::BTreeMap<u32, vmbus_proto::channel::gpadl::Gpadl> =
         Default::default();
+    let mut deferred: Vec<u32> = Vec::new();
     let mut rest = data;
     let mut steps = 0usize;
     while let Some((&len, tail)) = rest.split_first() {
@@ -331,6 +333,10 @@ pub fn vmbus_server(data: &[u8]) {
         let (event, tail) = tail.split_first().map_or((0, &[][..]), |(e, t)| (*e, t));
         rest = tail;
         let _ = s.handle_message(msg);
+        // Teardowns held since the last message complete now.
+        for id in std::mem::take(&mut deferred) {
+            s.complete_gpadl_teardown(id);
+        }
         match event % 8 {
             0 => {
                 let _ = s.offer(offer(event));
@@ -391,6 +397,14 @@ pub fn vmbus_server(data: &[u8]) {
                 }
                 Action::GpadlReleased { gpadl } => {
                     gpadls.remove(&gpadl);
+                }
+                // The host holds the pages for a while (by the event byte), then lets go.
+                Action::GpadlTeardownRequested { gpadl } => {
+                    if event & 0x20 == 0 {
+                        s.complete_gpadl_teardown(gpadl);
+                    } else {
+                        deferred.push(gpadl);
+                    }
                 }
                 _ => {}
             }
@@ -601,10 +615,18 @@ pub fn netvsp_guest(data: &[u8]) {
     let context = DeviceContext::with_page_runs(memory.clone(), 1, &[(1, 16, 32), (2, 64, 16)]);
     let (endpoint, link) = Loopback::new(16);
     let stats = NicCounters::default();
+    let (prefix_len, rest) = match data.split_first_chunk::<2>() {
+        Some((l, r)) => (usize::from(u16::from_le_bytes(*l)), r),
+        None => return,
+    };
+    // Half the inputs may send from any MAC (the transmit and offload paths), half
+    // only from the NIC's (spoofed frames dropped).
+    let mut config = NetvspConfig::default();
+    config.allow_mac_spoofing = prefix_len % 2 == 1;
     let mut core = NicCore::new(
-        NetvspConfig::default(),
+        config,
         1,
-        context,
+        context.clone(),
         Box::new(endpoint),
         stats.clone(),
     );
@@ -613,10 +635,6 @@ pub fn netvsp_guest(data: &[u8]) {
         core.set_queue_open(q, true);
     }
 
-    let (prefix_len, rest) = match data.split_first_chunk::<2>() {
-        Some((l, r)) => (usize::from(u16::from_le_bytes(*l)), r),
-        None => return,
-    };
     let n = prefix_len.min(rest.len()).min(16 * 4096);
     let (prefix, mut rest) = rest.split_at(n);
     let _ = memory.write(64 * 4096, prefix);
@@ -644,8 +662,21 @@ pub fn netvsp_guest(data: &[u8]) {
         if steps.is_multiple_of(11) {
             core.set_queue_open(2, !steps.is_multiple_of(22));
         }
+        // Now and then the guest tears a buffer's GPADL down without revoking it: the
+        // core must let go of it within one round.
+        let torn = (steps.is_multiple_of(13) && packet.get(16).is_some_and(|b| b & 1 == 1))
+            .then(|| 1 + (steps / 13 % 2) as u32);
+        if let Some(id) = torn {
+            context.tear_down_gpadl(id);
+        }
         core.poll_link();
         core.deliver_frames();
+        if let Some(id) = torn {
+            assert!(
+                !context.gpadl_held(id),
+                "GPADL {id} still held after a round"
+            );
+        }
         // Drain what the core owes the guest; check each packet is well formed.
         let mut drained = 0;
         for q in 0..QUEUES {

@@ -785,6 +785,10 @@ impl Partition for KvmPartition {
     fn set_hypercall_handler(&self, handler: Arc<dyn HypercallHandler>) {
         self.hv.set_hypercall_handler(handler)
     }
+
+    fn set_message_wake(&self, wake: Arc<dyn vmbus_ring::Wake>) {
+        self.hv.set_message_wake(wake)
+    }
 }
 
 impl Drop for KvmPartition {

@@ -32,6 +32,11 @@ pub struct ServerConfig {
     /// refused with a failed GpadlCreated and counted. Empty: pages are not checked
     /// here (the host must check every access itself; it does anyway).
     pub guest_ram: Vec<(u64, u64)>,
+    /// Leave the guest's GPADL teardowns to the host
+    /// ([`Action::GpadlTeardownRequested`]), for a host whose devices may still be
+    /// using the pages (a NIC's receive buffer): the guest hears GpadlTorndown only
+    /// after [`Server::complete_gpadl_teardown`]. Off: answered at once.
+    pub defer_gpadl_teardown: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +59,7 @@ impl Default for ServerConfig {
             max_gpadls: 1024,
             max_channels: 2047,
             guest_ram: Vec::new(),
+            defer_gpadl_teardown: false,
         }
     }
 }
@@ -159,6 +165,14 @@ pub enum Action {
         /// Its ranges.
         gpadl: Gpadl,
     },
+    /// The guest tore a GPADL down (and no channel uses it), with
+    /// [`ServerConfig::defer_gpadl_teardown`]: once nothing of the host uses its pages
+    /// any more, call [`Server::complete_gpadl_teardown`], which answers the guest. Until
+    /// then the GPADL can be neither used for an open nor torn down again.
+    GpadlTeardownRequested {
+        /// The GPADL id.
+        gpadl: u32,
+    },
     /// A GPADL no longer exists; drop any mapping of it.
     GpadlReleased {
         /// The GPADL id.
@@ -202,6 +216,8 @@ struct GpadlEntry {
     relid: u32,
     state: GpadlState,
     teardown_pending: bool,
+    /// Teardown left to the host ([`Action::GpadlTeardownRequested`] sent).
+    host_teardown: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -592,6 +608,7 @@ impl Server {
                         relid,
                         state: GpadlState::Building(acc),
                         teardown_pending: false,
+                        host_teardown: false,
                     },
                 );
                 self.try_finish_gpadl(id)
@@ -680,6 +697,9 @@ impl Server {
         let Some(entry) = self.gpadls.get_mut(&id) else {
             return self.reject(Rejection::OutOfState("GpadlTeardown of an unknown GPADL"));
         };
+        if entry.host_teardown {
+            return self.reject(Rejection::OutOfState("GpadlTeardown already under way"));
+        }
         if entry.relid != relid {
             return self.reject(Rejection::OutOfState("GpadlTeardown with the wrong relid"));
         }
@@ -695,7 +715,29 @@ impl Server {
     }
 
     fn remove_gpadl(&mut self, id: u32) {
+        if self.config.defer_gpadl_teardown {
+            if let Some(e) = self.gpadls.get_mut(&id)
+                && !e.host_teardown
+            {
+                e.host_teardown = true;
+                e.teardown_pending = true;
+                self.actions
+                    .push_back(Action::GpadlTeardownRequested { gpadl: id });
+            }
+            return;
+        }
         if self.gpadls.remove(&id).is_some() {
+            self.actions.push_back(Action::GpadlReleased { gpadl: id });
+            self.send(Message::GpadlTorndown(GpadlTorndown { gpadl: id }));
+        }
+    }
+
+    /// Completes the teardown of GPADL `id` that [`Action::GpadlTeardownRequested`]
+    /// asked for: the GPADL is released and the guest told. Nothing happens for a GPADL
+    /// whose teardown was not requested (or that is already gone: the guest unloaded).
+    pub fn complete_gpadl_teardown(&mut self, id: u32) {
+        if self.gpadls.get(&id).is_some_and(|e| e.host_teardown) {
+            self.gpadls.remove(&id);
             self.actions.push_back(Action::GpadlReleased { gpadl: id });
             self.send(Message::GpadlTorndown(GpadlTorndown { gpadl: id }));
         }
@@ -735,6 +777,7 @@ impl Server {
                 relid: r,
                 state: GpadlState::Ready(g),
                 teardown_pending: false,
+                host_teardown: false,
             }) if *r == relid => g.clone(),
             _ => {
                 return refuse(
