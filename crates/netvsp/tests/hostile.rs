@@ -307,3 +307,59 @@ fn close_reopen_and_unload_in_the_middle_of_traffic() {
     let hs = vm.host.stats();
     assert_eq!((hs.open_failures, hs.rejected), (0, 0), "{hs:?}");
 }
+
+/// CPU time this process has used (user + system), from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// A guest that stops answering entirely (brought up, then never again reads its rings
+/// or completes a transfer) while frames keep coming for it: the host's backlog stays
+/// bounded, its NIC sleeps instead of spinning, and the host still closes it at once.
+#[test]
+fn a_guest_that_stops_answering_costs_no_cpu_and_closes_at_once() {
+    let switch = Switch::new(256);
+    let (pa, _) = switch.port_with_mac(A);
+    let (mut peer, _) = switch.port();
+    let (vm, offer) = vm(A, Box::new(pa));
+    let nic = Netvsc::open(&vm.bus, &offer, &NetvscConfig::default()).unwrap();
+    // Frames for it, far more than its receive buffer and rings hold.
+    for i in 0..20_000u32 {
+        peer.transmit(&frame(A, C, i as u8));
+        if i % 256 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let s = vm.stats.snapshot();
+    println!(
+        "delivered {} before the guest's buffer filled; {:?}",
+        s.rx_frames,
+        s.drops()
+    );
+    assert!(s.rx_no_buffer > 0, "{s:?}");
+    // Stalled: the process (host bus, NIC workers, the idle guest) sleeps.
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time() - before;
+    println!("CPU used in a stalled second: {used:?}");
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in a stalled second"
+    );
+    let host = vm.host.clone();
+    let relid = vm.relid;
+    within(
+        Duration::from_secs(3),
+        "rescinding the stalled NIC",
+        move || host.rescind(relid),
+    )
+    .unwrap();
+    drop(nic);
+}
