@@ -55,7 +55,7 @@ use std::time::Duration;
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap};
 use vmbus::partition::HypercallRegisters;
 use vmbus::partition::hyperv::HYPERCALL_PORT;
-use vmbus::partition::pc::cpuid::{BASELINE_CMDLINE, CpuidEntry, CpuidPolicy, for_linux_guest};
+use vmbus::partition::pc::cpuid::{CpuidEntry, CpuidPolicy, for_linux_guest, linux_cmdline};
 use vmbus::partition::pc::devices::{PortAction, Ports};
 use vmbus::partition::pc::emulate::{Fallback, decode};
 use vmbus::partition::pc::{VmOutcome, boot, layout};
@@ -184,11 +184,7 @@ impl Vmm {
             unsafe { vm.set_user_memory_region(r) }.map_err(err("memory slot"))?;
         }
         let baseline = CpuidPolicy::Auto.baseline();
-        let cmdline = if baseline {
-            format!("{} {BASELINE_CMDLINE}", config.cmdline)
-        } else {
-            config.cmdline.clone()
-        };
+        let cmdline = linux_cmdline(&config.cmdline, baseline).map_err(|e| e.to_string())?;
         let boot = boot::load(&memory, &config.kernel, None, &cmdline, config.vcpus, true)
             .map_err(|e| e.to_string())?;
         let com1 =

@@ -10,13 +10,18 @@
 #
 # SMP (up to 4 CPUs): booted with 2 vCPUs, Linux asks for a subchannel and sets RSS.
 #
+# Built in: the test agent scripts/guest-kernel/hvtest.c (off unless hvtest.port=N is
+# on the command line; see that file for its commands).
+#
 # Installs linux-source-6.1, flex, bison and libelf-dev with apt-get if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 out=target/guest/tiny-smp
 src=$out/linux-6.1
 mkdir -p "$out"
-if [ -f "$out/vmlinux" ] && [ "$out/vmlinux" -nt "$0" ]; then
+agent=scripts/guest-kernel/hvtest.c
+if [ -f "$out/vmlinux" ] && [ "$out/vmlinux" -nt "$0" ] && [ "$out/vmlinux" -nt "$agent" ]; then
   echo "$out/vmlinux (cached)"
   exit 0
 fi
@@ -40,21 +45,33 @@ if [ ! -f "$src/Makefile" ]; then
   mv "$out"/linux-source-6.1 "$src"
 fi
 cd "$src"
+# The test agent (scripts/guest-kernel/hvtest.c, GPL-2.0): built in, off unless the
+# command line says hvtest.port=N.
+cp "$root/$agent" drivers/misc/hvtest.c
+grep -q '^obj-y += hvtest.o$' drivers/misc/Makefile || echo 'obj-y += hvtest.o' >>drivers/misc/Makefile
 make -s tinyconfig
 # What a VMBus NIC guest needs on top of tinyconfig (symbols from Linux 6.1 Kconfig).
-./scripts/config \
-  -e 64BIT -e PRINTK -e PRINTK_TIME -e EARLY_PRINTK -e BUG -e KALLSYMS \
-  -e TTY -e SERIAL_8250 -e SERIAL_8250_CONSOLE \
-  -e BLOCK -e PROC_FS -e SYSFS -e BINFMT_ELF \
-  -e CPU_SUP_INTEL -e CPU_SUP_AMD -e ACPI -e PCI \
-  -e HYPERVISOR_GUEST -e PARAVIRT -e HYPERV -e HYPERV_NET \
-  -e NET -e INET -e NETDEVICES -e IP_PNP \
-  -e HZ_100 -e NO_HZ_IDLE -e SMP --set-val NR_CPUS 4 \
-  -d MODULES -d IPV6 -d WIRELESS -d WLAN -d ETHERNET
+# HZ is a choice: the default (HZ_250) must be turned off for HZ_100 to stick.
+enable=(64BIT PRINTK PRINTK_TIME EARLY_PRINTK BUG KALLSYMS
+  TTY SERIAL_8250 SERIAL_8250_CONSOLE BLOCK PROC_FS SYSFS BINFMT_ELF
+  CPU_SUP_INTEL CPU_SUP_AMD ACPI PCI
+  HYPERVISOR_GUEST PARAVIRT HYPERV HYPERV_NET
+  NET INET NETDEVICES IP_PNP HZ_100 NO_HZ_IDLE SMP)
+disable=(MODULES IPV6 WIRELESS WLAN ETHERNET HZ_250)
+args=()
+for sym in "${enable[@]}"; do args+=(-e "$sym"); done
+for sym in "${disable[@]}"; do args+=(-d "$sym"); done
+./scripts/config "${args[@]}" --set-val NR_CPUS 4
 make -s olddefconfig
-for sym in HYPERV HYPERV_NET IP_PNP ACPI SERIAL_8250_CONSOLE BLOCK; do
+# Every option must have stuck (a dependency olddefconfig could not meet undoes it).
+for sym in "${enable[@]}"; do
   grep -q "^CONFIG_${sym}=y" .config || { echo "CONFIG_$sym did not stick" >&2; exit 1; }
 done
+for sym in "${disable[@]}"; do
+  ! grep -q "^CONFIG_${sym}=y" .config || { echo "CONFIG_$sym is still set" >&2; exit 1; }
+done
+grep -q '^CONFIG_HZ=100$' .config || { echo "CONFIG_HZ is not 100" >&2; exit 1; }
+grep -q '^CONFIG_NR_CPUS=4$' .config || { echo "CONFIG_NR_CPUS is not 4" >&2; exit 1; }
 echo "building vmlinux (make -j$(nproc))"
 make -s -j"$(nproc)" vmlinux
 cp vmlinux ../vmlinux

@@ -225,7 +225,7 @@ fn segment(index: u16, entry: u64) -> kvm_segment {
     }
 }
 
-pub use crate::pc::cpuid::{BASELINE_CMDLINE, CpuidPolicy, is_kvm_pvm};
+pub use crate::pc::cpuid::{BASELINE_CMDLINE, CpuidPolicy, is_kvm_pvm, linux_cmdline};
 
 /// The CPUID table for vCPU `apic_id` of `vcpus` ([`crate::pc::cpuid::for_linux_guest`]
 /// over KVM's supported leaves).
@@ -340,11 +340,8 @@ impl KvmPartition {
         }
 
         let baseline = config.cpuid.baseline();
-        let cmdline = if baseline {
-            format!("{} {BASELINE_CMDLINE}", config.cmdline)
-        } else {
-            config.cmdline.clone()
-        };
+        let cmdline = linux_cmdline(&config.cmdline, baseline)
+            .map_err(|e| KvmError::Config(e.to_string()))?;
         let info = boot::load(
             &memory,
             &config.kernel,
