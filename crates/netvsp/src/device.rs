@@ -23,8 +23,8 @@ use vmbus::{
     Channel, ChannelError, DeviceContext, OpenRequest, PollStatus, Receiver, Sender, VmbusDevice,
 };
 use vmbus_proto::nvsp::{
-    Nvsp1ReceiveBufferSection, NvspMessage, NvspSendIndirectionTable, NvspStatus, NvspSubchannelOp,
-    NvspVersion, SEND_INDIRECTION_TABLE_OFFSET,
+    Nvsp1ReceiveBufferSection, NvspMessage, NvspMessageType, NvspSendIndirectionTable, NvspStatus,
+    NvspSubchannelOp, NvspVersion, SEND_INDIRECTION_TABLE_OFFSET,
 };
 use vmbus_proto::packet::{Packet, PacketKind, PacketLimits};
 use vmbus_proto::rndis::RndisMessage;
@@ -140,7 +140,10 @@ vmbus_ring::counters! {
     link_indications: one,
     /// Guest packets that asked for offload work (checksum, LSO, VLAN tag).
     tx_offloaded: one,
-    /// Frames produced by segmenting LSO packets.
+    /// Guest packets that asked for large send offload (LSO), done natively or in
+    /// software.
+    tx_lso_packets: one,
+    /// Frames produced by segmenting LSO packets in software.
     tx_lso_segments: one,
     /// Offloaded packets handed to a backend that finishes them itself (TAP with
     /// virtio-net headers) instead of being done in software.
@@ -191,11 +194,18 @@ impl NicStats {
     }
 }
 
-/// The atomics and the OID log.
+/// The atomics and the control-path event log.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) c: Atomics,
-    pub(crate) oid_log: std::sync::Mutex<Vec<OidRequestRecord>>,
+    events: std::sync::Mutex<EventLog>,
+}
+
+/// The last [`EVENT_LOG_CAP`] control-path events and how many there were in all.
+#[derive(Debug, Default)]
+struct EventLog {
+    ring: std::collections::VecDeque<NicEvent>,
+    total: u64,
 }
 
 impl std::ops::Deref for Counters {
@@ -215,15 +225,52 @@ impl NicCounters {
         self.0.c.snapshot()
     }
 
-    /// The OID requests seen so far.
+    /// The OID requests among the events still held ([`NicCounters::events_since`]),
+    /// oldest first.
     pub fn oids(&self) -> Vec<OidRequestRecord> {
-        lock(&self.0.oid_log).clone()
+        self.events_since(0)
+            .0
+            .into_iter()
+            .filter_map(|e| match e {
+                NicEvent::Oid(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The control-path events numbered `from` and later that are still held (the log
+    /// keeps the last [`EVENT_LOG_CAP`]), oldest first, and the number the next event
+    /// will get: pass it back to see only what happened since (e.g. what one step of
+    /// a test made the guest do).
+    pub fn events_since(&self, from: u64) -> (Vec<NicEvent>, u64) {
+        let log = lock(&self.0.events);
+        let first = log.total - log.ring.len() as u64;
+        let skip = from.saturating_sub(first).min(log.ring.len() as u64) as usize;
+        (log.ring.iter().skip(skip).copied().collect(), log.total)
     }
 }
 
-/// Most OID requests kept for [`NicCounters::oids`].
-pub const OID_LOG_CAP: usize = 64;
+/// Control-path events kept for [`NicCounters::events_since`].
+pub const EVENT_LOG_CAP: usize = 256;
 
+/// What the guest did on a NIC's control path: every NVSP message but data packets,
+/// and every RNDIS OID request. A guest can cause any number of these; the log keeps
+/// the last [`EVENT_LOG_CAP`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NicEvent {
+    /// An NVSP message from the guest (not SEND_RNDIS_PKT: those are counted).
+    Nvsp(NvspMessageType),
+    /// An RNDIS query or set.
+    Oid(OidRequestRecord),
+    /// The channel (primary or a subchannel) was opened or closed by the guest.
+    Channel {
+        /// Queue index (0 is the primary channel).
+        queue: u16,
+        /// Opened (true) or closed.
+        open: bool,
+    },
+}
 /// One RNDIS OID request the guest made and how it was answered.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct OidRequestRecord {
@@ -237,10 +284,16 @@ pub struct OidRequestRecord {
 
 impl Counters {
     pub(crate) fn record_oid(&self, set: bool, oid: u32, status: u32) {
-        let mut log = self.oid_log.lock().unwrap_or_else(|e| e.into_inner());
-        if log.len() < OID_LOG_CAP {
-            log.push(OidRequestRecord { set, oid, status });
+        self.record(NicEvent::Oid(OidRequestRecord { set, oid, status }));
+    }
+
+    pub(crate) fn record(&self, event: NicEvent) {
+        let mut log = lock(&self.events);
+        if log.ring.len() == EVENT_LOG_CAP {
+            log.ring.pop_front();
         }
+        log.ring.push_back(event);
+        log.total += 1;
     }
 }
 
@@ -327,6 +380,10 @@ impl VmbusDevice for Netvsp {
         let Some(mut endpoint) = lock(&self.endpoint).take() else {
             return false; // already open
         };
+        self.stats.0.record(NicEvent::Channel {
+            queue: 0,
+            open: true,
+        });
         let waker = match &self.run {
             Run::Threads(_) => Wakeup::thread(),
             Run::Polled(nic) => Wakeup::polled(lock(nic).wake.clone()),
@@ -373,6 +430,10 @@ impl VmbusDevice for Netvsp {
     }
 
     fn close(&mut self, _relid: u32) {
+        self.stats.0.record(NicEvent::Channel {
+            queue: 0,
+            open: false,
+        });
         match &mut self.run {
             // The worker sees the closed channel, returns the endpoint and exits.
             // The channel is closed: the worker sees it at its next round (a bounded
@@ -750,6 +811,9 @@ impl NicCore {
                     && msg.check_allowed(v).is_err()
                 {
                     return self.bad("NVSP message not allowed at the negotiated version");
+                }
+                if !matches!(msg, NvspMessage::SendRndisPacket { .. }) {
+                    self.stats.record(NicEvent::Nvsp(msg.msg_type()));
                 }
                 let reply = self.nvsp(&msg, &p);
                 if p.completion_requested() || reply.is_some() {
@@ -1307,6 +1371,7 @@ impl NicCore {
 /// which starts the queue's own thread.
 struct NetvspSubchannel {
     index: u16,
+    stats: Arc<Counters>,
     to_worker: mpsc::Sender<(u16, Channel, Wakeup)>,
     /// The primary's wake-up: for a polled NIC, also the subchannel's.
     primary: Wakeup,
@@ -1320,6 +1385,10 @@ impl VmbusDevice for NetvspSubchannel {
             self.primary.clone()
         };
         channel.shared().set_waker(waker.wake.clone());
+        self.stats.record(NicEvent::Channel {
+            queue: self.index,
+            open: true,
+        });
         let ok = self.to_worker.send((self.index, channel, waker)).is_ok();
         self.primary.wake.wake();
         ok
@@ -1328,6 +1397,10 @@ impl VmbusDevice for NetvspSubchannel {
     fn close(&mut self, _relid: u32) {
         // The queue's thread sees the closed channel and exits; the primary drops the
         // queue.
+        self.stats.record(NicEvent::Channel {
+            queue: self.index,
+            open: false,
+        });
     }
 }
 
@@ -1401,6 +1474,7 @@ impl Worker {
             for index in from..=to {
                 let device = NetvspSubchannel {
                     index,
+                    stats: self.core.stats.clone(),
                     to_worker: self.to_worker.clone(),
                     primary: self.waker.clone(),
                 };
@@ -1652,5 +1726,36 @@ impl Worker {
             tracing::error!("netvsp: the backend is still in use; the NIC cannot reopen");
         }
         endpoint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_log_keeps_the_latest_and_numbers_them() {
+        let c = NicCounters::default();
+        let n = EVENT_LOG_CAP as u64 + 10;
+        for i in 0..n {
+            c.0.record_oid(i % 2 == 0, i as u32, 0);
+        }
+        let (all, next) = c.events_since(0);
+        assert_eq!(next, n);
+        assert_eq!(all.len(), EVENT_LOG_CAP);
+        // The oldest ten were dropped: the first kept is event 10.
+        assert!(matches!(all[0], NicEvent::Oid(o) if o.oid == 10));
+        let (tail, _) = c.events_since(n - 3);
+        let oids: Vec<u32> = tail
+            .iter()
+            .map(|e| match e {
+                NicEvent::Oid(o) => o.oid,
+                _ => u32::MAX,
+            })
+            .collect();
+        assert_eq!(oids, [n as u32 - 3, n as u32 - 2, n as u32 - 1]);
+        assert!(c.events_since(n).0.is_empty());
+        assert!(c.events_since(n + 100).0.is_empty());
+        assert_eq!(c.oids().len(), EVENT_LOG_CAP);
     }
 }

@@ -72,5 +72,6 @@ pub use backend::{
     NetTxQueue, Steer, Switch, SwitchPort, TxOffload, TxOffloadSupport, frame_size,
 };
 pub use device::{
-    Netvsp, NetvspConfig, NicCore, NicCounters, NicPoller, NicStats, OidRequestRecord,
+    EVENT_LOG_CAP, Netvsp, NetvspConfig, NicCore, NicCounters, NicEvent, NicPoller, NicStats,
+    OidRequestRecord,
 };

@@ -544,6 +544,9 @@ fn transmit<'a>(
         Err(e) => return refuse(&e),
     };
     stats.tx_offloaded.fetch_add(1, Ordering::Relaxed);
+    if req.lso.is_some() {
+        stats.tx_lso_packets.fetch_add(1, Ordering::Relaxed);
+    }
     let support = endpoint.tx_offload_support();
     if support != crate::backend::TxOffloadSupport::default() {
         match tx.prepare_native(frame, &req, support) {
