@@ -46,6 +46,7 @@ fn main() -> Result<(), String> {
         kernel,
         vcpus,
         mac: [0x00, 0x15, 0x5d, 0x42, 0x00, 0x09],
+        mtu: 1500,
         extra_cmdline: std::env::var("HV_CMDLINE").unwrap_or_default(),
         pings: count,
         sizes: vec![56, 1000, 1472],

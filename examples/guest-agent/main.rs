@@ -6,8 +6,13 @@
 //! Steps, run in order:
 //!   recv PORT BYTES SEED   accept one connection, check BYTES of Pattern(SEED)
 //!   send ADDR:PORT BYTES SEED   connect (retrying for 30 s), send BYTES of Pattern(SEED)
+//!   serve PORT IP/PREFIX   answer the control protocol of the guest kernel's test
+//!                          agent (scripts/guest-kernel/hvtest.c) on PORT, forever, so
+//!                          the host drives this guest the same way (see serve.rs)
 #[path = "pattern.rs"]
 mod pattern;
+#[path = "serve.rs"]
+mod serve;
 
 use pattern::Pattern;
 use std::io::{Read, Write};
@@ -92,6 +97,12 @@ fn main() {
                 (Ok(bytes), Ok(seed)) => send(a, bytes, seed),
                 _ => Err(format!("bad send arguments {a} {b} {c}")),
             },
+            _ if args.get(i).map(String::as_str) == Some("serve") && args.len() == i + 3 => {
+                match args[i + 1].parse() {
+                    Ok(port) => serve::serve(port, &args[i + 2]),
+                    Err(_) => Err(format!("bad serve port {}", args[i + 1])),
+                }
+            }
             _ => Err(format!("bad step at argument {i}: {:?}", &args[i..])),
         };
         if let Err(e) = result {

@@ -6,12 +6,13 @@
 //! run guest user space (kvm_pvm).
 
 use crate::linux_guest::{
-    GUEST_IP, HOST_IP, LinuxGuest, Netns, attach, console, mac_string, repo_root,
+    Console, GUEST_IP, HOST_IP, LinuxGuest, Netns, attach_nic, console, mac_string, repo_root,
 };
 use hv_partition::kvm::{KvmConfig, KvmPartition};
 use netvsp::tap::Tap;
 use netvsp::{
-    FrameMeta, LinkControl, NetEndpoint, NetRxQueue, NetTxQueue, Steer, TxOffload, TxOffloadSupport,
+    FrameMeta, LinkControl, NetEndpoint, NetRxQueue, NetTxQueue, NetvspConfig, Steer, TxOffload,
+    TxOffloadSupport,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -77,6 +78,9 @@ pub struct KernelGuestConfig {
     pub memory_size: u64,
     /// The NIC's MAC.
     pub mac: [u8; 6],
+    /// The largest MTU the NIC offers the guest (Linux starts at 1500 and may raise
+    /// its MTU up to this; the TAP must carry such frames, see `kvm_and_tap_mtu`).
+    pub mtu: u32,
     /// Extra kernel command-line words (e.g. `initcall_debug`).
     pub extra_cmdline: String,
     /// Pings per size.
@@ -229,15 +233,30 @@ fn flap(
     })
 }
 
-/// Boots the kernel with a netvsp NIC on `tap`, waits for eth0, then pings it from
-/// `netns` and sends a SYN to a closed port. The console goes to `echo` and
-/// target/guest/kernel-console.log.
-pub fn run(
+/// A kernel guest booted up to eth0 configured (see [`boot`]).
+pub struct Booted {
+    /// The guest, running.
+    pub guest: LinuxGuest<KvmPartition>,
+    /// Its console.
+    pub console: Console,
+    /// hv_vmbus's version line.
+    pub vmbus: String,
+    /// The kernel's IP-Config device line (device, hwaddr, address).
+    pub eth0: String,
+    /// Seconds from VM creation to eth0 configured.
+    pub booted_s: f64,
+    indicate: Indicate,
+    link: LinkControl,
+}
+
+/// Boots the kernel with a netvsp NIC on `tap` and waits (with a generous limit,
+/// printing progress) until the kernel has configured eth0 with the MAC we offered.
+/// The console goes to `echo` and target/guest/kernel-console.log.
+pub fn boot(
     config: &KernelGuestConfig,
     tap: Tap,
-    netns: &Netns,
     echo: Box<dyn Write + Send>,
-) -> Result<KernelRun, String> {
+) -> Result<Booted, String> {
     let log = repo_root().join("target/guest/kernel-console.log");
     let (sink, console) = console(echo, Some(&log), false);
     let mac = config.mac;
@@ -262,7 +281,13 @@ pub fn run(
         up: up.clone(),
         waker: Arc::clone(&waker),
     };
-    let guest = attach(vm, mac, Box::new(IndicatedLink { tap, up, waker }))?;
+    let nic = {
+        let mut c = NetvspConfig::default();
+        c.mac = mac;
+        c.mtu = config.mtu;
+        c
+    };
+    let guest = attach_nic(vm, nic, Box::new(IndicatedLink { tap, up, waker }))?;
     let wait = |what: &str, secs: u64| {
         console.wait_for(what, Duration::from_secs(secs), guest.vm.as_ref())
     };
@@ -273,6 +298,34 @@ pub fn run(
     if !eth0.contains(&format!("hwaddr={}", mac_string(&mac))) {
         return Err(format!("eth0 does not have the MAC we offered: {eth0}"));
     }
+    Ok(Booted {
+        guest,
+        console,
+        vmbus,
+        eth0,
+        booted_s,
+        indicate,
+        link,
+    })
+}
+
+/// Boots the kernel ([`boot`]), then pings it from `netns`, sends a SYN to a closed
+/// port and, with [`KernelGuestConfig::link_flap`], flaps its link.
+pub fn run(
+    config: &KernelGuestConfig,
+    tap: Tap,
+    netns: &Netns,
+    echo: Box<dyn Write + Send>,
+) -> Result<KernelRun, String> {
+    let Booted {
+        guest,
+        vmbus,
+        eth0,
+        booted_s,
+        indicate,
+        link,
+        ..
+    } = boot(config, tap, echo)?;
     let pings = config
         .sizes
         .iter()

@@ -63,6 +63,21 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 pub fn prepare_image() -> Result<GuestImage, String> {
     let root = repo_root();
     let out = root.join("target/guest");
+    let agent = build_guest_agent()?;
+    run(Command::new(root.join("scripts/guest-image.sh"))
+        .arg(&out)
+        .arg(&agent))?;
+    Ok(GuestImage {
+        kernel: out.join("vmlinux"),
+        initrd: out.join("initramfs.cpio.gz"),
+    })
+}
+
+/// Builds the guest agent (`examples/guest-agent`, plain `rustc`, static, std only)
+/// as target/guest/hv-guest-agent.
+pub fn build_guest_agent() -> Result<PathBuf, String> {
+    let root = repo_root();
+    let out = root.join("target/guest");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let agent = out.join("hv-guest-agent");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -77,18 +92,13 @@ pub fn prepare_image() -> Result<GuestImage, String> {
         .args(["-C", "strip=symbols", "-C", "debuginfo=0", "-o"])
         .arg(&agent)
         .arg(root.join("examples/guest-agent/main.rs")))?;
-    run(Command::new(root.join("scripts/guest-image.sh"))
-        .arg(&out)
-        .arg(&agent))?;
-    Ok(GuestImage {
-        kernel: out.join("vmlinux"),
-        initrd: out.join("initramfs.cpio.gz"),
-    })
+    Ok(agent)
 }
 
 /// The console as lines, for waiting on the guest's `HVTEST` reports.
 pub struct Console {
     lines: Receiver<String>,
+    last: Arc<Mutex<String>>,
 }
 
 /// The `Write` end the VM's serial port writes to: splits lines, forwards them to the
@@ -100,6 +110,7 @@ pub struct ConsoleSink {
     echo: Box<dyn Write + Send>,
     log: Option<std::fs::File>,
     quiet: bool,
+    last: Arc<Mutex<String>>,
 }
 
 impl Write for ConsoleSink {
@@ -116,6 +127,7 @@ impl Write for ConsoleSink {
                 if !self.quiet || line.starts_with("HVTEST") || line.contains("hv_") {
                     let _ = writeln!(self.echo, "{line}");
                 }
+                line.clone_into(&mut self.last.lock().unwrap_or_else(|e| e.into_inner()));
                 let _ = self.tx.try_send(line);
             } else if self.partial.len() < 4096 {
                 self.partial.push(b);
@@ -136,6 +148,7 @@ pub fn console(
 ) -> (ConsoleSink, Console) {
     let (tx, rx) = sync_channel(100_000);
     let log = log.and_then(|p| std::fs::File::create(p).ok());
+    let last = Arc::new(Mutex::new(String::new()));
     (
         ConsoleSink {
             partial: Vec::new(),
@@ -143,24 +156,48 @@ pub fn console(
             echo,
             log,
             quiet,
+            last: last.clone(),
         },
-        Console { lines: rx },
+        Console { lines: rx, last },
     )
 }
 
 impl Console {
+    /// The last line the guest printed (its `[ seconds]` stamp is the guest's time).
+    pub fn last_line(&self) -> String {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// [`Console::last_line`] for another thread.
+    pub fn last_line_fn(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let last = self.last.clone();
+        move || last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Waits for a line starting with `prefix` (after the kernel's `[ seconds]`
     /// timestamp, if it has one); fails on a guest-reported failure, a kernel panic
     /// or the timeout.
-    /// The VM's end also ends the wait.
+    /// The VM's end also ends the wait. Every 30 s it prints how long it has waited
+    /// and the guest's last line (a loaded machine slows an emulated guest a lot).
     pub fn wait_for(
         &self,
         prefix: &str,
         timeout: Duration,
-        vm: &impl VmStatus,
+        vm: &(impl VmStatus + ?Sized),
     ) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut next_progress = started + Duration::from_secs(30);
         loop {
+            if Instant::now() >= next_progress {
+                next_progress += Duration::from_secs(30);
+                eprintln!(
+                    "  waiting for {prefix:?}: {} s of {} s; the guest's last line: {}",
+                    started.elapsed().as_secs(),
+                    timeout.as_secs(),
+                    self.last_line()
+                );
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if let Some(outcome) = vm.vm_outcome() {
                 // Drain what the guest printed before it stopped.
@@ -272,6 +309,12 @@ pub struct NoTap(pub String);
 /// Creates a TAP device, moves it into a new namespace with `host_cidr` on it, and
 /// returns the netvsp endpoint and the namespace.
 pub fn tap_in_netns(tag: &str, host_cidr: &str) -> Result<(Tap, Netns), NoTap> {
+    tap_in_netns_mtu(tag, host_cidr, 1500)
+}
+
+/// [`tap_in_netns`] with the TAP interface's MTU (and the frames the backend carries)
+/// at `mtu`, for jumbo frames.
+pub fn tap_in_netns_mtu(tag: &str, host_cidr: &str, mtu: u32) -> Result<(Tap, Netns), NoTap> {
     if !Path::new("/dev/net/tun").exists() {
         return Err(NoTap("/dev/net/tun is missing".into()));
     }
@@ -289,7 +332,8 @@ pub fn tap_in_netns(tag: &str, host_cidr: &str) -> Result<(Tap, Netns), NoTap> {
     let (tap_name, ns) = (format!("{tag}t{id}"), format!("{tag}n{id}"));
     // Receive queues for up to 4 guest queues: a multi-queue guest's subchannels then
     // pull theirs on their own threads, steered by its RSS.
-    let tap = Tap::open_with_queues(&tap_name, netvsp::backend::MAX_FRAME, 4).map_err(|e| {
+    let max_frame = netvsp::backend::frame_size(mtu).max(netvsp::backend::MAX_FRAME);
+    let tap = Tap::open_with_queues(&tap_name, max_frame, 4).map_err(|e| {
         NoTap(format!(
             "cannot create TAP {tap_name} ({e}); needs CAP_NET_ADMIN"
         ))
@@ -297,8 +341,10 @@ pub fn tap_in_netns(tag: &str, host_cidr: &str) -> Result<(Tap, Netns), NoTap> {
     run(Command::new("ip").args(["netns", "add", &ns]))
         .map_err(|e| NoTap(format!("cannot create a network namespace: {e}")))?;
     let netns = Netns { name: ns.clone() };
+    let mtu = mtu.to_string();
     let setup = [
         vec!["link", "set", &tap_name, "netns", &ns],
+        vec!["-n", &ns, "link", "set", &tap_name, "mtu", &mtu],
         vec!["-n", &ns, "addr", "add", host_cidr, "dev", &tap_name],
         vec!["-n", &ns, "link", "set", &tap_name, "up"],
         vec!["-n", &ns, "link", "set", "lo", "up"],
@@ -313,12 +359,18 @@ pub fn tap_in_netns(tag: &str, host_cidr: &str) -> Result<(Tap, Netns), NoTap> {
 /// new namespace with the host end at [`HOST_IP`]. `Err` is the reason to print as
 /// SKIPPED.
 pub fn kvm_and_tap(tag: &str) -> Result<(Tap, Netns), String> {
+    kvm_and_tap_mtu(tag, 1500)
+}
+
+/// [`kvm_and_tap`] with the TAP's MTU at `mtu` ([`tap_in_netns_mtu`]).
+pub fn kvm_and_tap_mtu(tag: &str, mtu: u32) -> Result<(Tap, Netns), String> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map_err(|e| format!("/dev/kvm is missing or not accessible ({e})"))?;
-    tap_in_netns(tag, &format!("{HOST_IP}/24")).map_err(|e| format!("no TAP network: {}", e.0))
+    tap_in_netns_mtu(tag, &format!("{HOST_IP}/24"), mtu)
+        .map_err(|e| format!("no TAP network: {}", e.0))
 }
 
 /// What to boot.
@@ -361,6 +413,10 @@ pub trait GuestVm: Partition + 'static {
     fn exit_counters(&self) -> String;
     /// Each vCPU's registers, where the backend can report them.
     fn dump_state(&self) -> Vec<String>;
+    /// The kvm backend's exit counters (`None` on other backends).
+    fn kvm_stats(&self) -> Option<hv_partition::kvm::KvmStats> {
+        None
+    }
 }
 
 /// The lifecycle methods both backends have under the same names.
@@ -398,6 +454,9 @@ impl GuestVm for KvmPartition {
     }
     fn dump_state(&self) -> Vec<String> {
         KvmPartition::dump_state(self)
+    }
+    fn kvm_stats(&self) -> Option<hv_partition::kvm::KvmStats> {
+        Some(self.stats())
     }
 }
 
@@ -507,15 +566,19 @@ pub fn attach<V: GuestVm>(
     mac: [u8; 6],
     endpoint: Box<dyn NetEndpoint>,
 ) -> Result<LinuxGuest<V>, String> {
+    let mut config = NetvspConfig::default();
+    config.mac = mac;
+    attach_nic(vm, config, endpoint)
+}
+
+/// [`attach`] with the NIC's whole configuration.
+pub fn attach_nic<V: GuestVm>(
+    vm: Arc<V>,
+    config: NetvspConfig,
+    endpoint: Box<dyn NetEndpoint>,
+) -> Result<LinuxGuest<V>, String> {
     let host = HostBus::new(vm.clone(), HostConfig::default()).map_err(|e| e.to_string())?;
-    let nic = Netvsp::new(
-        {
-            let mut c = NetvspConfig::default();
-            c.mac = mac;
-            c
-        },
-        endpoint,
-    );
+    let nic = Netvsp::new(config, endpoint);
     let stats = nic.stats();
     host.offer(
         OfferParams::new(

@@ -31,6 +31,7 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
         kernel,
         vcpus: 2,
         mac: [0x00, 0x15, 0x5d, 0x42, 0x00, 0x0b],
+        mtu: 1500,
         extra_cmdline: String::new(),
         pings: 10,
         sizes: vec![56, 1000, 1472],

@@ -122,3 +122,59 @@ fn debian_linux_guest_uses_our_vmbus_and_netvsp() {
     assert_eq!(guest.nic.snapshot().bad_packets, 0);
     let _ = Path::new(&log);
 }
+
+/// The data-path steps of `kernel_datapath` (`vmbus_examples::datapath`), from user
+/// space: Debian's kernel and modules, `hv-guest-agent serve` driving eth0 with `ip`,
+/// the ethtool ioctl and sysfs. Needs hardware KVM, as the test above.
+#[test]
+#[ignore = "needs hardware KVM: kvm_pvm cannot run a non-PVM guest's user space"]
+fn debian_linux_guest_runs_the_datapath_steps() {
+    use vmbus_examples::datapath;
+    use vmbus_examples::kernel_agent::AGENT_PORT;
+    use vmbus_examples::linux_guest::{attach_nic, create_kvm, kvm_and_tap_mtu};
+
+    let (tap, netns) = match kvm_and_tap_mtu("hvu", 9000) {
+        Ok(t) => t,
+        Err(why) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let image = match prepare_image() {
+        Ok(i) => i,
+        Err(e) if e.contains("needs apt-get") => {
+            println!("SKIPPED: cannot build the guest image: {e}");
+            return;
+        }
+        Err(e) => panic!("guest image: {e}"),
+    };
+    let mac = [0x00, 0x15, 0x5d, 0x42, 0x00, 0x0e];
+    let log = repo_root().join("target/guest/console.log");
+    let (sink, console) = console(Box::new(std::io::stdout()), Some(&log), true);
+    let opts = BootOptions {
+        image,
+        memory_size: 512 << 20,
+        vcpus: 2,
+        mac,
+        extra_cmdline: format!("hv.ip={GUEST_IP}/24 hv.agent=serve,{AGENT_PORT},{GUEST_IP}/24"),
+    };
+    let vm = create_kvm(&opts, sink).expect("VM");
+    let mut nic = netvsp::NetvspConfig::default();
+    nic.mac = mac;
+    nic.mtu = 9000;
+    let guest = attach_nic(vm, nic, Box::new(tap)).expect("attach");
+    console
+        .wait_for("HVTEST ready", Duration::from_secs(3600), guest.vm.as_ref())
+        .unwrap_or_else(|e| panic!("{e} (console in {})", log.display()));
+    let report = datapath::run(&guest, &console, &netns, 64 << 20)
+        .unwrap_or_else(|e| panic!("{e} (console in {})", log.display()));
+    println!("{}\n{}", report.summary(), guest.counters());
+    let end = guest.nic.snapshot();
+    let unexplained: Vec<_> = end
+        .drops()
+        .into_iter()
+        .filter(|(name, _)| *name != "rx_not_ready")
+        .collect();
+    assert!(unexplained.is_empty(), "{unexplained:?}");
+    assert!(report.powered_off, "the VM did not power off");
+}
