@@ -2,7 +2,9 @@
 //! throughput guest to host and round-trip latency, beside the raw vmbus-ring doing the
 //! same work in the same run (same ring size, same wait policy, same copies).
 //!
-//! Run: `cargo bench -p vmbus-benches --bench vmbus`.
+//! Run: `cargo bench -p vmbus-benches --bench vmbus`. `VMBUS_BENCH_PROBE=rtt` (or
+//! `stream`) with `VMBUS_BENCH_ITERS=N` runs N round trips (packets) once, for
+//! `scripts/icount.sh`.
 
 // Benchmark harness code: criterion's macros generate undocumented items, and every
 // input is built here.
@@ -217,6 +219,29 @@ fn rtt_raw(iters: u64) -> Duration {
 
 fn runtime(c: &mut Criterion) {
     let mut b = bus();
+    // `VMBUS_BENCH_PROBE=rtt VMBUS_BENCH_ITERS=N`: N round trips once, outside
+    // criterion (for scripts/icount.sh under callgrind); `stream`: N packets one way.
+    let probe_iters = || {
+        std::env::var("VMBUS_BENCH_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000u64)
+    };
+    match std::env::var("VMBUS_BENCH_PROBE").as_deref() {
+        Ok("rtt") => {
+            let n = probe_iters();
+            let d = rtt_runtime(&mut b, n);
+            println!("probe rtt: {:.2} us", d.as_secs_f64() * 1e6 / n as f64);
+            return;
+        }
+        Ok("stream") => {
+            let n = probe_iters();
+            let d = stream_runtime(&mut b, n);
+            println!("probe stream: {:.2} Mpps", n as f64 / 1e6 / d.as_secs_f64());
+            return;
+        }
+        _ => {}
+    }
     let raw = Arc::new(DoubleMappedRingMem::new(RING_PAGES * 4096).unwrap());
     let mut g = c.benchmark_group("channel_stream_1500B");
     g.throughput(Throughput::Elements(1));
