@@ -33,42 +33,52 @@ const _: () = assert!(core::mem::offset_of!(ControlPage, feature_bits) == 64);
 
 impl ControlPage {
     /// `write_index` (acquire): where the writer will put its next packet.
+    #[inline]
     pub fn write_index(&self) -> u32 {
         self.write_index.load(Ordering::Acquire)
     }
     /// Publishes `write_index` (release).
+    #[inline]
     pub fn set_write_index(&self, v: u32) {
         self.write_index.store(v, Ordering::Release)
     }
     /// `read_index` (acquire): where the reader will read next.
+    #[inline]
     pub fn read_index(&self) -> u32 {
         self.read_index.load(Ordering::Acquire)
     }
     /// Publishes `read_index` (release).
+    #[inline]
     pub fn set_read_index(&self, v: u32) {
         self.read_index.store(v, Ordering::Release)
     }
     /// `interrupt_mask`: non-zero while the reader does not want signals.
+    #[inline]
     pub fn interrupt_mask(&self) -> u32 {
         self.interrupt_mask.load(Ordering::Acquire)
     }
     /// Sets `interrupt_mask`.
+    #[inline]
     pub fn set_interrupt_mask(&self, v: u32) {
         self.interrupt_mask.store(v, Ordering::Release)
     }
     /// `pending_send_sz`: bytes the blocked writer needs (0: not blocked).
+    #[inline]
     pub fn pending_send_size(&self) -> u32 {
         self.pending_send_size.load(Ordering::Acquire)
     }
     /// Sets `pending_send_sz`.
+    #[inline]
     pub fn set_pending_send_size(&self, v: u32) {
         self.pending_send_size.store(v, Ordering::Release)
     }
     /// `feature_bits`.
+    #[inline]
     pub fn feature_bits(&self) -> u32 {
         self.feature_bits.load(Ordering::Acquire)
     }
     /// Sets `feature_bits`.
+    #[inline]
     pub fn set_feature_bits(&self, v: u32) {
         self.feature_bits.store(v, Ordering::Release)
     }

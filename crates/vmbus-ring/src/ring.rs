@@ -76,10 +76,6 @@ impl OutgoingPacket<'static> {
     }
 }
 
-/// Packets up to this many bytes (with the trailer) are assembled on the stack and
-/// copied into the ring in one piece.
-const SMALL_PACKET: usize = 256;
-
 /// The writing side of one ring.
 pub struct OutgoingRing<M> {
     mem: M,
@@ -214,47 +210,32 @@ impl<M: RingMem> OutgoingRing<M> {
         let start = self.next as usize;
         let size = self.size as usize;
         let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
-        let trailer = vmbus_proto::packet::trailer(start as u32).to_le_bytes();
-        // A small packet (completions, control messages) is assembled here and copied
-        // in once rather than in five pieces.
-        let mut small = [0u8; SMALL_PACKET];
-        if let Some(buf) = small.get_mut(..total) {
-            let mut at = 0;
-            for part in [d.as_bytes(), packet.header]
-                .into_iter()
-                .chain(payload.iter().copied())
-            {
-                if let Some(dst) = buf.get_mut(at..at + part.len()) {
-                    dst.copy_from_slice(part);
+        // Each piece goes straight into the ring (a copy per piece, none when empty);
+        // the padding rides in front of the trailer, so a one-slice packet takes three
+        // copies: descriptor, payload, padding and trailer.
+        let mut pos = start;
+        // `bytes` is never longer than the ring: one subtraction wraps.
+        let mut put = |bytes: &[u8]| {
+            if !bytes.is_empty() {
+                self.mem.write_data(pos, bytes);
+                pos += bytes.len();
+                if pos >= size {
+                    pos -= size;
                 }
-                at += part.len();
             }
-            // (The padding stays zero.)
-            if let Some(dst) = buf.get_mut(packet_len..) {
-                dst.copy_from_slice(&trailer);
-            }
-            self.mem.write_data(start, buf);
-        } else {
-            let mut pos = start;
-            // `bytes` is never longer than the ring: one subtraction wraps.
-            let put = |bytes: &[u8], pos: &mut usize| {
-                if !bytes.is_empty() {
-                    self.mem.write_data(*pos, bytes);
-                    *pos += bytes.len();
-                    if *pos >= size {
-                        *pos -= size;
-                    }
-                }
-            };
-            put(d.as_bytes(), &mut pos);
-            put(packet.header, &mut pos);
-            for p in payload {
-                put(p, &mut pos);
-            }
-            put([0u8; 8].get(..pad).unwrap_or(&[]), &mut pos);
-            put(&trailer, &mut pos);
+        };
+        put(d.as_bytes());
+        put(packet.header);
+        for p in payload {
+            put(p);
         }
-        self.next = ((start + total) % size) as u32;
+        let mut tail = [0u8; 16];
+        if let Some(t) = tail.get_mut(8..) {
+            t.copy_from_slice(&vmbus_proto::packet::trailer(start as u32).to_le_bytes());
+        }
+        put(tail.get(8 - pad..).unwrap_or(&[]));
+        let end = start + total;
+        self.next = if end >= size { end - size } else { end } as u32;
         self.stats.packets += 1;
         if self.pending_send_set {
             self.mem.control().set_pending_send_size(0);
@@ -442,9 +423,14 @@ impl<M: RingMem> IncomingRing<M> {
             self.stats.corrupt += 1;
             return Err(corrupt("fewer bytes than a descriptor and trailer").into());
         }
-        self.mem.read_data(offset as usize, &mut raw);
-        let descriptor =
-            PacketDescriptor::read_from_bytes(&raw).map_err(|_| corrupt("descriptor"))?;
+        let descriptor = match self.mem.data_view(offset as usize, DESCRIPTOR_SIZE) {
+            Some(v) => PacketDescriptor::read_from_bytes(v),
+            None => {
+                self.mem.read_data(offset as usize, &mut raw);
+                PacketDescriptor::read_from_bytes(&raw)
+            }
+        }
+        .map_err(|_| corrupt("descriptor"))?;
         let len = usize::from(descriptor.length8) * 8;
         let data_off = usize::from(descriptor.data_offset8) * 8;
         let problem = if len < DESCRIPTOR_SIZE {
@@ -460,7 +446,10 @@ impl<M: RingMem> IncomingRing<M> {
             self.stats.corrupt += 1;
             return Err(corrupt(reason).into());
         }
-        self.next = ((offset as usize + len + TRAILER_SIZE) % self.size as usize) as u32;
+        // `len + TRAILER_SIZE <= avail < size`: one subtraction wraps.
+        let end = offset as usize + len + TRAILER_SIZE;
+        let size = self.size as usize;
+        self.next = if end >= size { end - size } else { end } as u32;
         self.stats.packets += 1;
         Ok(IncomingPacket {
             mem: &self.mem,

@@ -182,6 +182,7 @@ impl Drop for DoubleMappedRingMem {
 }
 
 impl RingMem for DoubleMappedRingMem {
+    #[inline]
     fn control(&self) -> &ControlPage {
         // SAFETY: the first page of the reservation maps the control page read-write;
         // ControlPage is atomics only, valid for any bits, align 4 (page-aligned).
@@ -190,12 +191,14 @@ impl RingMem for DoubleMappedRingMem {
     fn data_len(&self) -> usize {
         self.area.len
     }
+    #[inline]
     fn read_data(&self, off: usize, dst: &mut [u8]) {
         match self.area.view(off, dst.len()) {
             Some(v) => dst.copy_from_slice(v),
             None => self.area.read(off, dst),
         }
     }
+    #[inline]
     fn write_data(&self, off: usize, src: &[u8]) {
         if off < self.area.len && src.len() <= self.area.len {
             // The second copy of the data makes any in-range write contiguous.
@@ -207,6 +210,7 @@ impl RingMem for DoubleMappedRingMem {
             single.write(off, src);
         }
     }
+    #[inline]
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
         self.area.view(off, len)
     }

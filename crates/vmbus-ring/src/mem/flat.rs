@@ -63,6 +63,7 @@ impl Drop for FlatRingMem {
 }
 
 impl RingMem for FlatRingMem {
+    #[inline]
     fn control(&self) -> &ControlPage {
         // SAFETY: the allocation starts with a zeroed, page-aligned 4 KiB control page;
         // ControlPage is 68 bytes of AtomicU32 (valid for any bits, align 4), and it is
@@ -72,12 +73,15 @@ impl RingMem for FlatRingMem {
     fn data_len(&self) -> usize {
         self.area.len
     }
+    #[inline]
     fn read_data(&self, off: usize, dst: &mut [u8]) {
         self.area.read(off, dst)
     }
+    #[inline]
     fn write_data(&self, off: usize, src: &[u8]) {
         self.area.write(off, src)
     }
+    #[inline]
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
         self.area.view(off, len)
     }

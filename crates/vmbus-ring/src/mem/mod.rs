@@ -80,18 +80,23 @@ pub trait RingMem: Send + Sync {
 macro_rules! forward_ring_mem {
     ($($ptr:ty),*) => {$(
         impl<T: RingMem + ?Sized> RingMem for $ptr {
+            #[inline]
             fn control(&self) -> &ControlPage {
                 (**self).control()
             }
+            #[inline]
             fn data_len(&self) -> usize {
                 (**self).data_len()
             }
+            #[inline]
             fn read_data(&self, off: usize, dst: &mut [u8]) {
                 (**self).read_data(off, dst)
             }
+            #[inline]
             fn write_data(&self, off: usize, src: &[u8]) {
                 (**self).write_data(off, src)
             }
+            #[inline]
             fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
                 (**self).data_view(off, len)
             }
@@ -113,11 +118,23 @@ struct Contiguous {
 
 impl Contiguous {
     /// Copies with wrap. Out-of-range requests copy nothing.
+    #[inline]
     fn read(&self, off: usize, dst: &mut [u8]) {
         if off >= self.len || dst.len() > self.len {
             return;
         }
         let first = dst.len().min(self.len - off);
+        if first == dst.len() {
+            // SAFETY: `off + dst.len() <= len`: inside the mapping (see below).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    self.base.as_ptr().add(off),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                );
+            }
+            return;
+        }
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: `off + first <= len` and `b.len() = dst.len() - first <= off`, so both
         // source ranges lie inside the mapping of `len` bytes at `base`, which the owner
@@ -131,11 +148,23 @@ impl Contiguous {
     }
 
     /// Copies with wrap. Out-of-range requests copy nothing.
+    #[inline]
     fn write(&self, off: usize, src: &[u8]) {
         if off >= self.len || src.len() > self.len {
             return;
         }
         let first = src.len().min(self.len - off);
+        if first == src.len() {
+            // SAFETY: `off + src.len() <= len`: inside the mapping (see below).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    self.base.as_ptr().add(off),
+                    src.len(),
+                );
+            }
+            return;
+        }
         let (a, b) = src.split_at(first);
         // SAFETY: as in `read`: both destination ranges lie inside the mapping, and the
         // source is a distinct Rust buffer. The ring only writes bytes the protocol gives
@@ -146,6 +175,7 @@ impl Contiguous {
         }
     }
 
+    #[inline]
     fn view(&self, off: usize, len: usize) -> Option<&[u8]> {
         let limit = if self.doubled { 2 * self.len } else { self.len };
         if off >= self.len || len > self.len || off + len > limit {

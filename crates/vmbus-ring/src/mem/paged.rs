@@ -73,9 +73,18 @@ impl PagedRingMem {
     /// Calls `f(page pointer, offset in page, chunk length, offset in caller buffer)`
     /// for each page-contiguous chunk of `len` bytes at data offset `off`, wrapping.
     /// Bounded: at most `pages + 1` chunks.
+    #[inline]
     fn chunks(&self, off: usize, len: usize, mut f: impl FnMut(NonNull<u8>, usize, usize, usize)) {
         let total = self.data_len();
         if off >= total || len > total {
+            return;
+        }
+        // Most copies stay within one page.
+        let in_page = off % PAGE_SIZE;
+        if in_page + len <= PAGE_SIZE {
+            if let Some(p) = self.pages.get(off / PAGE_SIZE) {
+                f(*p, in_page, len, 0);
+            }
             return;
         }
         let mut done = 0;
@@ -88,20 +97,26 @@ impl PagedRingMem {
                 f(*p, in_page, n, done);
             }
             done += n;
-            pos = (pos + n) % total;
+            pos += n;
+            if pos >= total {
+                pos -= total;
+            }
         }
     }
 }
 
 impl RingMem for PagedRingMem {
+    #[inline]
     fn control(&self) -> &ControlPage {
         // SAFETY: `ctl` points at a whole page of the region (checked in `new`), kept
         // alive by the Arc; ControlPage is atomics only, valid for any bits, align 4.
         unsafe { &*self.ctl.as_ptr().cast::<ControlPage>() }
     }
+    #[inline]
     fn data_len(&self) -> usize {
         self.pages.len() * PAGE_SIZE
     }
+    #[inline]
     fn read_data(&self, off: usize, dst: &mut [u8]) {
         let len = dst.len();
         self.chunks(off, len, |p, in_page, n, at| {
@@ -113,6 +128,7 @@ impl RingMem for PagedRingMem {
             }
         });
     }
+    #[inline]
     fn write_data(&self, off: usize, src: &[u8]) {
         self.chunks(off, src.len(), |p, in_page, n, at| {
             if let Some(s) = src.get(at..at + n) {
@@ -121,6 +137,7 @@ impl RingMem for PagedRingMem {
             }
         });
     }
+    #[inline]
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
         let in_page = off % PAGE_SIZE;
         if off >= self.data_len() || in_page + len > PAGE_SIZE {
