@@ -22,6 +22,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vmbus_ring::Wake;
 
+/// The console lines in which hv_vmbus or hv_netvsc complain (Linux logs what it finds
+/// malformed in a host's messages: "Invalid per_pkt_info_len: 0" was one, for every
+/// received frame).
+pub fn driver_complaints(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("hv_netvsc") || l.contains("hv_vmbus"))
+        .filter(|l| {
+            let l = l.to_lowercase();
+            ["invalid", "fail", "error", "unable", "timed out", "unknown"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect()
+}
+
 /// Builds (or finds cached) target/guest/tiny-smp/vmlinux with scripts/guest-kernel.sh.
 pub fn build_kernel() -> Result<PathBuf, String> {
     let status = Command::new(repo_root().join("scripts/guest-kernel.sh"))

@@ -24,7 +24,7 @@
 use std::time::Duration;
 use vmbus_examples::datapath;
 use vmbus_examples::kernel_agent::AGENT_PORT;
-use vmbus_examples::kernel_guest::{KernelGuestConfig, boot, build_kernel};
+use vmbus_examples::kernel_guest::{KernelGuestConfig, boot, build_kernel, driver_complaints};
 use vmbus_examples::linux_guest::{SharedLog, kvm_and_tap_mtu};
 
 #[test]
@@ -78,16 +78,7 @@ fn real_linux_moves_data_through_every_device_change() {
     println!("NIC drops: {:?}", end.drops());
 
     // The drivers complained about nothing (Linux logs malformed host messages).
-    let complaints: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("hv_netvsc") || l.contains("hv_vmbus"))
-        .filter(|l| {
-            let l = l.to_lowercase();
-            ["invalid", "fail", "error", "unable", "timed out", "unknown"]
-                .iter()
-                .any(|w| l.contains(w))
-        })
-        .collect();
+    let complaints = driver_complaints(&log);
     assert!(complaints.is_empty(), "{complaints:#?}");
     // Nothing dropped or refused on our side that the steps do not explain: frames
     // for a guest rebuilding its device (rx_not_ready) may arrive while it has no

@@ -13,7 +13,7 @@
 //! cached in target/guest/tiny-smp). Console: target/guest/kernel-console.log.
 
 use std::time::Duration;
-use vmbus_examples::kernel_guest::{KernelGuestConfig, build_kernel, run};
+use vmbus_examples::kernel_guest::{KernelGuestConfig, build_kernel, driver_complaints, run};
 use vmbus_examples::linux_guest::{SharedLog, kvm_and_tap, oid_report};
 
 #[test]
@@ -142,16 +142,7 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     // messages; "Invalid per_pkt_info_len: 0" was one, for every received frame).
     let log =
         String::from_utf8_lossy(&console.0.lock().unwrap_or_else(|p| p.into_inner())).to_string();
-    let complaints: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("hv_netvsc") || l.contains("hv_vmbus"))
-        .filter(|l| {
-            let l = l.to_lowercase();
-            ["invalid", "fail", "error", "unable", "timed out", "unknown"]
-                .iter()
-                .any(|w| l.contains(w))
-        })
-        .collect();
+    let complaints = driver_complaints(&log);
     assert!(complaints.is_empty(), "{complaints:#?}");
     assert_eq!(nic.snapshot().rx_no_buffer, 0);
     assert!(nic.snapshot().rx_frames >= 30, "echo requests delivered");
