@@ -527,7 +527,8 @@ hv_hypercall::open_enum! {
 }
 
 hv_hypercall::open_enum! {
-    /// Medium in the initialize completion (`RNDIS_MEDIUM_*`, rndis.h).
+    /// Medium in the initialize completion (`RNDIS_MEDIUM_*`, Linux
+    /// `include/linux/rndis.h`; 5 is unassigned there).
     pub struct RndisMedium(u32) {
         /// Ethernet (`RNDIS_MEDIUM_802_3`), the only one netvsc accepts.
         MEDIUM_802_3 = 0x0000_0000,
@@ -545,12 +546,16 @@ hv_hypercall::open_enum! {
         ARCNET_878_2 = 0x0000_0007,
         /// ATM.
         ATM = 0x0000_0008,
-        /// Wireless WAN.
-        WIRELESS_WAN = 0x0000_0009,
+        /// Wireless LAN (`RNDIS_MEDIUM_WIRELESS_LAN`).
+        WIRELESS_LAN = 0x0000_0009,
         /// IrDA.
         IRDA = 0x0000_000A,
-        /// Connection-oriented WAN.
-        CO_WAN = 0x0000_000B,
+        /// BPC (`RNDIS_MEDIUM_BPC`).
+        BPC = 0x0000_000B,
+        /// Connection-oriented WAN (`RNDIS_MEDIUM_CO_WAN`).
+        CO_WAN = 0x0000_000C,
+        /// IEEE 1394 (`RNDIS_MEDIUM_1394`).
+        MEDIUM_1394 = 0x0000_000D,
     }
 }
 
