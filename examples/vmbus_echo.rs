@@ -11,15 +11,18 @@ use hv_partition::SimPartition;
 use std::error::Error;
 use std::time::{Duration, Instant};
 use vmbus::{EchoDevice, GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
-use vmbus_proto::guid::{Guid, class};
+use vmbus_proto::guid::Guid;
 use vmbus_ring::OutgoingPacket;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let partition = SimPartition::new(256 << 20, 2)?;
     let host = HostBus::new(partition.clone(), HostConfig::default())?;
     let instance = Guid::parse("9d1c2f7a-3b4e-4c5d-8e6f-0a1b2c3d4e5f")?;
+    // A class of its own: offered as a network device, a real Linux guest would bind
+    // hv_netvsc to it.
+    let echo_class = Guid::parse("6c0e1b9a-8f3d-4f2a-9b71-4e5d3c2a1f00")?;
     let relid = host.offer(
-        OfferParams::new(class::NETWORK, instance),
+        OfferParams::new(echo_class, instance),
         Box::new(EchoDevice::default()),
     )?;
     println!("host: offered echo device as relid {relid}");

@@ -39,12 +39,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-/// `TUNSETIFF` (`_IOW('T', 202, int)`), `IFF_TAP`, `IFF_NO_PI` from linux/if_tun.h.
-const TUNSETIFF: libc::c_ulong = 0x4004_54CA;
-const IFF_TAP: i16 = 0x0002;
-const IFF_NO_PI: i16 = 0x1000;
-/// `IFF_VNET_HDR`: every read and write starts with a `struct virtio_net_hdr`.
-const IFF_VNET_HDR: i16 = 0x4000;
+// linux/if_tun.h, as libc exports it: `TUNSETIFF`, `IFF_TAP`, `IFF_NO_PI`,
+// `IFF_VNET_HDR` (every read and write starts with a `struct virtio_net_hdr`),
+// `IFF_MULTI_QUEUE` (every fd attached with it is one kernel queue of the interface),
+// `TUNSETOFFLOAD` and the offloads this side takes from the kernel (`TUN_F_*`).
+use libc::{
+    IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6,
+    TUNSETIFF, TUNSETOFFLOAD,
+};
 /// `sizeof(struct virtio_net_hdr)` (the default header size with `IFF_VNET_HDR`).
 const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
@@ -54,12 +56,6 @@ const VNET_F_DATA_VALID: u8 = 2;
 /// `VIRTIO_NET_HDR_GSO_TCPV4` / `TCPV6`.
 const VNET_GSO_TCPV4: u8 = 1;
 const VNET_GSO_TCPV6: u8 = 4;
-/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`) and the offloads this side takes
-/// from the kernel: `TUN_F_CSUM`, `TUN_F_TSO4`, `TUN_F_TSO6` (linux/if_tun.h).
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54D0;
-const TUN_F_CSUM: libc::c_ulong = 0x01;
-const TUN_F_TSO4: libc::c_ulong = 0x02;
-const TUN_F_TSO6: libc::c_ulong = 0x04;
 /// Offset of the TCP and UDP checksum fields in their headers (`csum_offset`).
 const TCP_CSUM_OFFSET: u16 = 16;
 const UDP_CSUM_OFFSET: u16 = 6;
@@ -160,8 +156,6 @@ pub struct Tap {
     readers: Vec<JoinHandle<()>>,
 }
 
-/// `IFF_MULTI_QUEUE`: every fd attached with it is one kernel queue of the interface.
-const IFF_MULTI_QUEUE: i16 = 0x0100;
 /// Most kernel queues opened (Linux allows 256).
 const MAX_KERNEL_QUEUES: u16 = 16;
 
@@ -177,7 +171,9 @@ fn open_queue(name: &str, multi_queue: bool) -> io::Result<File> {
         .open("/dev/net/tun")?;
     let mut req = IfReq {
         name: [0; 16],
-        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
+        // The flags are a C short in struct ifreq; every one fits.
+        flags: (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if multi_queue { IFF_MULTI_QUEUE } else { 0 })
+            as i16,
         pad: [0; 22],
     };
     if let Some(d) = req.name.get_mut(..name.len()) {
@@ -188,7 +184,7 @@ fn open_queue(name: &str, multi_queue: bool) -> io::Result<File> {
     if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    let offloads = libc::c_ulong::from(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
     // SAFETY: TUNSETOFFLOAD takes its flags by value; no memory is passed.
     if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD as _, offloads) } < 0 {
         // The kernel then finishes its frames itself: slower, still correct.

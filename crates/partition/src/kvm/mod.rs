@@ -565,9 +565,7 @@ impl KvmPartition {
             let mut hypercall = false;
             let result = vcpu.run();
             self.stats.exits.fetch_add(1, Ordering::Relaxed);
-            if std::env::var_os("HV_KVM_TRACE").is_some() {
-                eprintln!("vcpu{index}: {result:?}");
-            }
+            tracing::trace!(vcpu = index, exit = ?result, "kvm: vCPU exit");
             match result {
                 Ok(VcpuExit::IoOut(port, data)) => {
                     if port == u16::from(HYPERCALL_PORT) {
