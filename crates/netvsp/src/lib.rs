@@ -58,15 +58,25 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+mod config;
 pub mod device;
 pub mod offload;
-pub mod pcap;
 mod queue;
 mod rndis;
 pub mod rss;
 mod rxpath;
-pub mod tap;
+mod shared;
+mod stats;
 
+/// Locks `m`, going on with the data if a thread panicked while holding it (every
+/// update in this crate leaves the state consistent between statements).
+pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub use backend::pcap;
+#[cfg(target_os = "linux")]
+pub use backend::tap;
 pub use backend::{
     FrameMeta, Gso, LinkControl, Loopback, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, NetRxQueue,
     NetTxQueue, Steer, Switch, SwitchPort, TxOffload, TxOffloadSupport, frame_size,

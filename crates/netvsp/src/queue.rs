@@ -1,237 +1,28 @@
-//! One queue's guest-to-host path ([`QueueCore`]) and the state all of a NIC's queues
-//! share ([`NicShared`]): the backend, the receive-buffer slot table and the data-path
-//! settings the control path publishes. Each subchannel runs a [`QueueWorker`] thread
+//! One queue's guest-to-host path ([`QueueCore`]) over the state all of a NIC's
+//! queues share ([`NicShared`]). Each subchannel runs a [`QueueWorker`] thread
 //! of its own, so guest transmit (gathering, software offloads, the backend's
 //! transmit), receive completions and the copies of received frames into the guest
 //! scale with the queues; the primary channel's worker keeps the control path and
 //! pulls and classifies received frames, handing each queue its own.
 
 use crate::backend::{NetRxQueue, NetTxQueue};
-use crate::device::{Counters, FRAMES_PER_TRANSFER, SEND_SECTION_SIZE};
+use crate::config::SEND_SECTION_SIZE;
+use crate::lock;
 use crate::offload::{OffloadConfig, TxEngine, parse_request};
-use crate::rxpath::{Batch, RecvBuffer, RxFrame, RxWriter};
-use hv_partition::GuestMemory;
-use hv_partition::gpadl::GpadlBuffer;
+use crate::rxpath::{Batch, RxFrame, RxWriter};
+use crate::shared::{DataConfig, NicShared, Out};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use vmbus::{ChannelError, Receiver, Sender};
 use vmbus_proto::nvsp::{NETVSC_INVALID_INDEX, NvspChannelType, NvspMessage, NvspStatus};
 use vmbus_proto::packet::{Packet, PacketKind, PacketLimits};
 use vmbus_proto::rndis::{RndisMessage, RndisMessages};
-use vmbus_ring::{Doorbell, OutgoingPacket, Wake};
+use vmbus_ring::{Doorbell, Wake};
 
 /// Largest RNDIS message accepted from the guest.
 pub(crate) const MAX_RNDIS: usize = 64 * 1024;
-
-/// Locks `m`, going on with the data if a thread panicked while holding it (every
-/// update below leaves the state consistent between statements).
-pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A value on cache lines of its own (128 bytes: two lines, for the adjacent-line
-/// prefetcher), so a lock one queue's thread takes does not slow down what the others
-/// read beside it.
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// Data-path settings the primary channel's control path changes and every queue
-/// reads: the send and receive buffers, the offloads the guest enabled, and whether
-/// (and up to what size) it takes frames.
-#[derive(Clone, Default)]
-pub(crate) struct DataConfig {
-    pub(crate) send: Option<GpadlBuffer>,
-    /// The receive buffer, for the queues that write received frames.
-    pub(crate) recv: Option<GpadlBuffer>,
-    pub(crate) offload: OffloadConfig,
-    /// Whether the guest takes frames (RNDIS initialized, packet filter set).
-    pub(crate) receiving: bool,
-    /// Largest frame at the guest's MTU.
-    pub(crate) guest_frame: usize,
-}
-
-/// What all of a NIC's queues share.
-pub(crate) struct NicShared {
-    pub(crate) relid: u32,
-    pub(crate) memory: GuestMemory,
-    pub(crate) stats: Arc<Counters>,
-    /// Each lock taken on the data path sits apart from the others and from what
-    /// every queue reads per message (`data_generation`).
-    pub(crate) endpoint: Padded<Mutex<Box<dyn crate::NetEndpoint>>>,
-    pub(crate) recv: Padded<Mutex<Option<RecvBuffer>>>,
-    /// Frame buffers the queue threads wrote into the guest and gave back.
-    pub(crate) frame_pool: Padded<Mutex<Vec<Vec<u8>>>>,
-    /// Largest frame the guest may send (the NIC's MTU).
-    pub(crate) max_frame: usize,
-    /// The only source MAC the guest may send from (`None`: any).
-    pub(crate) source_mac: Option<[u8; 6]>,
-    data: Mutex<DataConfig>,
-    /// Bumped by every [`NicShared::publish`]: queues reload their copy when it moves.
-    data_generation: AtomicU64,
-}
-
-impl NicShared {
-    pub(crate) fn new(
-        relid: u32,
-        memory: GuestMemory,
-        stats: Arc<Counters>,
-        endpoint: Box<dyn crate::NetEndpoint>,
-        max_frame: usize,
-    ) -> Self {
-        Self {
-            relid,
-            memory,
-            stats,
-            endpoint: Padded(Mutex::new(endpoint)),
-            recv: Padded(Mutex::new(None)),
-            frame_pool: Padded(Mutex::new(Vec::new())),
-            max_frame,
-            source_mac: None,
-            data: Mutex::new(DataConfig::default()),
-            data_generation: AtomicU64::new(0),
-        }
-    }
-
-    /// Changes the data-path settings; every queue sees the change before it handles
-    /// its next guest packet.
-    pub(crate) fn publish(&self, change: impl FnOnce(&mut DataConfig)) {
-        let mut d = lock(&self.data);
-        change(&mut d);
-        self.data_generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// The current settings.
-    pub(crate) fn data(&self) -> DataConfig {
-        lock(&self.data).clone()
-    }
-
-    /// Frees the receive-buffer slots of the guest's completion `tid`; an unknown one
-    /// is counted.
-    pub(crate) fn complete_transfer(&self, tid: u64) -> bool {
-        let freed = lock(&self.recv)
-            .as_mut()
-            .map_or(0, |r| r.free_transfer(tid));
-        if freed == 0 {
-            self.stats
-                .unknown_completions
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        freed > 0
-    }
-
-    pub(crate) fn bad(&self, what: &str) {
-        self.stats.bad_packets.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            relid = self.relid,
-            what,
-            "netvsp: bad packet from the guest"
-        );
-    }
-}
-
-/// A packet this side owes the guest, held while the outgoing ring is full.
-// Kept inline in a preallocated queue: boxing the ranges would allocate per packet.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Out {
-    /// A completion carrying an NVSP message (or nothing).
-    Completion { tid: u64, msg: [u8; 40], len: u8 },
-    /// An in-band NVSP message the host sends on its own (send indirection table).
-    Inband { msg: [u8; 128], len: u8 },
-    /// Receive-buffer sub-allocations holding RNDIS messages, one transfer-page packet.
-    Transfer {
-        tid: u64,
-        /// The receive buffer's id (transfer page set).
-        id: u16,
-        ranges: [(u32, u32); FRAMES_PER_TRANSFER],
-        n: u8,
-        control: bool,
-    },
-}
-
-impl Out {
-    /// A completion for `tid` carrying `reply`.
-    pub(crate) fn completion(tid: u64, reply: Option<&NvspMessage>) -> Self {
-        let mut msg = [0u8; 40];
-        let len = match reply {
-            Some(r) => r.emit(&mut msg).unwrap_or(0) as u8,
-            None => 0,
-        };
-        Out::Completion { tid, msg, len }
-    }
-
-    /// Hands the packet to `write`; returns what `write` returned (whether it went
-    /// into the ring).
-    pub(crate) fn write(&self, write: impl FnOnce(&OutgoingPacket<'_>, &[u8]) -> bool) -> bool {
-        use vmbus_proto::packet::{
-            FLAG_COMPLETION_REQUESTED, PacketType, TransferPageHeader, TransferPageRange,
-        };
-        use zerocopy::IntoBytes;
-        match self {
-            Out::Inband { msg, len } => write(
-                &OutgoingPacket::inband(0, 0),
-                msg.get(..usize::from(*len)).unwrap_or(&[]),
-            ),
-            Out::Completion { tid, msg, len } => write(
-                &OutgoingPacket::completion(*tid),
-                msg.get(..usize::from(*len)).unwrap_or(&[]),
-            ),
-            Out::Transfer {
-                tid,
-                id,
-                ranges,
-                n,
-                control,
-            } => {
-                let count = usize::from(*n).min(FRAMES_PER_TRANSFER);
-                let mut header = [0u8; 8 + 8 * FRAMES_PER_TRANSFER];
-                let h = TransferPageHeader {
-                    transfer_pageset_id: *id,
-                    sender_owns_set: 0,
-                    reserved: 0,
-                    range_count: count as u32,
-                };
-                header[..8].copy_from_slice(h.as_bytes());
-                for (i, &(offset, len)) in ranges.iter().take(count).enumerate() {
-                    let range = TransferPageRange {
-                        byte_count: len,
-                        byte_offset: offset,
-                    };
-                    if let Some(d) = header.get_mut(8 + 8 * i..16 + 8 * i) {
-                        d.copy_from_slice(range.as_bytes());
-                    }
-                }
-                let header = header.get(..8 + 8 * count).unwrap_or(&[]);
-                let nvsp = NvspMessage::SendRndisPacket {
-                    channel_type: if *control {
-                        NvspChannelType::RMC_CONTROL
-                    } else {
-                        NvspChannelType::RMC_DATA
-                    },
-                    send_buf_section_index: NETVSC_INVALID_INDEX,
-                    send_buf_section_size: 0,
-                };
-                let mut msg = [0u8; 40];
-                let n = nvsp.emit(&mut msg).unwrap_or(0);
-                let packet = OutgoingPacket {
-                    packet_type: PacketType::DATA_USING_TRANSFER_PAGES,
-                    flags: FLAG_COMPLETION_REQUESTED,
-                    transaction_id: *tid,
-                    header,
-                };
-                write(&packet, msg.get(..n).unwrap_or(&[]))
-            }
-        }
-    }
-}
 
 /// The guest-to-host data path of one queue: gathers the RNDIS bytes of a
 /// SEND_RNDIS_PKT (send-buffer section, page buffers, or both), transmits the packets

@@ -1,9 +1,10 @@
 //! RNDIS control: the answers to INITIALIZE, QUERY, SET, RESET, KEEPALIVE and HALT,
 //! for the OIDs Linux and Windows guests use.
 
-use crate::device::{Counters, NetvspConfig};
+use crate::config::NetvspConfig;
 use crate::offload::OffloadConfig;
 use crate::rss::Rss;
+use crate::stats::Counters;
 use std::sync::atomic::Ordering;
 use vmbus_proto::nvsp::NvspVersion;
 use vmbus_proto::rndis::{

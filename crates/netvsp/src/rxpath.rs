@@ -1,71 +1,20 @@
-//! The receive path into the guest's receive buffer: the slot table all queues share
-//! ([`RecvBuffer`]), a writer per thread that copies frames into free sub-allocations
+//! The receive path into the guest's receive buffer: a writer per thread that copies frames into free sub-allocations
 //! and groups them into transfer-page packets ([`RxWriter`]), and the frames the
 //! primary's worker hands to a subchannel's thread to write ([`RxFrame`]).
 
-use crate::device::FRAMES_PER_TRANSFER;
-use crate::queue::{NicShared, Out, lock};
+use crate::config::FRAMES_PER_TRANSFER;
+use crate::lock;
+use crate::shared::{NO_SLOT, NicShared, Out};
 use hv_partition::gpadl::GpadlBuffer;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use vmbus_proto::rndis::ppi::{NdisTcpIpChecksumInfo, Ppi};
 
-/// No next slot (end of a transfer's chain).
-pub(crate) const NO_SLOT: u32 = u32::MAX;
 /// Receive slots a writer takes from the shared table at a time.
 const SLOT_BATCH: usize = 64;
 /// RNDIS messages up to this size (header and frame) are joined before the copy into
 /// the guest's buffer: one write instead of two.
 const SMALL_MESSAGE: usize = 256;
-
-/// The guest's receive buffer's slot table: its sub-allocations and which transfer
-/// each is in. Shared by every thread that writes received frames ([`RxWriter`]) or
-/// handles the guest's completions.
-pub(crate) struct RecvBuffer {
-    pub(crate) id: u16,
-    pub(crate) free: Vec<u32>,
-    /// Per sub-allocation: the generation of the transfer in flight, if any.
-    pub(crate) in_flight: Vec<Option<u32>>,
-    /// Per sub-allocation: the next one in the same transfer-page packet.
-    pub(crate) batch_next: Vec<u32>,
-    pub(crate) generation: u32,
-}
-
-impl RecvBuffer {
-    /// Frees the sub-allocations of the transfer `tid` (its first slot and generation);
-    /// returns how many. A guest may complete a transfer twice, complete one it never
-    /// got, or invent ids: those free nothing.
-    pub(crate) fn free_transfer(&mut self, tid: u64) -> usize {
-        let mut slot = tid as u32;
-        let generation = (tid >> 32) as u32;
-        // Linked from the first slot, all with the same generation; bounded by the
-        // batch size.
-        let mut freed = 0;
-        for _ in 0..FRAMES_PER_TRANSFER {
-            match self.in_flight.get_mut(slot as usize) {
-                Some(g) if *g == Some(generation) => {
-                    *g = None;
-                    self.free.push(slot);
-                    freed += 1;
-                }
-                _ => break,
-            }
-            let next = self
-                .batch_next
-                .get(slot as usize)
-                .copied()
-                .unwrap_or(NO_SLOT);
-            if let Some(l) = self.batch_next.get_mut(slot as usize) {
-                *l = NO_SLOT;
-            }
-            if next == NO_SLOT {
-                break;
-            }
-            slot = next;
-        }
-        freed
-    }
-}
 
 /// One queue's transfer-page packet being filled.
 #[derive(Copy, Clone)]

@@ -28,8 +28,8 @@
 #![allow(unsafe_code)]
 
 use crate::backend::{
-    FrameMeta, LinkControl, MAX_FRAME, NetEndpoint, NetRxQueue, NetTxQueue, RxQueues, Steer,
-    TxOffload, TxOffloadSupport, inbound_methods,
+    FrameMeta, LinkControl, MAX_FRAME, NetEndpoint, NetTxQueue, RxQueues, TxOffload,
+    TxOffloadSupport,
 };
 use crate::offload::{GSO_MAX_PACKET, TxEngine, TxRequest};
 use std::fs::{File, OpenOptions};

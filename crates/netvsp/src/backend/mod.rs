@@ -4,6 +4,7 @@
 //! preallocated slots ([`FrameQueue`]), so the steady state allocates nothing; a full
 //! queue drops (and counts) rather than grows.
 
+use crate::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vmbus_ring::Wake;
@@ -338,10 +339,10 @@ macro_rules! inbound_methods {
         fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
             self.$($field).+.pop(0, buf).map(|(n, _)| n)
         }
-        fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
+        fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, $crate::backend::FrameMeta)> {
             self.$($field).+.pop(0, buf)
         }
-        fn set_waker(&mut self, waker: Arc<dyn vmbus_ring::Wake>) {
+        fn set_waker(&mut self, waker: ::std::sync::Arc<dyn vmbus_ring::Wake>) {
             self.$($field).+.set_waker(waker)
         }
         fn max_frame(&self) -> usize {
@@ -350,15 +351,14 @@ macro_rules! inbound_methods {
         fn rx_queues(&self) -> u16 {
             self.$($field).+.count()
         }
-        fn take_rx_queue(&mut self, q: u16, waker: Arc<dyn vmbus_ring::Wake>) -> Option<Box<dyn NetRxQueue>> {
+        fn take_rx_queue(&mut self, q: u16, waker: ::std::sync::Arc<dyn vmbus_ring::Wake>) -> Option<Box<dyn $crate::backend::NetRxQueue>> {
             self.$($field).+.take(q, waker)
         }
-        fn set_steering(&mut self, steer: Option<Steer>) {
+        fn set_steering(&mut self, steer: Option<$crate::backend::Steer>) {
             self.$($field).+.set_steering(steer);
         }
     };
 }
-pub(crate) use inbound_methods;
 
 /// A receive queue's waker, and whether a NIC queue took it.
 type QueueWaker = (Option<Arc<dyn Wake>>, bool);
@@ -495,11 +495,6 @@ impl Port {
     }
 }
 
-/// Locks `m`, going on with the data if a thread panicked while holding it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// One taken receive queue; dropping it gives the queue back (frames steered there
 /// then go to queue 0, and what it still held moves to queue 0).
 struct TakenQueue {
@@ -570,207 +565,14 @@ impl LinkControl {
     }
 }
 
-/// Loopback: every frame the guest sends comes back to it.
-pub struct Loopback {
-    port: Arc<Port>,
-}
+mod loopback;
+pub mod pcap;
+mod switch;
+#[cfg(target_os = "linux")]
+pub mod tap;
 
-impl Loopback {
-    /// A loopback endpoint with a queue of `depth` frames, and its link control.
-    pub fn new(depth: usize) -> (Self, LinkControl) {
-        Self::with_max_frame(depth, MAX_FRAME)
-    }
-
-    /// [`Loopback::new`] carrying frames of up to `max_frame` bytes (jumbo frames:
-    /// [`frame_size`] of the MTU, at most [`MAX_JUMBO_FRAME`]).
-    pub fn with_max_frame(depth: usize, max_frame: usize) -> (Self, LinkControl) {
-        Self::with_queues(depth, max_frame, 1)
-    }
-
-    /// [`Loopback::with_max_frame`] with `queues` receive queues of `depth` frames
-    /// each (see [`NetEndpoint::rx_queues`]).
-    pub fn with_queues(depth: usize, max_frame: usize, queues: u16) -> (Self, LinkControl) {
-        let port = Port::new(depth, max_frame, queues);
-        let link = LinkControl::of(&port);
-        (Self { port }, link)
-    }
-}
-
-/// A transmit queue of a [`Loopback`].
-struct LoopbackTx(Arc<Port>);
-
-impl NetTxQueue for LoopbackTx {
-    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
-        self.0.is_up() && self.0.deliver(frame, meta)
-    }
-}
-
-impl NetEndpoint for Loopback {
-    fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.transmit_meta(frame, FrameMeta::default())
-    }
-    fn take_tx_queue(&mut self, _q: u16) -> Option<Box<dyn NetTxQueue>> {
-        Some(Box::new(LoopbackTx(self.port.clone())))
-    }
-    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
-        self.port.is_up() && self.port.deliver(frame, meta)
-    }
-    fn link_up(&self) -> bool {
-        self.port.is_up()
-    }
-    inbound_methods!(port.rx);
-}
-
-/// An in-process L2 switch with MAC learning: unicast to the port that last sent from
-/// the destination MAC, flood broadcast, multicast and unknown destinations.
-pub struct Switch {
-    ports: Mutex<Vec<Arc<Port>>>,
-    depth: usize,
-    max_frame: usize,
-    queues: u16,
-    /// Frames a port sent from a MAC it may not use, dropped.
-    spoofed: AtomicU64,
-}
-
-impl Switch {
-    /// A switch whose ports queue `depth` frames each.
-    pub fn new(depth: usize) -> Arc<Self> {
-        Self::with_max_frame(depth, MAX_FRAME)
-    }
-
-    /// [`Switch::new`] carrying frames of up to `max_frame` bytes (jumbo frames:
-    /// [`frame_size`] of the MTU, at most [`MAX_JUMBO_FRAME`]); longer frames are
-    /// dropped and counted.
-    pub fn with_max_frame(depth: usize, max_frame: usize) -> Arc<Self> {
-        Self::with_queues(depth, max_frame, 1)
-    }
-
-    /// [`Switch::with_max_frame`] whose ports have `queues` receive queues of `depth`
-    /// frames each: a multi-queue NIC on a port pulls each from its own thread, and
-    /// the switch steers every frame to the queue the NIC's RSS picks.
-    pub fn with_queues(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
-        Arc::new(Self {
-            ports: Mutex::new(Vec::new()),
-            depth,
-            max_frame,
-            queues,
-            spoofed: AtomicU64::new(0),
-        })
-    }
-
-    /// A new port that may send from any source MAC; the switch learns each as it
-    /// comes (a port may then take another's traffic: prefer [`Switch::port_with_mac`]
-    /// for guests).
-    pub fn port(self: &Arc<Self>) -> (SwitchPort, LinkControl) {
-        self.add_port(None)
-    }
-
-    /// A new port that may send only from `mac`: the switch learns `mac` for it and
-    /// drops (and counts, [`Switch::spoofed`]) frames from any other source MAC, so
-    /// one guest cannot steal another's unicast.
-    pub fn port_with_mac(self: &Arc<Self>, mac: [u8; 6]) -> (SwitchPort, LinkControl) {
-        self.add_port(Some(mac))
-    }
-
-    /// Frames dropped because a port sent them from a MAC it may not use.
-    pub fn spoofed(&self) -> u64 {
-        self.spoofed.load(Ordering::Relaxed)
-    }
-
-    fn add_port(self: &Arc<Self>, permitted: Option<[u8; 6]>) -> (SwitchPort, LinkControl) {
-        let mut port = Port::new(self.depth, self.max_frame, self.queues);
-        if let Some(p) = Arc::get_mut(&mut port) {
-            p.permitted = permitted;
-            p.mac = Mutex::new(permitted);
-        }
-        self.ports
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(port.clone());
-        (
-            SwitchPort {
-                switch: self.clone(),
-                port: port.clone(),
-            },
-            LinkControl::of(&port),
-        )
-    }
-
-    fn forward(&self, from: &Arc<Port>, frame: &[u8], meta: FrameMeta) -> bool {
-        let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) else {
-            return false;
-        };
-        let mut src_mac = [0u8; 6];
-        src_mac.copy_from_slice(src);
-        match from.permitted {
-            Some(p) if p != src_mac => {
-                self.spoofed.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
-            Some(_) => {}
-            None => *from.mac.lock().unwrap_or_else(|e| e.into_inner()) = Some(src_mac),
-        }
-        let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
-        let flood = dst.first().is_some_and(|b| b & 1 != 0);
-        if !flood
-            && let Some(p) = ports.iter().find(|p| {
-                !Arc::ptr_eq(p, from)
-                    && p.mac
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .as_ref()
-                        .is_some_and(|m| m == dst)
-            })
-        {
-            return p.link.load(Ordering::SeqCst) && p.deliver(frame, meta);
-        }
-        let mut any = false;
-        for p in ports
-            .iter()
-            .filter(|p| !Arc::ptr_eq(p, from) && p.link.load(Ordering::SeqCst))
-        {
-            any |= p.deliver(frame, meta);
-        }
-        any
-    }
-}
-
-/// One port of a [`Switch`].
-pub struct SwitchPort {
-    switch: Arc<Switch>,
-    port: Arc<Port>,
-}
-
-/// A transmit queue of a [`SwitchPort`].
-struct SwitchTx {
-    switch: Arc<Switch>,
-    port: Arc<Port>,
-}
-
-impl NetTxQueue for SwitchTx {
-    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
-        self.port.is_up() && self.switch.forward(&self.port, frame, meta)
-    }
-}
-
-impl NetEndpoint for SwitchPort {
-    fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.transmit_meta(frame, FrameMeta::default())
-    }
-    fn take_tx_queue(&mut self, _q: u16) -> Option<Box<dyn NetTxQueue>> {
-        Some(Box::new(SwitchTx {
-            switch: self.switch.clone(),
-            port: self.port.clone(),
-        }))
-    }
-    fn transmit_meta(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
-        self.port.is_up() && self.switch.forward(&self.port, frame, meta)
-    }
-    fn link_up(&self) -> bool {
-        self.port.is_up()
-    }
-    inbound_methods!(port.rx);
-}
+pub use loopback::Loopback;
+pub use switch::{Switch, SwitchPort};
 
 #[cfg(test)]
 mod tests {
