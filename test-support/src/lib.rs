@@ -6,6 +6,11 @@
 //!
 //! Implementing `GlobalAlloc` needs `unsafe`; this crate is never a dependency of a
 //! library, only of tests.
+//!
+//! The published crates' tests cannot depend on this unpublished crate, so each of
+//! them (`crates/{vmbus-ring,vmbus,netvsp}/tests/support/counting_alloc.rs`) holds a
+//! symbolic link to this file, which `cargo package` turns into a copy: one source, and
+//! every packaged crate's tests build from the package alone.
 
 #![allow(unsafe_code)]
 

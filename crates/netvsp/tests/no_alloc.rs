@@ -11,7 +11,10 @@ use hv_partition::SimPartition;
 use netvsc::{Netvsc, NetvscConfig};
 use netvsp::*;
 use std::time::Duration;
-use test_support::{CountingAlloc, allocations_on_all_threads};
+#[path = "support/counting_alloc.rs"]
+#[allow(dead_code)] // each test uses one of its two counters
+mod counting_alloc;
+use counting_alloc::{CountingAlloc, allocations_on_all_threads};
 use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
 use vmbus_proto::guid::{Guid, class};
 

@@ -75,6 +75,13 @@
 // `hv_message` to bytes.
 #![deny(unsafe_code)]
 
+// Guest memory is a set of memfd mappings (or a VMM's mmap'd regions) and the hardware
+// backends are Linux ioctls: everything above this crate (vmbus, netvsp, netvsc) needs
+// Linux through it. The wire formats and the ring (hv-hypercall, vmbus-proto,
+// vmbus-ring without `std`) build anywhere, bare metal included.
+#[cfg(not(target_os = "linux"))]
+compile_error!("hv-partition runs on Linux only (memfd guest memory, KVM and MSHV ioctls)");
+
 pub mod backend;
 pub mod gpadl;
 pub mod hyperv;

@@ -18,6 +18,11 @@
 //! - [`wait`] has the [`Wake`] trait, a doorbell and an eventfd behind it, and the
 //!   spin-then-sleep loops for threads.
 //!
+//! **`no_std`.** The ring protocol (`ring`, `control`, `error`, the [`RingMem`] and
+//! [`Wake`] traits) needs only `core` and `alloc`. The default feature `std` adds the
+//! memory implementations (heap, memfd and mmap), the doorbell and eventfd wake-ups and
+//! the blocking loops; without it the crate builds for `x86_64-unknown-none`.
+//!
 //! The peer is hostile: every index it writes is validated (below the data size,
 //! 8-aligned) and every packet length checked against the bytes written; a corrupt ring
 //! gives [`RingError`], never a panic, out-of-bounds access or endless loop.
@@ -37,26 +42,37 @@
 //! assert!(!rx.commit(), "the writer was not waiting for space");
 //! ```
 
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
+
+extern crate alloc;
 
 pub mod control;
 mod counters;
 pub mod error;
 pub mod mem;
 pub mod ring;
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 mod sys;
+#[cfg(feature = "std")]
 pub mod wait;
+pub mod wake;
 
 pub use control::ControlPage;
 pub use error::{ReadError, RingError, WriteError};
-pub use mem::{DoubleMappedRingMem, FlatRingMem, PagedRingMem, RingMem, RingPage, SharedMemory};
+#[cfg(feature = "std")]
+pub use mem::FlatRingMem;
+pub use mem::RingMem;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub use mem::{DoubleMappedRingMem, PagedRingMem, RingPage, SharedMemory};
 pub use ring::{
     IncomingPacket, IncomingRing, OutgoingPacket, OutgoingRing, ReaderStats, WriterStats,
 };
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 pub use wait::EventFd;
-pub use wait::{Doorbell, WaitPolicy, Wake, WakeFn, wait_readable, write_blocking};
+#[cfg(feature = "std")]
+pub use wait::{Doorbell, WaitPolicy, wait_readable, write_blocking};
+pub use wake::{Wake, WakeFn};
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 use crate::control::FEATURE_PENDING_SEND_SIZE;
 use crate::error::{ReadError, RingError, WriteError};
 use crate::mem::RingMem;
+use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use vmbus_proto::packet::{
     DESCRIPTOR_SIZE, PacketDescriptor, PacketType, TRAILER_SIZE, descriptor_for,

@@ -22,38 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-/// Something to ring when there may be work: implemented by [`Doorbell`] (a thread
-/// sleeps on it), [`EventFd`] (an event loop polls it) and by anything a VMM brings
-/// (an async task's waker, a pipe).
-///
-/// `wake` is called from any thread, often (once per peer signal), and must not block.
-/// Spurious wake-ups are allowed: whoever is woken re-checks its work.
-pub trait Wake: Send + Sync {
-    /// There may be work for the owner: wake it, or make its next wait return at once.
-    fn wake(&self);
-}
-
-impl<T: Wake + ?Sized> Wake for std::sync::Arc<T> {
-    fn wake(&self) {
-        (**self).wake()
-    }
-}
-
-/// A [`Wake`] that calls a closure (e.g. to wake an async task or post to an event
-/// loop).
-pub struct WakeFn<F>(pub F);
-
-impl<F: Fn() + Send + Sync> Wake for WakeFn<F> {
-    fn wake(&self) {
-        (self.0)()
-    }
-}
-
-impl<F> core::fmt::Debug for WakeFn<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("WakeFn")
-    }
-}
+pub use crate::wake::{Wake, WakeFn};
 
 /// A wake-up flag one side rings and the other waits on (the in-process stand-in for
 /// an event flag plus interrupt, or HvSignalEvent). Rings are not counted: several

@@ -9,7 +9,10 @@
     clippy::panic
 )]
 use std::sync::Arc;
-use test_support::{CountingAlloc, allocations_on_this_thread};
+#[path = "support/counting_alloc.rs"]
+#[allow(dead_code)] // each test uses one of its two counters
+mod counting_alloc;
+use counting_alloc::{CountingAlloc, allocations_on_this_thread};
 use vmbus_ring::*;
 
 #[global_allocator]

@@ -7,7 +7,10 @@
 
 use hv_partition::SimPartition;
 use std::sync::atomic::{AtomicU64, Ordering};
-use test_support::{CountingAlloc, allocations_on_all_threads};
+#[path = "support/counting_alloc.rs"]
+#[allow(dead_code)] // each test uses one of its two counters
+mod counting_alloc;
+use counting_alloc::{CountingAlloc, allocations_on_all_threads};
 use vmbus::*;
 use vmbus_proto::guid::{Guid, class};
 use vmbus_ring::OutgoingPacket;

@@ -2,7 +2,9 @@
 //!
 //! This is the only module of the crate with `unsafe` code: it turns mappings of
 //! shared memory into a `&ControlPage` and into byte copies or views of the data area.
-//! Three implementations:
+//! Without feature `std` only the [`RingMem`] trait is here (a bare-metal guest
+//! implements it over its own pages). With it, three implementations (the
+//! last two Linux-only: memfd and mmap):
 //!
 //! - [`FlatRingMem`]: one heap allocation, for tests and in-process rings; packets that
 //!   wrap are copied;
@@ -20,20 +22,29 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(all(feature = "std", target_os = "linux"))]
 mod double;
+#[cfg(feature = "std")]
 mod flat;
+#[cfg(all(feature = "std", target_os = "linux"))]
 mod paged;
+#[cfg(all(feature = "std", target_os = "linux"))]
 mod shared;
 
+#[cfg(all(feature = "std", target_os = "linux"))]
 pub use double::DoubleMappedRingMem;
+#[cfg(feature = "std")]
 pub use flat::FlatRingMem;
+#[cfg(all(feature = "std", target_os = "linux"))]
 pub use paged::PagedRingMem;
-
+#[cfg(all(feature = "std", target_os = "linux"))]
 pub use shared::{PAGE_SIZE, SharedMemory};
 
 use crate::control::ControlPage;
+#[cfg(all(feature = "std", target_os = "linux"))]
 use std::sync::Arc;
 
+#[cfg(all(feature = "std", target_os = "linux"))]
 /// One page of a ring: page `page` (counted from 0) of `region`. A ring's pages may
 /// come from several regions (a GPADL may name pages on both sides of a hole in guest
 /// memory).
@@ -45,6 +56,7 @@ pub struct RingPage<'a> {
     pub page: u64,
 }
 
+#[cfg(all(feature = "std", target_os = "linux"))]
 /// The regions of `pages`, each once (compared by address), to keep them alive.
 fn regions_of<'a>(pages: impl Iterator<Item = &'a RingPage<'a>>) -> Vec<Arc<SharedMemory>> {
     let mut v: Vec<Arc<SharedMemory>> = Vec::new();
@@ -103,12 +115,13 @@ macro_rules! forward_ring_mem {
         }
     )*};
 }
-forward_ring_mem!(&T, std::sync::Arc<T>);
+forward_ring_mem!(&T, alloc::sync::Arc<T>);
 
 /// A contiguous data area at `base` of `len` bytes, optionally mapped twice (so that
 /// `base..base + 2 * len` is valid and the second half aliases the first).
 ///
 /// Shared by the flat and double-mapped implementations.
+#[cfg(feature = "std")]
 #[derive(Copy, Clone)]
 struct Contiguous {
     base: core::ptr::NonNull<u8>,
@@ -116,6 +129,7 @@ struct Contiguous {
     doubled: bool,
 }
 
+#[cfg(feature = "std")]
 impl Contiguous {
     /// Copies with wrap. Out-of-range requests copy nothing.
     #[inline]
