@@ -1,4 +1,6 @@
-//! # hv-hypercall
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! The Hyper-V Top-Level Functional Specification (TLFS) ABI that VMBus rides on, as
 //! plain data with total decoders and no I/O:

@@ -1,4 +1,6 @@
-//! # netvsc
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! The guest side of the Hyper-V synthetic NIC over a `vmbus::GuestBus` channel, in the
 //! order Linux's hv_netvsc runs it (reference/linux-guest.md section C): NVSP version

@@ -1,4 +1,6 @@
-//! # netvsp
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! The host side of the Hyper-V synthetic NIC: a [`Netvsp`] device, offered on a
 //! `vmbus::HostBus` with the network device class, speaks NVSP (versions 1 through 6.1)

@@ -1,4 +1,6 @@
-//! # hv-partition
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! A guest partition as a VMBus host (or a simulated guest) sees it:
 //!

@@ -1,4 +1,6 @@
-//! # vmbus-proto
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! Every on-the-wire format of the Hyper-V VMBus and synthetic-NIC stack, with total
 //! parsers and exact emitters, and no I/O:

@@ -1,4 +1,6 @@
-//! # vmbus-ring
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! The VMBus ring buffer, compatible bit for bit with Linux's `hv_ring_buffer` and
 //! Hyper-V's: a 4 KiB control page (`write_index`, `read_index`, `interrupt_mask`,
@@ -26,21 +28,6 @@
 //! The peer is hostile: every index it writes is validated (below the data size,
 //! 8-aligned) and every packet length checked against the bytes written; a corrupt ring
 //! gives [`RingError`], never a panic, out-of-bounds access or endless loop.
-//!
-//! ```
-//! use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing};
-//! use std::sync::Arc;
-//!
-//! let mem = Arc::new(FlatRingMem::new(4096 * 4).unwrap());
-//! let mut tx = OutgoingRing::new(mem.clone()).unwrap();
-//! let mut rx = IncomingRing::new(mem).unwrap();
-//! tx.try_write(&OutgoingPacket::inband(7, 0), &[b"hello, ", b"ring"]).unwrap();
-//! assert!(tx.commit(), "empty to non-empty with interrupts unmasked: signal");
-//! let p = rx.try_read().unwrap();
-//! assert_eq!(p.descriptor.transaction_id, 7);
-//! assert_eq!(&p.view().unwrap()[16..27], b"hello, ring");
-//! assert!(!rx.commit(), "the writer was not waiting for space");
-//! ```
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]

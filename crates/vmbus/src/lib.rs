@@ -1,4 +1,6 @@
-//! # vmbus
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! The VMBus runtime over an [`hv_partition`] backend:
 //!
