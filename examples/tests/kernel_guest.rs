@@ -82,7 +82,7 @@ fn linux_kernel_drivers_use_our_vmbus_and_netvsp() {
     assert!(back.no_loss, "{} {}", back.summary, back.rtt);
     assert!(nic.snapshot().link_indications >= 2);
     assert_eq!(nic.snapshot().tx_offload_rejected, 0);
-    // Linux's RNDIS bring-up, in its order (reference/linux-guest.md): maximum frame
+    // Linux's RNDIS bring-up, in its order (`rndis_filter_device_add`): maximum frame
     // size, permanent address, offload capabilities, offload parameters, media connect
     // status, link speed, RSS capabilities, packet filter; each answered with success.
     let oids: Vec<(bool, u32)> = nic.oids().iter().map(|o| (o.set, o.oid)).collect();

@@ -2,7 +2,9 @@
 //!
 //! Bit names and positions from Linux `include/hyperv/hvgdk_mini.h` (x64) and, for leaf
 //! 0x40000006 (which Linux does not name), OpenVMM's `hvdef` and the TLFS. What a Linux
-//! guest checks, and which bits it must not see, is in `reference/linux-guest.md`:
+//! guest checks, and which bits it must not see, is in Linux
+//! `arch/x86/kernel/cpu/mshyperv.c` and `arch/x86/hyperv/hv_init.c` (see
+//! `docs/architecture.md`, "A Linux guest on KVM"):
 //! [`HvCpuid::for_linux_guest`] builds exactly that set.
 
 use bitflags::bitflags;
@@ -234,7 +236,7 @@ pub struct HvCpuid {
 
 impl HvCpuid {
     /// What an unmodified Linux guest needs to bring up hv_vmbus over a user-space SynIC
-    /// whose SINTs arrive as MSIs (reference/linux-guest.md section A): hypercall, VP
+    /// whose SINTs arrive as MSIs (Linux `ms_hyperv_init_platform`, `hyperv_init`): hypercall, VP
     /// index, SynIC, frequency MSRs and invariant TSC; PostMessages and SignalEvents; the
     /// frequency-MSR feature; and only the deprecating-AEOI recommendation. Nothing that
     /// would make the guest use flush/IPI hypercalls, APIC MSRs, XMM input, crash MSRs,

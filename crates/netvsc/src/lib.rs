@@ -3,7 +3,8 @@
 //! ## Overview
 //!
 //! The guest side of the Hyper-V synthetic NIC over a `vmbus::GuestBus` channel, in the
-//! order Linux's hv_netvsc runs it (reference/linux-guest.md section C): NVSP version
+//! order Linux's hv_netvsc runs it (`drivers/net/hyperv/netvsc.c`, `netvsc_connect_vsp`;
+//! `rndis_filter.c`, `rndis_filter_device_add`): NVSP version
 //! negotiation newest first, NDIS config and version, a receive buffer and a send buffer
 //! described by GPADLs, RNDIS initialize and the queries and sets netvsc makes (MAC,
 //! MTU, offload capabilities and parameters, link state, packet filter), then frames:

@@ -4,7 +4,8 @@
 //!
 //! The host side of the Hyper-V synthetic NIC: a [`Netvsp`] device, offered on a
 //! `vmbus::HostBus` with the network device class, speaks NVSP (versions 1 through 6.1)
-//! and RNDIS the way Linux's hv_netvsc expects (reference/linux-guest.md section C):
+//! and RNDIS the way Linux's hv_netvsc expects (`drivers/net/hyperv/netvsc.c` and
+//! `rndis_filter.c`):
 //! receive buffer in sub-allocations delivered as transfer-page packets and recycled on
 //! completion, send buffer in sections and GPA-direct packets for guest transmit,
 //! RNDIS bring-up with the OIDs netvsc queries, link-status indications. Guests may

@@ -4,7 +4,7 @@
 //!
 //! A backend whose hypervisor has no Hyper-V emulation of its own (KVM here) routes the
 //! guest's RDMSR/WRMSR in the Hyper-V range to [`HvVp`] and raises the SINTs it
-//! returns. The MSR set is the one reference/linux-guest.md (section A) lists for the
+//! returns. The MSR set is the one Linux's `hyperv_init` and `hv_synic_enable_regs` use for the
 //! CPUID features of `HvCpuid::for_linux_guest`; anything else is a #GP, which Linux's
 //! `rdmsrl_safe`/`wrmsrl` survive.
 

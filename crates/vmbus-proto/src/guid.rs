@@ -239,7 +239,8 @@ mod tests {
 
     #[test]
     fn wire_bytes_match_linux_table() {
-        // Wire bytes from reference/abi-linux.md (checked there against FreeBSD/NetBSD).
+        // Wire bytes of the GUIDs in Linux `include/linux/hyperv.h` (the same in FreeBSD's
+        // and NetBSD's drivers).
         let table = [
             (class::NETWORK, "635161f83edfc546913ff2d2f965ed0e"),
             (class::IDE, "32264132cb86a2449b5c50d1417354f5"),

@@ -49,7 +49,7 @@ impl VmbusVersion {
     ];
 
     /// The versions a current Linux guest tries, newest first (Debian 6.1
-    /// `vmbus_versions[]`, reference/linux-guest.md).
+    /// `vmbus_versions[]` in `drivers/hv/connection.c`).
     pub const LINUX_GUEST_ORDER: [Self; 8] = [
         Self::V5_3,
         Self::V5_2,

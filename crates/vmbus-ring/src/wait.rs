@@ -3,8 +3,8 @@
 //! polls from epoll, and the spin-then-sleep loops that follow the ring's signal
 //! decisions.
 //!
-//! The reference measurements (`reference/perf-and-style.md`) show that busy-polling
-//! wins with two threads on two cores but collapses when a third thread competes, so
+//! Measured on two cores (`cargo bench -p vmbus-benches --bench ring`), busy-polling
+//! wins while each thread has a core but collapses when a third thread competes, so
 //! both loops spin a bounded number of times and then sleep on a [`Doorbell`], after
 //! the handshake that guarantees no lost wake-up: the reader clears `interrupt_mask`
 //! and re-checks before sleeping; the writer sets `pending_send_sz` and re-checks.

@@ -3,7 +3,7 @@
 //!
 //! KVM does the CPU, memory, PIC/IOAPIC/LAPIC and PIT. Hyper-V is emulated in user
 //! space, so it works on hosts whose KVM has no Hyper-V support at all
-//! (reference/linux-guest.md):
+//! (`docs/architecture.md`, "A Linux guest on KVM"):
 //!
 //! - CPUID: KVM's supported leaves minus every 0x4xxxxxxx leaf (a KVM signature would
 //!   outrank Hyper-V), plus the Hyper-V leaves and the hypervisor bit

@@ -4,7 +4,8 @@
 //!
 //! Unlike kvm, the hypervisor itself provides Hyper-V: CPUID leaves, the hypercall
 //! page, VP index, the SynIC with its SIMP/SIEFP overlay pages and the local APIC. What
-//! the VMM adds is the VMBus host's end of the SynIC (reference/mshv.md):
+//! the VMM adds is the VMBus host's end of the SynIC (Linux `include/uapi/linux/mshv.h`,
+//! `drivers/hv/mshv_root_main.c`; rust-vmm's mshv-ioctls):
 //!
 //! - guest to host: the hypercall intercept (type 8) and the unknown-SynIC-connection
 //!   intercept (type 13, without which the hypervisor drops HvPostMessage and

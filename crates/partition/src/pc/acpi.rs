@@ -3,8 +3,8 @@
 //! port's must keep working), MADT, and a DSDT with the `VMBus` device.
 //!
 //! hv_vmbus binds only through ACPI on x86 (Debian 6.1 has no device tree) and walks
-//! the device's `_CRS`; a missing `_CRS` fails its probe (reference/linux-guest.md,
-//! section A).
+//! the device's `_CRS`; a missing `_CRS` fails its probe (Linux
+//! `drivers/hv/vmbus_drv.c`, `vmbus_acpi_add`).
 
 use crate::pc::layout;
 use acpi_tables::Aml;

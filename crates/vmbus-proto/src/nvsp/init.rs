@@ -59,7 +59,7 @@ pub struct Nvsp2SendNdisConfig {
     pub capability: u64,
 }
 
-// Sizes and offsets, against reference/abi-linux.md (gcc layout of hyperv_net.h).
+// Sizes and offsets as gcc lays out Linux's hyperv_net.h.
 const _: () = assert!(size_of::<NvspMessageHeader>() == 4);
 const _: () = assert!(offset_of!(NvspMessageHeader, msg_type) == 0);
 const _: () = assert!(size_of::<NvspMessageInit>() == 8);

@@ -11,7 +11,7 @@
 //! bytes ([`NVSP_MIN_SEND_SIZE`]); [`NvspMessage::emit`] sends 40, like current Linux.
 //!
 //! Layouts and constants: Linux `drivers/net/hyperv/hyperv_net.h` (checked against
-//! reference/abi-linux.md); types Linux does not define (OID_QUERY_EX) from OpenVMM
+//! gcc's layout); types Linux does not define (OID_QUERY_EX) from OpenVMM
 //! `vm/devices/net/netvsp/src/protocol.rs` and the Windows NVSP header it quotes. All
 //! fields are little-endian; the structs are `#[repr(C, packed)]` exactly where Linux
 //! marks them `__packed` (only the 6-byte buffer messages, `nvsp_2_alloc_rxbuf_comp` and

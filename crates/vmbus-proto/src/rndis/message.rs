@@ -3,7 +3,7 @@
 //! builders.
 //!
 //! Layouts from Linux `drivers/net/hyperv/hyperv_net.h` (sizes and offsets in
-//! reference/abi-linux.md, also matching OpenVMM `rndisprot.rs`). Every message is an
+//! gcc's layout, also matching OpenVMM `rndisprot.rs`). Every message is an
 //! 8-byte header `{ndis_msg_type, msg_len}` (`msg_len` includes the header) followed by
 //! a body; all offsets inside a body (`data_offset`, `per_pkt_info_offset`,
 //! `info_buf_offset`, `status_buf_offset`) count from the body start, message offset 8.
@@ -262,7 +262,7 @@ pub struct RndisOobd {
     pub class_info_offset: u32,
 }
 
-// Sizes and offsets: reference/abi-linux.md (gcc, hyperv_net.h); the same numbers appear
+// Sizes and offsets as gcc lays out Linux's hyperv_net.h; the same numbers appear
 // in OpenVMM rndisprot.rs and DPDK (rndis_packet_msg 44, rndis_init_comp 52,
 // rndis_query_req 28 with the header).
 const _: () = {

@@ -5,7 +5,7 @@
 //! (OID_GEN_RNDIS_CONFIG_PARAMETER).
 //!
 //! Layouts from Linux `drivers/net/hyperv/hyperv_net.h` (sizes and offsets in
-//! reference/abi-linux.md); `NDIS_OFFLOAD_ENCAPSULATION` from OpenVMM `rndisprot.rs`.
+//! gcc's layout); `NDIS_OFFLOAD_ENCAPSULATION` from OpenVMM `rndisprot.rs`.
 //! Where the C structs have implicit padding, explicit `reserved*` fields take its place
 //! so the zerocopy types have the exact C size and offsets.
 
@@ -808,7 +808,7 @@ impl<'a> ConfigParameter<'a> {
     }
 }
 
-// Sizes and offsets: reference/abi-linux.md (gcc, hyperv_net.h): ndis_object_header 4,
+// Sizes and offsets as gcc lays out Linux's hyperv_net.h: ndis_object_header 4,
 // ndis_csum_offload 32, ndis_lsov2_offload 28, ndis_ipsecv2_offload 32, ndis_offload 156,
 // ndis_offload_params 28, ndis_recv_scale_cap 18 (also NDIS's
 // NDIS_SIZEOF_RECEIVE_SCALE_CAPABILITIES_REVISION_2), ndis_recv_scale_param 40,

@@ -5,7 +5,7 @@
 //! Layouts from Linux `drivers/net/hyperv/hyperv_net.h` (`struct rndis_per_packet_info`,
 //! `ndis_tcp_ip_checksum_info`, `ndis_tcp_lso_info`, `ndis_pkt_8021q_info`,
 //! `rndis_pktinfo_id`); bit positions as gcc lays out the bitfields on x86-64
-//! (reference/abi-linux.md).
+//! (gcc's layout).
 
 use super::enums::{InternalPpiType, PpiType};
 use crate::error::{Error, Result, put};
