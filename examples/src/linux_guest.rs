@@ -369,8 +369,55 @@ pub fn kvm_and_tap_mtu(tag: &str, mtu: u32) -> Result<(Tap, Netns), String> {
         .write(true)
         .open("/dev/kvm")
         .map_err(|e| format!("/dev/kvm is missing or not accessible ({e})"))?;
+    ensure_tools(&[("ip", "iproute2"), ("ping", "iputils-ping")])?;
     tap_in_netns_mtu(tag, &format!("{HOST_IP}/24"), mtu)
         .map_err(|e| format!("no TAP network: {}", e.0))
+}
+
+/// Makes sure each `(command, Debian package)` is installed: installs the missing ones
+/// with apt-get when it can (root, apt-get present). `Err` is the reason to print as
+/// SKIPPED: a host without them, and no way to install them.
+pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<(), String> {
+    let have = |cmd: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {cmd}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(cmd, _)| !have(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let why = format!("needs {} (not installed)", missing.join(" and "));
+    // The effective uid is the third field of /proc/self/status's Uid line.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false);
+    if !root || !have("apt-get") {
+        return Err(format!(
+            "{why}; cannot install them here (root and apt-get needed)"
+        ));
+    }
+    println!("installing {} with apt-get", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"])).map_err(|e| format!("{why}: {e}"))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq"])
+        .args(&missing))
+    .map_err(|e| format!("{why}: {e}"))?;
+    match tools.iter().find(|(cmd, _)| !have(cmd)) {
+        Some((cmd, pkg)) => Err(format!("{cmd} still missing after installing {pkg}")),
+        None => Ok(()),
+    }
 }
 
 /// What to boot.
