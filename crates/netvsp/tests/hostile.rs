@@ -10,49 +10,13 @@
     clippy::panic
 )]
 
-use hv_partition::SimPartition;
+mod common;
+use common::*;
 use netvsc::{Netvsc, NetvscConfig};
 use netvsp::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vmbus::{GuestBus, GuestConfig, Guid, HostBus, HostConfig};
-
-struct Vm {
-    host: Arc<HostBus<SimPartition>>,
-    bus: GuestBus,
-    stats: NicCounters,
-    relid: u32,
-}
-
-fn vm(mac: [u8; 6], endpoint: Box<dyn NetEndpoint>) -> (Vm, vmbus_proto::channel::OfferChannel) {
-    let partition = SimPartition::new(128 << 20, 2).unwrap();
-    let host = Arc::new(HostBus::new(partition.clone(), HostConfig::default()).unwrap());
-    let mut config = NetvspConfig::default();
-    config.mac = mac;
-    let nic = Netvsp::new(config, endpoint);
-    let stats = nic.stats();
-    let instance = Guid {
-        data1: u32::from(mac[5]),
-        ..Guid::ZERO
-    };
-    let relid = host
-        .offer(Netvsp::offer_params(instance), Box::new(nic))
-        .unwrap();
-    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
-    bus.connect().unwrap();
-    let offers = bus.request_offers().unwrap();
-    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    (
-        Vm {
-            host,
-            bus,
-            stats,
-            relid,
-        },
-        offer,
-    )
-}
 
 /// Runs `f` on a thread and fails the test if it takes longer than `limit`.
 fn within<T: Send + 'static>(
@@ -97,7 +61,8 @@ fn buffers_torn_down_without_revoke_are_let_go_before_the_answer() {
     let switch = Switch::new(256);
     let (port, _) = switch.port_with_mac(A);
     let (mut peer, _) = switch.port();
-    let (vm, offer) = vm(A, Box::new(port));
+    let vm = vm(A, Box::new(port));
+    let offer = vm.offer;
     let mut nic = Netvsc::open(&vm.bus, &offer, &NetvscConfig::default()).unwrap();
     // Reception works.
     assert!(peer.transmit(&frame(A, C, 1)));
@@ -155,7 +120,8 @@ fn a_guest_keeping_the_worker_busy_cannot_delay_its_close() {
     use vmbus_proto::nvsp::{NvspMessage, NvspVersion};
     use vmbus_ring::OutgoingPacket;
     let (endpoint, _link) = Loopback::new(16);
-    let (vm, offer) = vm(A, Box::new(endpoint));
+    let vm = vm(A, Box::new(endpoint));
+    let offer = vm.offer;
     let vmbus::Channel {
         mut sender,
         receiver,
@@ -218,8 +184,10 @@ fn a_guest_cannot_send_with_another_guests_mac() {
     let (pa, _) = switch.port_with_mac(A);
     let (pb, _) = switch.port_with_mac(B);
     let (mut pc, _) = switch.port();
-    let (vm_a, offer_a) = vm(A, Box::new(pa));
-    let (vm_b, offer_b) = vm(B, Box::new(pb));
+    let vm_a = vm(A, Box::new(pa));
+    let offer_a = vm_a.offer;
+    let vm_b = vm(B, Box::new(pb));
+    let offer_b = vm_b.offer;
     let mut a = Netvsc::open(&vm_a.bus, &offer_a, &NetvscConfig::default()).unwrap();
     let mut b = Netvsc::open(&vm_b.bus, &offer_b, &NetvscConfig::default()).unwrap();
     let mut buf = [0u8; 1518];
@@ -259,7 +227,8 @@ fn close_reopen_and_unload_in_the_middle_of_traffic() {
     let switch = Switch::new(256);
     let (pa, _) = switch.port_with_mac(A);
     let (mut peer, _) = switch.port();
-    let (vm, offer) = vm(A, Box::new(pa));
+    let vm = vm(A, Box::new(pa));
+    let offer = vm.offer;
     let stop = Arc::new(AtomicBool::new(false));
     // The peer floods A all along.
     let s2 = stop.clone();
@@ -327,7 +296,8 @@ fn a_guest_that_stops_answering_costs_no_cpu_and_closes_at_once() {
     let switch = Switch::new(256);
     let (pa, _) = switch.port_with_mac(A);
     let (mut peer, _) = switch.port();
-    let (vm, offer) = vm(A, Box::new(pa));
+    let vm = vm(A, Box::new(pa));
+    let offer = vm.offer;
     let nic = Netvsc::open(&vm.bus, &offer, &NetvscConfig::default()).unwrap();
     // Frames for it, far more than its receive buffer and rings hold.
     for i in 0..20_000u32 {

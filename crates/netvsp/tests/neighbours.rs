@@ -11,76 +11,23 @@
     clippy::panic
 )]
 
+mod common;
+use common::*;
 use hv_partition::SimPartition;
-use netvsc::phy::NetvscPhy;
 use netvsc::{Netvsc, NetvscConfig};
 use netvsp::*;
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::SocketSet;
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant as SInstant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::IpAddress;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vmbus::{GuestBus, GuestConfig, Guid, HostBus, HostConfig};
+use vmbus::{GuestBus, HostBus, HostConfig};
 use vmbus_proto::channel::{
-    GpadlTeardown, InitiateContact, Message, OfferChannel, OpenChannel,
+    GpadlTeardown, InitiateContact, Message, OpenChannel,
     gpadl::{GpaRange, split},
 };
-
-struct Vm {
-    host: Arc<HostBus<SimPartition>>,
-    bus: GuestBus,
-    offer: OfferChannel,
-}
-
-fn vm(mac: [u8; 6], endpoint: Box<dyn NetEndpoint>) -> Vm {
-    let partition = SimPartition::new(128 << 20, 2).unwrap();
-    let host = Arc::new(HostBus::new(partition.clone(), HostConfig::default()).unwrap());
-    let mut config = NetvspConfig::default();
-    config.mac = mac;
-    let relid = host
-        .offer(
-            Netvsp::offer_params(Guid {
-                data1: u32::from(mac[5]),
-                ..Guid::ZERO
-            }),
-            Box::new(Netvsp::new(config, endpoint)),
-        )
-        .unwrap();
-    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
-    bus.connect().unwrap();
-    let offers = bus.request_offers().unwrap();
-    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    Vm { host, bus, offer }
-}
-
-fn now() -> SInstant {
-    SInstant::from_micros(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as i64,
-    )
-}
-
-struct Stack {
-    dev: NetvscPhy,
-    iface: Interface,
-}
-
-fn stack(vm: &Vm, mac: [u8; 6], ip: [u8; 4]) -> Stack {
-    let nic = Netvsc::open(&vm.bus, &vm.offer, &NetvscConfig::default()).unwrap();
-    let mut dev = NetvscPhy::new(nic);
-    let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    let mut iface = Interface::new(config, &mut dev, now());
-    iface.update_ip_addrs(|a| {
-        a.push(IpCidr::new(IpAddress::v4(ip[0], ip[1], ip[2], ip[3]), 24))
-            .unwrap();
-    });
-    Stack { dev, iface }
-}
 
 const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0A];
 const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0B];

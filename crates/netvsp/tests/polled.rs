@@ -14,17 +14,16 @@
     clippy::panic
 )]
 
+mod common;
+use common::*;
 use hv_partition::SimPartition;
 use netvsc::phy::NetvscPhy;
 use netvsc::{Netvsc, NetvscConfig};
 use netvsp::*;
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Interface, SocketSet};
 use smoltcp::phy::{ChecksumCapabilities, Device};
 use smoltcp::socket::{icmp, tcp};
-use smoltcp::time::Instant as SInstant;
-use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr,
-};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -101,27 +100,12 @@ fn guest(partition: Arc<SimPartition>, relid: u32, mac: [u8; 6], ip: [u8; 4]) ->
     })
     .unwrap();
     assert_eq!(nic.queues(), 2, "a subchannel, offered by the polled NIC");
-    let mut dev = NetvscPhy::new(nic);
-    let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    let mut iface = Interface::new(config, &mut dev, now());
-    iface.update_ip_addrs(|a| {
-        a.push(IpCidr::new(IpAddress::v4(ip[0], ip[1], ip[2], ip[3]), 24))
-            .unwrap();
-    });
+    let Stack { dev, iface } = stack_on(nic, mac, ip);
     Guest {
         _bus: bus,
         dev,
         iface,
     }
-}
-
-fn now() -> SInstant {
-    SInstant::from_micros(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as i64,
-    )
 }
 
 #[test]

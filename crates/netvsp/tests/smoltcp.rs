@@ -8,71 +8,29 @@
     clippy::panic
 )]
 
-use hv_partition::SimPartition;
-use netvsc::phy::NetvscPhy;
-use netvsc::{Netvsc, NetvscConfig};
+mod common;
+use common::*;
 use netvsp::*;
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::SocketSet;
 use smoltcp::phy::{ChecksumCapabilities, Device};
 use smoltcp::socket::{icmp, tcp};
-use smoltcp::time::Instant as SInstant;
-use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr,
-};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
 use std::time::{Duration, Instant};
-use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
-use vmbus_proto::guid::{Guid, class};
 
 struct Guest {
-    _host: HostBus<SimPartition>,
-    _bus: GuestBus,
-    dev: NetvscPhy,
-    iface: Interface,
+    _vm: Vm,
+    dev: netvsc::phy::NetvscPhy,
+    iface: smoltcp::iface::Interface,
 }
 
 fn guest(mac: [u8; 6], ip: [u8; 4], endpoint: Box<dyn NetEndpoint>) -> Guest {
-    let partition = SimPartition::new(128 << 20, 2).unwrap();
-    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
-    let relid = host
-        .offer(
-            OfferParams::new(class::NETWORK, Guid::ZERO),
-            Box::new(Netvsp::new(
-                {
-                    let mut c = NetvspConfig::default();
-                    c.mac = mac;
-                    c
-                },
-                endpoint,
-            )),
-        )
-        .unwrap();
-    let bus = GuestBus::new(partition, GuestConfig::default()).unwrap();
-    bus.connect().unwrap();
-    let offers = bus.request_offers().unwrap();
-    let offer = *offers.iter().find(|o| o.child_relid == relid).unwrap();
-    let nic = Netvsc::open(&bus, &offer, &NetvscConfig::default()).unwrap();
-    let mut dev = NetvscPhy::new(nic);
-    let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    let mut iface = Interface::new(config, &mut dev, now());
-    iface.update_ip_addrs(|a| {
-        a.push(IpCidr::new(IpAddress::v4(ip[0], ip[1], ip[2], ip[3]), 24))
-            .unwrap();
-    });
+    let vm = vm(mac, endpoint);
+    let Stack { dev, iface } = stack(&vm, mac, ip);
     Guest {
-        _host: host,
-        _bus: bus,
+        _vm: vm,
         dev,
         iface,
     }
-}
-
-fn now() -> SInstant {
-    SInstant::from_micros(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as i64,
-    )
 }
 
 #[test]
