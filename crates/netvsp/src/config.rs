@@ -1,7 +1,7 @@
 //! What a VMM chooses for a NIC ([`NetvspConfig`]) and the sizes fixed by the protocol
 //! or by Linux's netvsc: receive sub-allocations, send sections, frames per transfer.
 
-use crate::backend::frame_size;
+use crate::frame::frame_size;
 
 /// Receive-buffer sub-allocation size at the 1500-byte MTU (Linux
 /// `NETVSC_RECV_SECTION_SIZE`); larger MTUs get [`recv_section_size`]. One frame of

@@ -12,7 +12,6 @@ pub use crate::config::{
     FRAMES_PER_TRANSFER, MAX_QUEUES, NetvspConfig, RECV_SECTION_SIZE, SEND_SECTION_SIZE,
     recv_section_size,
 };
-use crate::lock;
 use crate::offload::OffloadConfig;
 use crate::queue::{
     IDLE_GUARD, PENDING_LIMIT, QueueCore, QueueLink, QueueWorker, Round, Wakeup, end_of_round,
@@ -22,6 +21,7 @@ use crate::rxpath::{Batch, RxFrame, RxWriter};
 use crate::shared::{NO_SLOT, NicShared, Out, RecvBuffer};
 use crate::stats::Counters;
 pub use crate::stats::{EVENT_LOG_CAP, NicCounters, NicEvent, NicStats, OidRequestRecord};
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};

@@ -63,6 +63,7 @@
 pub mod backend;
 mod config;
 pub mod device;
+mod frame;
 pub mod offload;
 mod queue;
 mod rndis;
@@ -70,12 +71,7 @@ pub mod rss;
 mod rxpath;
 mod shared;
 mod stats;
-
-/// Locks `m`, going on with the data if a thread panicked while holding it (every
-/// update in this crate leaves the state consistent between statements).
-pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+mod sync;
 
 pub use backend::pcap;
 #[cfg(target_os = "linux")]

@@ -17,7 +17,7 @@
 //! the frame, is an [`OffloadError`] and the packet is dropped and counted. Buffers are
 //! allocated once per NIC; nothing is allocated per packet.
 
-use crate::backend::{FrameMeta, Gso, MAX_FRAME, MAX_JUMBO_FRAME, TxOffload, TxOffloadSupport};
+use crate::frame::{FrameMeta, Gso, MAX_FRAME, MAX_JUMBO_FRAME, TxOffload, TxOffloadSupport};
 use vmbus_proto::rndis::ppi::{
     NDIS_TCP_LARGE_SEND_OFFLOAD_IPV6, NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE, NdisTcpIpChecksumInfo,
     Ppi,

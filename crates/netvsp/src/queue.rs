@@ -7,10 +7,10 @@
 
 use crate::backend::{NetRxQueue, NetTxQueue};
 use crate::config::SEND_SECTION_SIZE;
-use crate::lock;
 use crate::offload::{OffloadConfig, TxEngine, parse_request};
 use crate::rxpath::{Batch, RxFrame, RxWriter};
 use crate::shared::{DataConfig, NicShared, Out};
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -152,7 +152,7 @@ impl QueueCore {
             // The queue's own transmit queue if the backend gave it one; else the
             // backend, locked once per message for its data packets and let go before
             // a control message is answered.
-            let mut endpoint: Option<MutexGuard<'_, Box<dyn crate::NetEndpoint>>> = None;
+            let mut endpoint: Option<MutexGuard<'_, Box<dyn crate::backend::NetEndpoint>>> = None;
             for m in RndisMessages::new(buf.get(..len).unwrap_or(&[])) {
                 match m {
                     Ok(RndisMessage::Packet(p)) => {

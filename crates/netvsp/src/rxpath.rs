@@ -3,8 +3,8 @@
 //! primary's worker hands to a subchannel's thread to write ([`RxFrame`]).
 
 use crate::config::FRAMES_PER_TRANSFER;
-use crate::lock;
 use crate::shared::{NO_SLOT, NicShared, Out};
+use crate::sync::lock;
 use hv_partition::gpadl::GpadlBuffer;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -4,9 +4,9 @@
 //! queues ([`crate::queue`]), the receive path ([`crate::rxpath`]) and the device.
 
 use crate::config::FRAMES_PER_TRANSFER;
-use crate::lock;
 use crate::offload::OffloadConfig;
 use crate::stats::Counters;
+use crate::sync::lock;
 use hv_partition::GuestMemory;
 use hv_partition::gpadl::GpadlBuffer;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //! including what it did wrong.
 
 use crate::config::MAX_QUEUES;
-use crate::lock;
+use crate::sync::lock;
 use std::sync::Arc;
 use vmbus_proto::nvsp::NvspMessageType;
 
