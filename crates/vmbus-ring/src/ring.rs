@@ -184,7 +184,11 @@ impl<M: RingMem> OutgoingRing<M> {
         packet: &OutgoingPacket<'_>,
         payload: &[&[u8]],
     ) -> Result<(), WriteError> {
-        let payload_len: usize = payload.iter().map(|p| p.len()).sum();
+        // One slice is the common case (and the sum's loop costs more than the slice).
+        let payload_len: usize = match payload {
+            [p] => p.len(),
+            _ => payload.iter().map(|p| p.len()).sum(),
+        };
         if !packet.header.len().is_multiple_of(8) {
             return Err(WriteError::TooLarge(packet.header.len()));
         }
@@ -198,10 +202,12 @@ impl<M: RingMem> OutgoingRing<M> {
         .map_err(|_| WriteError::TooLarge(payload_len))?;
         let packet_len = usize::from(d.length8) * 8;
         let total = packet_len + TRAILER_SIZE;
-        if total > self.max_packet_len() + TRAILER_SIZE {
-            return Err(WriteError::TooLarge(total));
-        }
         if total > self.free() as usize {
+            // `free` never exceeds the largest packet, so a packet that fits is never
+            // too large: this check belongs on the slow path.
+            if total > self.max_packet_len() + TRAILER_SIZE {
+                return Err(WriteError::TooLarge(total));
+            }
             self.refresh_read()?;
             if total > self.free() as usize {
                 self.stats.full += 1;
@@ -210,31 +216,52 @@ impl<M: RingMem> OutgoingRing<M> {
         }
         let start = self.next as usize;
         let size = self.size as usize;
-        let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
-        // Each piece goes straight into the ring (a copy per piece, none when empty);
-        // the padding rides in front of the trailer, so a one-slice packet takes three
-        // copies: descriptor, payload, padding and trailer.
-        let mut pos = start;
-        // `bytes` is never longer than the ring: one subtraction wraps.
-        let mut put = |bytes: &[u8]| {
-            if !bytes.is_empty() {
-                self.mem.write_data(pos, bytes);
-                pos += bytes.len();
-                if pos >= size {
-                    pos -= size;
-                }
-            }
-        };
-        put(d.as_bytes());
-        put(packet.header);
-        for p in payload {
-            put(p);
-        }
+        // The last 16 bytes: 8 that may be padding, then the trailer.
         let mut tail = [0u8; 16];
         if let Some(t) = tail.get_mut(8..) {
             t.copy_from_slice(&vmbus_proto::packet::trailer(start as u32).to_le_bytes());
         }
-        put(tail.get(8 - pad..).unwrap_or(&[]));
+        if start + total <= size {
+            // Not wrapping (most packets): the tail first, as one 16-byte write ending
+            // where the packet ends (a packet and its trailer take at least 24 bytes, so
+            // it starts inside the packet, and what it covers before the padding, if
+            // anything, is written over below), then the descriptor, the header and the
+            // payload, each where it goes, with no wrap arithmetic.
+            self.mem.write_data(start + total - 16, &tail);
+            self.mem.write_data(start, d.as_bytes());
+            let mut pos = start + DESCRIPTOR_SIZE;
+            if !packet.header.is_empty() {
+                self.mem.write_data(pos, packet.header);
+                pos += packet.header.len();
+            }
+            for p in payload {
+                if !p.is_empty() {
+                    self.mem.write_data(pos, p);
+                    pos += p.len();
+                }
+            }
+        } else {
+            let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
+            // Each piece goes straight into the ring (a copy per piece, none when
+            // empty); the padding rides in front of the trailer.
+            let mut pos = start;
+            // `bytes` is never longer than the ring: one subtraction wraps.
+            let mut put = |bytes: &[u8]| {
+                if !bytes.is_empty() {
+                    self.mem.write_data(pos, bytes);
+                    pos += bytes.len();
+                    if pos >= size {
+                        pos -= size;
+                    }
+                }
+            };
+            put(d.as_bytes());
+            put(packet.header);
+            for p in payload {
+                put(p);
+            }
+            put(tail.get(8 - pad..).unwrap_or(&[]));
+        }
         let end = start + total;
         self.next = if end >= size { end - size } else { end } as u32;
         self.stats.packets += 1;
