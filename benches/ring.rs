@@ -10,6 +10,12 @@
 //! - `crossbeam`: crossbeam-channel `bounded(1024)` carrying `Vec<u8>`;
 //! - `memcpy`: one thread copying the same sizes (what one copy costs).
 //!
+//! The `commit_*` groups commit per packet and per 16 on both sides, vmbus-ring beside
+//! `baseline_mini_layout`: the minimal ring over the VMBus control page (both indices
+//! and the interrupt mask on one cache line) paying, at each commit, the fence and the
+//! reads the signal rules need. That is the floor for this layout; the plain `mini_ring`
+//! with its indices alone is the floor for the framing.
+//!
 //! Both sides do the same work per packet: the writer copies the payload in, the reader
 //! copies it out. Run: `cargo bench -p vmbus-benches --bench ring`.
 
@@ -190,6 +196,165 @@ fn mini_ring<M: RingMem + 'static>(mem: &Arc<M>, size: usize, iters: u64) -> Dur
     start.elapsed()
 }
 
+/// vmbus-ring between two busy-polling threads, committing every `every` packets on
+/// both sides (the writer also when the ring is full, the reader when it runs dry).
+fn vmbus_every<M: RingMem + 'static>(
+    mem: &Arc<M>,
+    size: usize,
+    iters: u64,
+    every: u64,
+) -> Duration {
+    let mut tx = OutgoingRing::new(mem.clone()).unwrap();
+    let mut rx = IncomingRing::new(mem.clone()).unwrap();
+    let start = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let payload = vec![0xA5u8; size];
+        let pkt = OutgoingPacket::inband(0, 0);
+        let mut n = 0;
+        while n < iters {
+            match tx.try_write(&pkt, &[&payload]) {
+                Ok(()) => {
+                    n += 1;
+                    if n % every == 0 {
+                        black_box(tx.commit());
+                    }
+                }
+                Err(WriteError::Full { .. }) => {
+                    black_box(tx.commit());
+                    std::hint::spin_loop();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        black_box(tx.commit());
+    });
+    let mut dst = vec![0u8; size];
+    let mut got = 0;
+    let mut since = 0;
+    while got < iters {
+        match rx.try_read() {
+            Ok(p) => {
+                let v = p.view().expect("double mapping");
+                dst.copy_from_slice(&v[16..16 + size]);
+                got += 1;
+                since += 1;
+                if since == every {
+                    black_box(rx.commit());
+                    since = 0;
+                }
+            }
+            Err(ReadError::Empty) => {
+                black_box(rx.commit());
+                since = 0;
+                std::hint::spin_loop();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Publish the last reads: the next run starts from the control page.
+    black_box(rx.commit());
+    writer.join().unwrap();
+    black_box(&dst);
+    start.elapsed()
+}
+
+/// The floor for the VMBus control-page layout: the minimal ring (same framing, no
+/// validation) over the same control page (write index, read index and interrupt mask
+/// on one cache line), committing every `every` packets with what the signal rules
+/// cost at a commit: the writer's full fence and its reads of `interrupt_mask` and
+/// `read_index`, the reader's full fence and its read of `pending_send_sz`.
+fn mini_layout<M: RingMem + 'static>(
+    mem: &Arc<M>,
+    size: usize,
+    iters: u64,
+    every: u64,
+) -> Duration {
+    use std::sync::atomic::{Ordering, fence};
+    let cap = mem.data_len() as u32;
+    let total = (16 + size.next_multiple_of(8) + 8) as u32;
+    let used = move |w: u32, r: u32| if w >= r { w - r } else { cap - r + w };
+    let wmem = mem.clone();
+    let start = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let payload = vec![0xA5u8; size];
+        let ctl = wmem.control();
+        let mut w = ctl.write_index();
+        let mut r = ctl.read_index();
+        let mut hdr = [0u8; 16];
+        hdr[4..6].copy_from_slice(&((total - 8) as u16 / 8).to_le_bytes());
+        let mut signals = 0u64;
+        let mut commit = |w: u32, old: &mut u32| {
+            if w == *old {
+                return;
+            }
+            ctl.set_write_index(w);
+            fence(Ordering::SeqCst);
+            if ctl.interrupt_mask() == 0 && ctl.read_index() == *old {
+                signals += 1;
+            }
+            *old = w;
+        };
+        let mut published = w;
+        for n in 1..=iters {
+            while cap - used(w, r) <= total {
+                commit(w, &mut published);
+                r = ctl.read_index();
+                std::hint::spin_loop();
+            }
+            let at = w as usize;
+            wmem.write_data(at, &hdr);
+            wmem.write_data((at + 16) % cap as usize, &payload);
+            let tail = ((w + total - 8) % cap) as usize;
+            wmem.write_data(tail, &(u64::from(w) << 32).to_le_bytes());
+            w = (w + total) % cap;
+            if n % every == 0 {
+                commit(w, &mut published);
+            }
+        }
+        commit(w, &mut published);
+        black_box(signals);
+    });
+    let ctl = mem.control();
+    let mut r = ctl.read_index();
+    let mut w = ctl.write_index();
+    let mut hdr = [0u8; 16];
+    let mut dst = vec![0u8; size];
+    let mut wakes = 0u64;
+    let commit = |r: u32, old: &mut u32, wakes: &mut u64| {
+        if r == *old {
+            return;
+        }
+        ctl.set_read_index(r);
+        *old = r;
+        fence(Ordering::SeqCst);
+        if ctl.pending_send_size() != 0 {
+            *wakes += 1;
+        }
+    };
+    let mut published = r;
+    let mut since = 0;
+    for _ in 0..iters {
+        while used(w, r) == 0 {
+            commit(r, &mut published, &mut wakes);
+            since = 0;
+            w = ctl.write_index();
+            std::hint::spin_loop();
+        }
+        mem.read_data(r as usize, &mut hdr);
+        mem.read_data(((r + 16) % cap) as usize, &mut dst);
+        r = (r + total) % cap;
+        since += 1;
+        if since == every {
+            commit(r, &mut published, &mut wakes);
+            since = 0;
+        }
+    }
+    commit(r, &mut published, &mut wakes);
+    writer.join().unwrap();
+    black_box((&dst, &hdr, wakes));
+    start.elapsed()
+}
+
 fn crossbeam(size: usize, iters: u64) -> Duration {
     let (s, r) = crossbeam_channel::bounded::<Vec<u8>>(1024);
     let start = Instant::now();
@@ -254,5 +419,29 @@ fn ring(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, ring);
+/// Commit per packet and per 16, vmbus-ring against the floor of the VMBus control-page
+/// layout ([`mini_layout`]), in the same run over the same double-mapped memory.
+fn commit(c: &mut Criterion) {
+    let double = Arc::new(DoubleMappedRingMem::new(RING).unwrap());
+    for size in SIZES {
+        let mut g = c.benchmark_group(format!("commit_{size}B"));
+        g.throughput(Throughput::Elements(1));
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(3));
+        for every in [1u64, 16] {
+            g.bench_function(
+                BenchmarkId::new(format!("vmbus_ring_every{every}"), size),
+                |b| b.iter_custom(|iters| vmbus_every(&double, size, iters, every)),
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("baseline_mini_layout_every{every}"), size),
+                |b| b.iter_custom(|iters| mini_layout(&double, size, iters, every)),
+            );
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, ring, commit);
 criterion_main!(benches);
