@@ -446,19 +446,20 @@ impl<M: RingMem> IncomingRing<M> {
         let avail = self.available() as usize;
         let offset = self.next;
         let corrupt = |reason| RingError::InvalidPacket { offset, reason };
-        let mut raw = [0u8; DESCRIPTOR_SIZE];
         if avail < DESCRIPTOR_SIZE + TRAILER_SIZE {
             self.stats.corrupt += 1;
             return Err(corrupt("fewer bytes than a descriptor and trailer").into());
         }
         let descriptor = match self.mem.data_view(offset as usize, DESCRIPTOR_SIZE) {
-            Some(v) => PacketDescriptor::read_from_bytes(v),
+            Some(v) => PacketDescriptor::read_from_bytes(v).ok(),
             None => {
+                // Wraps (or crosses a page): copied out. Rare, so the buffer is here.
+                let mut raw = [0u8; DESCRIPTOR_SIZE];
                 self.mem.read_data(offset as usize, &mut raw);
-                PacketDescriptor::read_from_bytes(&raw)
+                PacketDescriptor::read_from_bytes(&raw).ok()
             }
         }
-        .map_err(|_| corrupt("descriptor"))?;
+        .ok_or_else(|| corrupt("descriptor"))?;
         let len = usize::from(descriptor.length8) * 8;
         let data_off = usize::from(descriptor.data_offset8) * 8;
         let problem = if len < DESCRIPTOR_SIZE {
