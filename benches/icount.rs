@@ -7,6 +7,8 @@
 //! icount RING SIZE COMMIT_EVERY PACKETS
 //!   RING: mini (the minimal ring below), flat, double or paged (vmbus-ring over each
 //!         memory); SIZE: payload bytes; COMMIT_EVERY: packets per commit
+//! icount nic-g2h|nic-h2g SIZE 1 FRAMES
+//!   the netvsp core alone, one direction (see icount_nic.rs)
 //! ```
 //!
 //! The minimal ring is the baseline of the issue that asked for these counts: the same
@@ -20,6 +22,9 @@
     clippy::unwrap_used,
     clippy::indexing_slicing
 )]
+
+#[path = "icount_nic.rs"]
+mod icount_nic;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -187,7 +192,7 @@ fn vmbus<M: RingMem + Clone>(mem: M, size: usize, every: u64, packets: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: icount mini|flat|double|paged SIZE COMMIT_EVERY PACKETS";
+    let usage = "usage: icount mini|flat|double|paged|nic-g2h|nic-h2g SIZE COMMIT_EVERY PACKETS";
     let [kind, size, every, packets] = &args[..] else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -197,6 +202,8 @@ fn main() {
     let packets: u64 = packets.parse().expect("PACKETS");
     match kind.as_str() {
         "mini" => mini(size, every, packets),
+        "nic-g2h" => icount_nic::g2h(size, packets),
+        "nic-h2g" => icount_nic::h2g(size, packets),
         "flat" => vmbus(
             Arc::new(FlatRingMem::new(RING).unwrap()),
             size,

@@ -4,7 +4,7 @@
 # can steer the data path on a noisy machine where wall-clock ratios cannot.
 #
 #   scripts/icount.sh            the ring and VMBus rows (about 5 minutes on 2 cores)
-#   scripts/icount.sh ring       only the ring rows (or: vmbus)
+#   scripts/icount.sh ring       only the ring rows (or: vmbus, core)
 #   scripts/icount.sh nic        the NIC rows: slow, see below
 #   HOT=1 scripts/icount.sh ...  also the hottest functions of each row
 #
@@ -17,6 +17,9 @@
 #           its reply, or 1500-byte packets one way, over a VMBus channel (sim
 #           partition, HostBus, GuestBus; every thread counted, spin-waits included,
 #           so these rows move by a few percent between runs)
+#   core    benches/icount_nic.rs: the netvsp core (NicCore) alone on one thread, a
+#           switch port its backend: a guest's SEND_RNDIS_PKT to the frame on the wire,
+#           and frames from the wire to completed transfer pages (no rings, no netvsc)
 #   nic     benches/nic.rs with NIC_BENCH_PROBE=g2h|h2g: frames through netvsp and
 #           netvsc on the sim partition (1 and 2 queues). Not in the default table:
 #           under valgrind, which runs one thread at a time, the threaded harness
@@ -106,6 +109,14 @@ if [ "$what" = all ] || [ "$what" = vmbus ]; then
     "$(VMBUS_BENCH_PROBE=rtt per_env 2000 12000 VMBUS_BENCH_ITERS "$vb" --bench)"
   row "vmbus channel stream (1500 B)" \
     "$(VMBUS_BENCH_PROBE=stream per_env 20000 120000 VMBUS_BENCH_ITERS "$vb" --bench)"
+fi
+if [ "$what" = all ] || [ "$what" = core ]; then
+  for dir in g2h h2g; do
+    for size in 64 1514; do
+      row "netvsp core $dir $size B (one thread)" \
+        "$(per 10000 30000 target/release/icount nic-$dir $size 1 '{}')"
+    done
+  done
 fi
 if [ "$what" = nic ]; then
   nb=$(bench_bin nic)
