@@ -7,8 +7,8 @@
 //! icount RING SIZE COMMIT_EVERY PACKETS
 //!   RING: mini (the minimal ring below), flat, double or paged (vmbus-ring over each
 //!         memory); SIZE: payload bytes; COMMIT_EVERY: packets per commit
-//! icount nic-g2h|nic-h2g SIZE 1 FRAMES
-//!   the netvsp core alone, one direction (see icount_nic.rs)
+//! icount nic-g2h|nic-g2h-sub|nic-h2g SIZE 1 FRAMES
+//!   the netvsp core alone, one direction (see icount_nic.rs); -sub: on a subchannel
 //! ```
 //!
 //! The minimal ring is the baseline of the issue that asked for these counts: the same
@@ -192,7 +192,7 @@ fn vmbus<M: RingMem + Clone>(mem: M, size: usize, every: u64, packets: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: icount mini|flat|double|paged|nic-g2h|nic-h2g SIZE COMMIT_EVERY PACKETS";
+    let usage = "usage: icount mini|flat|double|paged|nic-g2h|nic-g2h-sub|nic-h2g SIZE COMMIT_EVERY PACKETS";
     let [kind, size, every, packets] = &args[..] else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -202,7 +202,8 @@ fn main() {
     let packets: u64 = packets.parse().expect("PACKETS");
     match kind.as_str() {
         "mini" => mini(size, every, packets),
-        "nic-g2h" => icount_nic::g2h(size, packets),
+        "nic-g2h" => icount_nic::g2h(size, packets, 0),
+        "nic-g2h-sub" => icount_nic::g2h(size, packets, 1),
         "nic-h2g" => icount_nic::h2g(size, packets),
         "flat" => vmbus(
             Arc::new(FlatRingMem::new(RING).unwrap()),

@@ -4,7 +4,8 @@
 //! packet filter), on a port of an in-process switch whose other port is the wire.
 //!
 //! - guest to host: a SEND_RNDIS_PKT naming a send-buffer section with one frame, its
-//!   completion taken, the frame taken off the wire;
+//!   completion taken, the frame taken off the wire; on the primary channel or on a
+//!   subchannel (the path each further queue's thread runs);
 //! - host to guest: frames put on the wire in batches of 32, pulled by the core into
 //!   the receive buffer, the transfer-page packets taken and completed.
 //!
@@ -60,12 +61,12 @@ fn send_rndis(section: u32, size: usize, control: bool, tid: u64) -> Vec<u8> {
     )
 }
 
-/// Takes every packet the core owes the guest, completing its transfer-page packets;
-/// returns how many were taken.
-fn drain(core: &mut NicCore) -> usize {
+/// Takes every packet the core owes the guest on queue `q`, completing its
+/// transfer-page packets; returns how many were taken.
+fn drain_on(core: &mut NicCore, q: u16) -> usize {
     let mut transfers = Vec::new();
     let mut n = 0;
-    while core.pop_outgoing(|p, _| {
+    while core.pop_outgoing_on(q, |p, _| {
         if p.packet_type == PacketType::DATA_USING_TRANSFER_PAGES {
             transfers.push(p.transaction_id);
         }
@@ -74,9 +75,13 @@ fn drain(core: &mut NicCore) -> usize {
         n += 1;
     }
     for tid in transfers {
-        core.handle_packet(&completion(tid));
+        core.handle_packet_on(q, &completion(tid));
     }
     n
+}
+
+fn drain(core: &mut NicCore) -> usize {
+    drain_on(core, 0)
 }
 
 /// A NIC brought up on a switch port, the switch's other port (the wire), and the
@@ -140,8 +145,13 @@ fn frame(size: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     f
 }
 
-pub fn g2h(size: usize, frames: u64) {
+/// Guest to host on queue `q` (0: the primary channel; above: a subchannel, opened
+/// first, as the guest's SUBCHANNEL request and channel open would).
+pub fn g2h(size: usize, frames: u64, q: u16) {
     let (mut core, mut wire, memory, _stats) = nic();
+    if q > 0 {
+        core.set_queue_open(q, true);
+    }
     let f = frame(size, [0xFF; 6], MAC);
     let msg = packet_to_vec(&[], &f).unwrap();
     memory.write(SEND.1 * 4096 + 2 * SECTION, &msg).unwrap();
@@ -149,8 +159,8 @@ pub fn g2h(size: usize, frames: u64) {
     let mut buf = vec![0u8; 2048];
     let mut got = 0u64;
     for _ in 0..frames {
-        core.handle_packet(black_box(&pkt));
-        black_box(drain(&mut core));
+        core.handle_packet_on(q, black_box(&pkt));
+        black_box(drain_on(&mut core, q));
         if wire.receive(&mut buf).is_some() {
             got += 1;
         }

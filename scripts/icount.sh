@@ -111,7 +111,7 @@ if [ "$what" = all ] || [ "$what" = vmbus ]; then
     "$(VMBUS_BENCH_PROBE=stream per_env 20000 120000 VMBUS_BENCH_ITERS "$vb" --bench)"
 fi
 if [ "$what" = all ] || [ "$what" = core ]; then
-  for dir in g2h h2g; do
+  for dir in g2h g2h-sub h2g; do
     for size in 64 1514; do
       row "netvsp core $dir $size B (one thread)" \
         "$(per 10000 30000 target/release/icount nic-$dir $size 1 '{}')"
