@@ -39,9 +39,15 @@ fn kick_signal() -> libc::c_int {
 
 /// Installs the (empty) handler of [`kick_signal`], so the signal interrupts the run
 /// ioctl instead of killing the process.
+/// Registers it once per process; later calls return the first result.
 pub(crate) fn install_kick_handler() -> std::io::Result<()> {
-    vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
-        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    static INSTALLED: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+                .map_err(|e| e.errno())
+        })
+        .map_err(std::io::Error::from_raw_os_error)
 }
 
 /// The vCPU threads of a VM and how it ended: what the kvm and mshv backends share
@@ -74,6 +80,9 @@ impl VcpuThreads {
         vcpus: Vec<T>,
         run: impl Fn(usize, T) + Clone + Send + 'static,
     ) -> std::io::Result<()> {
+        // Whoever made the vCPUs (a backend, or a test's fake ones), the kick that
+        // stops them must find its handler, or it kills the process.
+        install_kick_handler()?;
         let mut threads = lock(&self.threads);
         for (i, vcpu) in vcpus.into_iter().enumerate() {
             let run = run.clone();
