@@ -443,6 +443,9 @@ pub struct Netvsc {
     sub_relids: Vec<u32>,
     /// Rung by the host's signals on every queue this NIC still drives.
     waker: Arc<Doorbell>,
+    /// The primary channel's shared state: how to wait for `waker` (asleep, or
+    /// running a polled bus).
+    primary: Arc<vmbus::ChannelShared>,
     ctl: Control,
     /// Receive and send buffers: (first GPA, bytes, GPADL).
     recv_buffer: (u64, u64, u32),
@@ -474,6 +477,7 @@ impl Netvsc {
         } = channel;
         // Peer signals also ring `waker`, so `poll` can wait with a timeout.
         let waker = Arc::new(Doorbell::new());
+        let primary_shared = sender.shared().clone();
         let primary = DataQueue::new(
             0,
             relid,
@@ -486,7 +490,7 @@ impl Netvsc {
         let mut nic = Self {
             relid,
             layout: Layout {
-                memory: bus.memory().clone(),
+                memory: bus.platform().clone(),
                 recv: (0, 0),
                 send: 0,
                 section_size: 0,
@@ -501,6 +505,7 @@ impl Netvsc {
             queues: vec![Some(primary)],
             sub_relids: Vec::new(),
             waker,
+            primary: primary_shared,
             ctl: Control {
                 version: NvspVersion::V1,
                 responses: BTreeMap::new(),
@@ -586,8 +591,7 @@ impl Netvsc {
                 let (c, i, sub) = (o.interface_type, o.interface_instance, o.subchannel_index);
                 i == instance && c == class && sub == index
             })?;
-            let vp = u32::from(index)
-                % hv_partition::Partition::vp_count(bus.partition().as_ref()).max(1);
+            let vp = u32::from(index) % bus.vp_count().max(1);
             let Channel {
                 relid,
                 sender,
@@ -1197,7 +1201,7 @@ impl Netvsc {
             arrived |= dq.receiver.prepare_sleep()?;
         }
         if !arrived {
-            self.waker.wait(timeout);
+            self.primary.wait_bell(&self.waker, timeout);
         }
         self.poll_once()
     }

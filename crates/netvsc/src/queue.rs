@@ -8,10 +8,10 @@ use crate::{
     Counters, HostOffloads, NetvscError, NetvscStats, RECEIVE_BUFFER_ID, RxInfo, TxOffload,
     frame_size, l4_of, push_ppi,
 };
-use hv_partition::GuestMemory;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use vmbus::GuestPlatform;
 use vmbus::{Receiver, Sender};
 use vmbus_proto::nvsp::{NvspChannelType, NvspMessage, NvspStatus};
 use vmbus_proto::packet::{FLAG_COMPLETION_REQUESTED, Packet, PacketKind, PacketLimits};
@@ -35,7 +35,8 @@ pub(crate) const MAX_ALIGNMENT_SHIFT: u32 = 6;
 /// What the NIC's bring-up settled and every queue uses unchanged afterwards.
 #[derive(Clone)]
 pub(crate) struct Layout {
-    pub(crate) memory: GuestMemory,
+    /// Guest memory (the buffers shared with the host), through the bus's platform.
+    pub(crate) memory: Arc<dyn GuestPlatform>,
     /// Receive buffer: first GPA, bytes.
     pub(crate) recv: (u64, u64),
     /// First GPA of the send buffer.
@@ -480,7 +481,7 @@ impl DataQueue {
         }
         // prepare_sleep says whether something arrived in between.
         if !self.receiver.prepare_sleep()? {
-            self.waker.wait(timeout);
+            self.receiver.shared().wait_bell(&self.waker, timeout);
         }
         self.poll_once(layout, events)
     }

@@ -85,7 +85,7 @@ fn buffers_torn_down_without_revoke_are_let_go_before_the_answer() {
     assert_eq!(hs.teardowns_deferred, 1, "{hs:?}");
     // The guest reuses the pages; frames that arrive now must not touch them.
     let pattern = vec![0xEEu8; rlen as usize];
-    bus.memory().write(rgpa, &pattern).unwrap();
+    bus.platform().write(rgpa, &pattern).unwrap();
     let not_ready = vm.stats.snapshot().rx_not_ready;
     for i in 0..50 {
         assert!(peer.transmit(&frame(A, C, i)));
@@ -94,7 +94,7 @@ fn buffers_torn_down_without_revoke_are_let_go_before_the_answer() {
         vm.stats.snapshot().rx_not_ready >= not_ready + 50
     });
     let mut after = vec![0u8; rlen as usize];
-    bus.memory().read(rgpa, &mut after).unwrap();
+    bus.platform().read(rgpa, &mut after).unwrap();
     assert!(
         after == pattern,
         "the host wrote a torn-down receive buffer"

@@ -286,6 +286,9 @@ impl SimVp {
             v.interrupt.take();
             return taken;
         }
+        if timeout.is_zero() {
+            return 0;
+        }
         v.interrupt.wait(timeout);
         v.pending.swap(0, Ordering::SeqCst)
     }

@@ -16,6 +16,10 @@ use vmbus_ring::{
 /// Ring memory as channels hold it.
 pub type Ring = Arc<dyn RingMem>;
 
+/// How a channel of a polled bus waits: runs the bus (handles the interrupts that
+/// arrived, which ring the channel's doorbells) for up to the given time.
+pub type Idle = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// Why a channel operation failed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -77,6 +81,8 @@ pub struct ChannelShared {
     waker: std::sync::Mutex<Option<Arc<dyn Wake>>>,
     closed: AtomicBool,
     signal: Box<dyn Fn() + Send + Sync>,
+    /// Set on a polled bus: waits run the bus instead of sleeping on a doorbell.
+    idle: Option<Idle>,
     /// Counters.
     stats: ChannelCounters,
     /// What must live as long as the channel (the lease on its ring GPADL).
@@ -86,12 +92,24 @@ pub struct ChannelShared {
 impl ChannelShared {
     /// Shared state whose `signal` notifies the peer.
     pub fn new(signal: Box<dyn Fn() + Send + Sync>) -> Arc<Self> {
+        Self::build(signal, None)
+    }
+
+    /// Shared state of a channel whose peer signals arrive only when someone runs the
+    /// bus (a polled bus): every wait of the channel's halves, and
+    /// [`ChannelShared::wait_bell`], calls `idle` instead of sleeping.
+    pub fn with_idle(signal: Box<dyn Fn() + Send + Sync>, idle: Idle) -> Arc<Self> {
+        Self::build(signal, Some(idle))
+    }
+
+    fn build(signal: Box<dyn Fn() + Send + Sync>, idle: Option<Idle>) -> Arc<Self> {
         Arc::new(Self {
             rx_bell: Doorbell::new(),
             tx_bell: Doorbell::new(),
             waker: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
             signal,
+            idle,
             stats: ChannelCounters::default(),
             held: std::sync::Mutex::new(Vec::new()),
         })
@@ -148,6 +166,28 @@ impl ChannelShared {
     /// Whether the channel was closed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `timeout` for `bell` (this channel's waker, or one of the
+    /// halves' doorbells) the way the channel's bus delivers signals: asleep on the
+    /// doorbell, or, on a polled bus, running the bus until something arrives or the
+    /// time is up. `true` if the bell rang.
+    pub fn wait_bell(&self, bell: &Doorbell, timeout: std::time::Duration) -> bool {
+        match &self.idle {
+            None => bell.wait(timeout),
+            Some(idle) => {
+                if bell.take() {
+                    return true;
+                }
+                idle(timeout);
+                bell.take()
+            }
+        }
+    }
+
+    /// Whether waits run the bus ([`ChannelShared::with_idle`]).
+    pub fn is_polled(&self) -> bool {
+        self.idle.is_some()
     }
 
     fn signal_peer(&self) {
@@ -237,7 +277,8 @@ impl Sender {
                         continue;
                     }
                     if !self.ring.prepare_wait(needed)? {
-                        self.shared.tx_bell.wait(self.policy.max_sleep);
+                        self.shared
+                            .wait_bell(&self.shared.tx_bell, self.policy.max_sleep);
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -358,7 +399,8 @@ impl Receiver {
             if self.ring.unmask_and_recheck()? {
                 return Ok(());
             }
-            self.shared.rx_bell.wait(self.policy.max_sleep);
+            self.shared
+                .wait_bell(&self.shared.rx_bell, self.policy.max_sleep);
         }
     }
 

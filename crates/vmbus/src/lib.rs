@@ -8,8 +8,11 @@
 //!   [`VmbusDevice`]s and hands each an open [`Channel`] when the guest opens it;
 //!   guest hypercalls reach it through the partition's `HypercallHandler` seam, so the
 //!   same host code serves the sim, kvm and mshv backends;
-//! - [`GuestBus`] is the guest side over the simulated partition: SynIC setup, an
-//!   interrupt handler per VP, offers, GPADLs and channel opens;
+//! - [`GuestBus`] is the guest side: SynIC setup, the VMBus SINT's handler, offers,
+//!   GPADLs and channel opens, over a [`GuestPlatform`] (what the guest's environment
+//!   provides: MSRs, hypercalls, memory, waiting for an interrupt; [`SimPlatform`] is
+//!   the simulated partition's), with an interrupt thread per VP or polled from the
+//!   caller's loop ([`GuestBus::polled`]);
 //! - [`Channel`] is a ring pair plus event signalling with blocking, non-blocking and
 //!   batch send/receive; its halves can live on different threads.
 //!
@@ -38,7 +41,7 @@ pub enum PollStatus {
 
 pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
 pub use echo::EchoDevice;
-pub use guest::{GuestBus, GuestConfig, GuestError};
+pub use guest::{GuestBus, GuestConfig, GuestError, GuestPlatform, PlatformError, SimPlatform};
 pub use host::{
     DeviceContext, GpadlTable, HostBus, HostConfig, HostError, HostStats, PendingOffer, VmbusDevice,
 };

@@ -525,3 +525,48 @@ fn a_device_offers_and_rescinds_its_subchannels() {
     rescind_tx.send(()).unwrap();
     s.guest.wait_rescind(subs[1]).unwrap();
 }
+
+/// The names of the process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn polled_guest_bus_streams_on_both_vps_without_interrupt_threads() {
+    let partition = SimPartition::new(128 << 20, 2).unwrap();
+    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
+    let platform = Arc::new(SimPlatform::new(
+        partition.clone(),
+        vmbus::RingMapping::Paged,
+    ));
+    let guest = GuestBus::polled(platform, GuestConfig::default()).unwrap();
+    assert!(
+        !thread_names().iter().any(|t| t.starts_with("vmbus-guest")),
+        "{:?}",
+        thread_names()
+    );
+    let a = host.offer(nic(1), Box::new(Echo::default())).unwrap();
+    let b = host.offer(nic(2), Box::new(Echo::default())).unwrap();
+    assert_eq!(guest.connect().unwrap(), VmbusVersion::V5_3);
+    let offers = guest.request_offers().unwrap();
+    // Channel a interrupts VP 0 (the message VP), channel b VP 1: a polled wait on
+    // one VP still sees the other's events.
+    let ca = guest.open(&find(&offers, a), 8, 0).unwrap();
+    let cb = guest.open(&find(&offers, b), 8, 1).unwrap();
+    assert!(ca.shared().is_polled());
+    let t = std::thread::spawn(move || stream(cb, 20_000));
+    let ca = stream(ca, 20_000);
+    let cb = t.join().unwrap();
+    assert!(cb.shared().stats().signals_received > 0);
+    drop((ca, cb));
+    guest.close(a).unwrap();
+    guest.close(b).unwrap();
+    // Nothing pending once both are closed; the bus still answers.
+    guest.unload().unwrap();
+    assert_eq!(guest.stats().rejected, 0);
+    assert_eq!(host.stats().rejected, 0);
+}

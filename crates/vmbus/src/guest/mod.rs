@@ -1,16 +1,32 @@
-//! The guest side over the simulated partition: [`GuestBus`] does what a guest kernel's
-//! VMBus driver does: enables the SynIC on every VP, runs an interrupt handler per VP
-//! (SIMP slot, EOM, SIEFP scan), drives the client engine, allocates ring pages in guest
-//! memory, creates GPADLs and opens channels.
+//! The guest side of VMBus: [`GuestBus`] does what a guest kernel's VMBus driver does:
+//! enables the SynIC on every VP, handles the VMBus SINT (SIMP slot, EOM, SIEFP scan),
+//! drives the client engine, allocates ring pages in guest memory, creates GPADLs and
+//! opens channels.
+//!
+//! It runs on a [`GuestPlatform`], what the guest's environment provides (MSRs,
+//! hypercalls, memory, waiting for an interrupt): [`SimPlatform`] over the simulated
+//! partition, or the guest's own. Two ways to run it:
+//!
+//! - threaded ([`GuestBus::new`], [`GuestBus::with_platform`]): one interrupt-handler
+//!   thread per VP, as a guest kernel takes interrupts;
+//! - polled ([`GuestBus::polled`]): no thread; the SINT is handled whenever someone
+//!   waits (a control operation, a channel or a driver waiting for data) or calls
+//!   [`GuestBus::poll`], for a single-threaded guest or one with interrupts off.
 
-use crate::channel::{Channel, ChannelShared};
+mod platform;
+mod sim;
+
+pub use platform::{GuestPlatform, PlatformError};
+pub use sim::SimPlatform;
+
+use crate::channel::{Channel, ChannelShared, Idle};
 use hv_hypercall::HvStatus;
 use hv_hypercall::msr::{
     HV_X64_MSR_EOM, HV_X64_MSR_SCONTROL, HV_X64_MSR_SIEFP, HV_X64_MSR_SIMP, HV_X64_MSR_SINT0,
 };
 use hv_hypercall::pages::{SiefpPage, SimpPage, SintIndex};
-use hv_partition::gpadl::{RingMapping, map_ring_pages};
-use hv_partition::{SimPartition, SimVp};
+use hv_partition::SimPartition;
+use hv_partition::gpadl::RingMapping;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -39,7 +55,8 @@ pub struct GuestConfig {
     pub wait_policy: WaitPolicy,
     /// How long control operations wait for the host.
     pub timeout: Duration,
-    /// How the guest maps its rings.
+    /// How [`GuestBus::new`]'s [`SimPlatform`] maps rings (a platform given to
+    /// [`GuestBus::with_platform`] or [`GuestBus::polled`] maps them its own way).
     pub ring_mapping: RingMapping,
 }
 
@@ -77,6 +94,9 @@ pub enum GuestError {
     /// Mapping or ring setup failed.
     #[error("ring setup failed: {0}")]
     Ring(String),
+    /// The platform failed (an MSR write faulted, memory out of reach).
+    #[error("platform: {0}")]
+    Platform(#[from] PlatformError),
 }
 
 impl From<ClientError> for GuestError {
@@ -151,10 +171,13 @@ struct VpPages {
 }
 
 struct Inner {
-    partition: Arc<SimPartition>,
-    vps: Vec<SimVp>,
+    platform: Arc<dyn GuestPlatform>,
+    /// Set when the bus was made by [`GuestBus::new`].
+    partition: Option<Arc<SimPartition>>,
     pages: Vec<VpPages>,
     config: GuestConfig,
+    /// No interrupt threads: waits poll.
+    polled: bool,
     core: Mutex<Core>,
     cv: Condvar,
     channels: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
@@ -162,16 +185,24 @@ struct Inner {
     stats: GuestCounters,
 }
 
+/// Longest a polled bus sleeps on one VP's interrupt when it has several: a channel
+/// may interrupt another VP, which only the next poll sees.
+const POLLED_SLICE: Duration = Duration::from_millis(1);
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn message_vp(&self) -> u32 {
+        self.config.client.target_vcpu
+    }
+
     /// Carries out the client's actions: posts messages through hypercalls, reacts to
     /// rescinds, and records the rest for waiters.
     fn pump(&self, core: &mut Core) {
-        let vp = self.config.client.target_vcpu as usize;
-        let (Some(v), Some(p)) = (self.vps.get(vp), self.pages.get(vp)) else {
+        let vp = self.message_vp();
+        let Some(p) = self.pages.get(vp as usize) else {
             return;
         };
         let mut guard = 0;
@@ -187,12 +218,21 @@ impl Inner {
                 } => {
                     let (buf, n) = message.to_payload();
                     let payload = buf.get(..n).unwrap_or(&[]);
-                    let mut status = v.post_message(p.hypercall_input, connection_id, payload);
+                    let post = || {
+                        self.platform
+                            .post_message(vp, p.hypercall_input, connection_id, payload)
+                    };
+                    let mut status = post();
                     let mut tries = 0;
                     while status == HvStatus::INSUFFICIENT_BUFFERS && tries < 10_000 {
                         self.stats.post_retries.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_micros(50));
-                        status = v.post_message(p.hypercall_input, connection_id, payload);
+                        if self.polled {
+                            // The host's queue drains when it runs: let it.
+                            self.platform.wait_interrupt(vp, Duration::from_micros(50));
+                        } else {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        status = post();
                         tries += 1;
                     }
                     if status == HvStatus::INVALID_CONNECTION_ID
@@ -246,6 +286,12 @@ impl Inner {
             if now >= deadline {
                 return Err(GuestError::Timeout);
             }
+            if self.polled {
+                drop(core);
+                self.idle(self.message_vp(), deadline - now);
+                core = self.lock();
+                continue;
+            }
             core = self
                 .cv
                 .wait_timeout(core, deadline - now)
@@ -254,70 +300,145 @@ impl Inner {
         }
     }
 
-    /// The interrupt handler of one VP.
-    fn isr(self: &Arc<Self>, index: usize) {
-        let (Some(vp), Some(pages)) = (self.vps.get(index), self.pages.get(index)) else {
+    /// A polled bus's wait: handles what is pending on every VP; if there was nothing,
+    /// waits for `vp`'s interrupt (at most [`POLLED_SLICE`] when there are other VPs)
+    /// and handles what it brought.
+    fn idle(&self, vp: u32, timeout: Duration) {
+        if self.poll_all() > 0 {
             return;
+        }
+        let slice = if self.pages.len() > 1 {
+            timeout.min(POLLED_SLICE)
+        } else {
+            timeout
+        };
+        self.platform.wait_interrupt(vp, slice);
+        self.poll_all();
+    }
+
+    /// Handles pending messages and events on every VP; returns how many.
+    fn poll_all(&self) -> usize {
+        (0..self.pages.len()).map(|i| self.handle_sint(i)).sum()
+    }
+
+    /// What the VMBus SINT's handler does on VP `index`: consume message slots (EOM if
+    /// the host queued more behind one), then scan the event flags and wake the
+    /// channels they name. Bounded: at most 1,024 messages a call. Returns the messages
+    /// and events handled.
+    fn handle_sint(&self, index: usize) -> usize {
+        let Some(pages) = self.pages.get(index) else {
+            return 0;
         };
         let sint = SintIndex::new(u32::from(self.config.client.sint)).unwrap_or(SintIndex::VMBUS);
-        let memory = vp.memory();
-        while !self.stop.load(Ordering::SeqCst) {
-            vp.wait_interrupt(Duration::from_millis(50));
-            // Messages: consume the slot, EOM if the host queued more behind it.
-            for _ in 0..1024 {
-                let Some(page) = memory.page(pages.simp) else {
-                    break;
-                };
-                let simp = SimpPage(&page);
-                let Some(msg) = simp.read(sint) else { break };
-                self.stats.messages.fetch_add(1, Ordering::Relaxed);
-                let payload = msg.payload().unwrap_or(&[]);
-                {
-                    let mut core = self.lock();
-                    if let Err(r) = core.client.handle_message(payload) {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(rejection = %r, "vmbus guest: host message rejected");
-                    }
-                    self.pump(&mut core);
+        let mut handled = 0;
+        for _ in 0..1024 {
+            let mut msg = None;
+            let mut eom = false;
+            let _ = self.platform.with_page(pages.simp, &mut |page| {
+                let simp = SimpPage(page);
+                msg = simp.read(sint);
+                if msg.is_some() {
+                    eom = simp.complete(sint);
                 }
-                if simp.complete(sint) {
-                    self.stats.eoms.fetch_add(1, Ordering::Relaxed);
-                    let _ = vp.write_msr(HV_X64_MSR_EOM, 0);
+            });
+            let Some(msg) = msg else { break };
+            handled += 1;
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+            let payload = msg.payload().unwrap_or(&[]);
+            {
+                let mut core = self.lock();
+                if let Err(r) = core.client.handle_message(payload) {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(rejection = %r, "vmbus guest: host message rejected");
                 }
+                self.pump(&mut core);
             }
-            // Channel events: one flag per relid.
-            if let Some(page) = memory.page(pages.siefp) {
-                let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
-                SiefpPage(&page).drain(sint, |flag| match channels.get(&u32::from(flag.get())) {
+            if eom {
+                self.stats.eoms.fetch_add(1, Ordering::Relaxed);
+                let _ = self.platform.write_msr(index as u32, HV_X64_MSR_EOM, 0);
+            }
+        }
+        // Channel events: one flag per relid.
+        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        let _ = self.platform.with_page(pages.siefp, &mut |page| {
+            SiefpPage(page).drain(sint, |flag| {
+                handled += 1;
+                match channels.get(&u32::from(flag.get())) {
                     Some(ch) => ch.notify(),
                     None => {
                         self.stats.stray_events.fetch_add(1, Ordering::Relaxed);
                     }
-                });
-            }
+                }
+            });
+        });
+        handled
+    }
+
+    /// The interrupt handler thread of one VP.
+    fn isr(self: &Arc<Self>, index: usize) {
+        while !self.stop.load(Ordering::SeqCst) {
+            self.platform
+                .wait_interrupt(index as u32, Duration::from_millis(50));
+            self.handle_sint(index);
         }
     }
 }
 
-/// The guest side of VMBus over a simulated partition.
+/// The guest side of VMBus over a [`GuestPlatform`].
 pub struct GuestBus {
     inner: Arc<Inner>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl GuestBus {
+    /// A threaded bus over the simulated partition ([`SimPlatform`], rings mapped as
+    /// [`GuestConfig::ring_mapping`] says): see [`GuestBus::with_platform`].
+    pub fn new(partition: Arc<SimPartition>, config: GuestConfig) -> Result<Self, GuestError> {
+        let platform = Arc::new(SimPlatform::new(partition.clone(), config.ring_mapping));
+        let mut bus = Self::build(platform, config, false)?;
+        if let Some(inner) = Arc::get_mut(&mut bus.inner) {
+            inner.partition = Some(partition);
+        }
+        bus.start_threads()?;
+        Ok(bus)
+    }
+
     /// Enables the SynIC on every VP (SIMP, SIEFP, the VMBus SINT unmasked with vector
     /// 0xF3 and no auto-EOI, SCONTROL) and starts one interrupt handler thread per VP.
-    pub fn new(partition: Arc<SimPartition>, config: GuestConfig) -> Result<Self, GuestError> {
-        use hv_partition::Partition;
-        let memory = partition.memory().clone();
+    pub fn with_platform(
+        platform: Arc<dyn GuestPlatform>,
+        config: GuestConfig,
+    ) -> Result<Self, GuestError> {
+        let mut bus = Self::build(platform, config, false)?;
+        bus.start_threads()?;
+        Ok(bus)
+    }
+
+    /// Enables the SynIC as [`GuestBus::with_platform`] does but starts no thread: the
+    /// VMBus SINT is handled on the caller's thread whenever the bus, a channel or a
+    /// driver waits (through [`GuestPlatform::wait_interrupt`]), and by
+    /// [`GuestBus::poll`]. Channels it opens wait the same way, so a single-threaded
+    /// guest can run a driver on it. With several VPs a wait sleeps at most 1 ms on one
+    /// VP's interrupt before looking at the others.
+    pub fn polled(
+        platform: Arc<dyn GuestPlatform>,
+        config: GuestConfig,
+    ) -> Result<Self, GuestError> {
+        Self::build(platform, config, true)
+    }
+
+    fn build(
+        platform: Arc<dyn GuestPlatform>,
+        config: GuestConfig,
+        polled: bool,
+    ) -> Result<Self, GuestError> {
         // Every page of RAM from `alloc_base` up, region by region.
         let first = config.alloc_base.div_ceil(4096);
-        let free: Vec<(u64, u64)> = memory
-            .page_ranges()
+        let free: Vec<(u64, u64)> = platform
+            .ram()
             .into_iter()
             .filter_map(|(start, count)| {
-                let end = start + count;
+                let end = start.saturating_add(count);
                 let start = start.max(first);
                 (start < end).then(|| (start, end - start))
             })
@@ -326,10 +447,8 @@ impl GuestBus {
             return Err(GuestError::OutOfMemory);
         }
         let mut alloc = PageAllocator { free };
-        let mut vps = Vec::new();
         let mut pages = Vec::new();
-        for i in 0..partition.vp_count() {
-            let vp = partition.vp(i).ok_or(GuestError::Refused("missing VP"))?;
+        for vp in 0..platform.vp_count() {
             let mut page = || {
                 alloc
                     .alloc(1)
@@ -341,6 +460,10 @@ impl GuestBus {
                 siefp: page()?,
                 hypercall_input: page()?,
             };
+            let zero = [0u8; 4096];
+            for gpa in [p.simp, p.siefp] {
+                platform.write(gpa, &zero)?;
+            }
             let sint_msr = HV_X64_MSR_SINT0 + u32::from(config.client.sint);
             for (msr, value) in [
                 (HV_X64_MSR_SIMP, p.simp | 1),
@@ -348,15 +471,13 @@ impl GuestBus {
                 (sint_msr, u64::from(VMBUS_VECTOR)),
                 (HV_X64_MSR_SCONTROL, 1),
             ] {
-                vp.write_msr(msr, value)
-                    .map_err(|_| GuestError::Refused("SynIC MSR write failed"))?;
+                platform.write_msr(vp, msr, value)?;
             }
-            vps.push(vp);
             pages.push(p);
         }
         let inner = Arc::new(Inner {
-            partition,
-            vps,
+            platform,
+            partition: None,
             pages,
             core: Mutex::new(Core {
                 client: Client::new(config.client.clone()),
@@ -365,21 +486,51 @@ impl GuestBus {
                 rings: BTreeMap::new(),
             }),
             config,
+            polled,
             cv: Condvar::new(),
             channels: RwLock::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             stats: GuestCounters::default(),
         });
-        let mut threads = Vec::new();
-        for i in 0..inner.vps.len() {
-            let me = inner.clone();
+        Ok(Self {
+            inner,
+            threads: Vec::new(),
+        })
+    }
+
+    fn start_threads(&mut self) -> Result<(), GuestError> {
+        for i in 0..self.inner.pages.len() {
+            let me = self.inner.clone();
             let h = std::thread::Builder::new()
                 .name(format!("vmbus-guest-vp{i}"))
                 .spawn(move || me.isr(i))
                 .map_err(|e| GuestError::Ring(e.to_string()))?;
-            threads.push(h);
+            self.threads.push(h);
         }
-        Ok(Self { inner, threads })
+        Ok(())
+    }
+
+    /// Whether the bus runs without threads ([`GuestBus::polled`]).
+    pub fn is_polled(&self) -> bool {
+        self.inner.polled
+    }
+
+    /// Handles what the host sent (messages and channel events on every VP) without
+    /// waiting; returns how many messages and events there were. A polled bus's
+    /// owner calls it from its loop (or waits in a driver, which calls it); on a
+    /// threaded bus it is harmless.
+    pub fn poll(&self) -> usize {
+        self.inner.poll_all()
+    }
+
+    /// Waits up to `timeout` for VP `vp`'s interrupt and handles what it brought: the
+    /// idle step of a polled guest's loop. On a threaded bus it only sleeps.
+    pub fn wait(&self, vp: u32, timeout: Duration) {
+        if self.inner.polled {
+            self.inner.idle(vp, timeout);
+        } else {
+            std::thread::sleep(timeout);
+        }
     }
 
     /// Counters.
@@ -387,6 +538,10 @@ impl GuestBus {
         self.inner.stats.snapshot()
     }
 
+    /// How many VPs the guest has.
+    pub fn vp_count(&self) -> u32 {
+        self.inner.pages.len() as u32
+    }
     /// Connects, trying the configured versions newest first; returns the version.
     pub fn connect(&self) -> Result<VmbusVersion, GuestError> {
         {
@@ -452,29 +607,27 @@ impl GuestBus {
         let relid = offer.child_relid;
         let per_ring = 1 + u64::from(ring_data_pages.max(1));
         let total = 2 * per_ring;
-        let vp = self
-            .inner
-            .vps
-            .get(target_vp as usize)
-            .ok_or(GuestError::Refused("no such VP"))?
-            .clone();
-        let start = self
-            .inner
-            .lock()
-            .alloc
-            .alloc(total)
-            .ok_or(GuestError::OutOfMemory)?;
-        let memory = vp.memory().clone();
-        let zero = [0u8; 4096];
-        for p in start..start + total {
-            let _ = memory.write(p * 4096, &zero);
+        if target_vp >= self.vp_count() {
+            return Err(GuestError::Refused("no such VP"));
         }
+        let start = self.alloc_pages(total)?;
         let conn = offer.connection_id;
-        let signaller = vp.clone();
-        let shared = ChannelShared::new(Box::new(move || {
+        let platform = self.inner.platform.clone();
+        let signal = Box::new(move || {
             // Guest to host: HvSignalEvent on the channel's connection id.
-            let _ = signaller.signal_event(conn, 0);
-        }));
+            let _ = platform.signal_event(target_vp, conn, 0);
+        });
+        let shared = if self.inner.polled {
+            let me = Arc::downgrade(&self.inner);
+            let idle: Idle = Arc::new(move |timeout| {
+                if let Some(inner) = me.upgrade() {
+                    inner.idle(target_vp, timeout);
+                }
+            });
+            ChannelShared::with_idle(signal, idle)
+        } else {
+            ChannelShared::new(signal)
+        };
         // Register before opening: the host may signal as soon as the channel is open.
         self.inner
             .channels
@@ -497,10 +650,8 @@ impl GuestBus {
         self.inner.lock().rings.insert(relid, (gpadl, start, total));
         let pfns: Vec<u64> = (start..start + total).collect();
         let (up, down) = pfns.split_at(per_ring as usize);
-        let how = self.inner.config.ring_mapping;
-        let out = map_ring_pages(&memory, up, how).map_err(|e| GuestError::Ring(e.to_string()))?;
-        let inc =
-            map_ring_pages(&memory, down, how).map_err(|e| GuestError::Ring(e.to_string()))?;
+        let out = self.inner.platform.map_ring(up)?;
+        let inc = self.inner.platform.map_ring(down)?;
         Channel::new(
             relid,
             offer.subchannel_index,
@@ -631,7 +782,10 @@ impl GuestBus {
             .ok_or(GuestError::OutOfMemory)?;
         let zero = [0u8; 4096];
         for p in start..start + pages {
-            let _ = self.memory().write(p * 4096, &zero);
+            if let Err(e) = self.inner.platform.write(p * 4096, &zero) {
+                self.free_pages(start, pages);
+                return Err(e.into());
+            }
         }
         Ok(start)
     }
@@ -675,35 +829,37 @@ impl GuestBus {
             .wait_for(|e| (*e == ClientAction::GpadlTorndown { gpadl }).then_some(()))
     }
 
-    /// Guest memory.
-    pub fn memory(&self) -> &hv_partition::GuestMemory {
-        hv_partition::Partition::memory(&*self.inner.partition)
+    /// The platform the bus runs on: guest memory access (the buffers a driver shares
+    /// with the host), hypercalls.
+    pub fn platform(&self) -> &Arc<dyn GuestPlatform> {
+        &self.inner.platform
     }
 
     /// Sends a raw channel-management message (for tests of a misbehaving guest).
     pub fn post_raw(&self, connection_id: u32, message: &Message) -> HvStatus {
         let (buf, n) = message.to_payload();
-        match (self.inner.vps.first(), self.inner.pages.first()) {
-            (Some(v), Some(p)) => v.post_message(
+        match self.inner.pages.first() {
+            Some(p) => self.inner.platform.post_message(
+                0,
                 p.hypercall_input,
                 connection_id,
                 buf.get(..n).unwrap_or(&[]),
             ),
-            _ => HvStatus::INVALID_VP_INDEX,
+            None => HvStatus::INVALID_VP_INDEX,
         }
     }
 
-    /// The partition.
-    pub fn partition(&self) -> &Arc<SimPartition> {
-        &self.inner.partition
+    /// The simulated partition, for a bus made by [`GuestBus::new`].
+    pub fn partition(&self) -> Option<&Arc<SimPartition>> {
+        self.inner.partition.as_ref()
     }
 }
 
 impl Drop for GuestBus {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::SeqCst);
-        for v in &self.inner.vps {
-            v.kick();
+        for vp in 0..self.vp_count() {
+            self.inner.platform.kick(vp);
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
