@@ -9,6 +9,8 @@
 //!         memory); SIZE: payload bytes; COMMIT_EVERY: packets per commit
 //! icount nic-g2h|nic-g2h-sub|nic-h2g SIZE 1 FRAMES
 //!   the netvsp core alone, one direction (see icount_nic.rs); -sub: on a subchannel
+//! icount vm-g2h|vm-h2g SIZE BATCH FRAMES [QUEUES]
+//!   the whole NIC, host and guest, on one thread (see icount_vm.rs)
 //! ```
 //!
 //! The minimal ring is the baseline of the issue that asked for these counts: the same
@@ -25,6 +27,8 @@
 
 #[path = "icount_nic.rs"]
 mod icount_nic;
+#[path = "icount_vm.rs"]
+mod icount_vm;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -192,8 +196,12 @@ fn vmbus<M: RingMem + Clone>(mem: M, size: usize, every: u64, packets: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: icount mini|flat|double|paged|nic-g2h|nic-g2h-sub|nic-h2g SIZE COMMIT_EVERY PACKETS";
-    let [kind, size, every, packets] = &args[..] else {
+    let usage = "usage: icount mini|flat|double|paged|nic-g2h|nic-g2h-sub|nic-h2g|vm-g2h|vm-h2g SIZE COMMIT_EVERY|BATCH PACKETS [QUEUES]";
+    let (args, queues) = match &args[..] {
+        [a @ .., q] if args.len() == 5 => (a, q.parse::<u16>().expect("QUEUES")),
+        a => (a, 1),
+    };
+    let [kind, size, every, packets] = args else {
         eprintln!("{usage}");
         std::process::exit(2);
     };
@@ -205,6 +213,8 @@ fn main() {
         "nic-g2h" => icount_nic::g2h(size, packets, 0),
         "nic-g2h-sub" => icount_nic::g2h(size, packets, 1),
         "nic-h2g" => icount_nic::h2g(size, packets),
+        "vm-g2h" => icount_vm::g2h(size, queues, every, packets),
+        "vm-h2g" => icount_vm::h2g(size, queues, every, packets),
         "flat" => vmbus(
             Arc::new(FlatRingMem::new(RING).unwrap()),
             size,

@@ -4,7 +4,7 @@
 # can steer the data path on a noisy machine where wall-clock ratios cannot.
 #
 #   scripts/icount.sh            the ring and VMBus rows (about 5 minutes on 2 cores)
-#   scripts/icount.sh ring       only the ring rows (or: vmbus, core)
+#   scripts/icount.sh ring       only the ring rows (or: vmbus, core, vm)
 #   scripts/icount.sh nic        the NIC rows: slow, see below
 #   HOT=1 scripts/icount.sh ...  also the hottest functions of each row
 #
@@ -20,6 +20,10 @@
 #   core    benches/icount_nic.rs: the netvsp core (NicCore) alone on one thread, a
 #           switch port its backend: a guest's SEND_RNDIS_PKT to the frame on the wire,
 #           and frames from the wire to completed transfer pages (no rings, no netvsc)
+#   vm      benches/icount_vm.rs: the whole NIC, host and guest, on one thread (polled
+#           HostBus and Netvsp, polled GuestBus on SimPlatform::on_one_thread,
+#           netvsc), 1 and 2 queues, 32 frames per turn or 1; every instruction of a
+#           frame on both sides (no cross-thread cost: callgrind cannot count that)
 #   nic     benches/nic.rs with NIC_BENCH_PROBE=g2h|h2g: frames through netvsp and
 #           netvsc on the sim partition (1 and 2 queues). Not in the default table:
 #           under valgrind, which runs one thread at a time, the threaded harness
@@ -115,6 +119,18 @@ if [ "$what" = all ] || [ "$what" = core ]; then
     for size in 64 1514; do
       row "netvsp core $dir $size B (one thread)" \
         "$(per 10000 30000 target/release/icount nic-$dir $size 1 '{}')"
+    done
+  done
+fi
+if [ "$what" = all ] || [ "$what" = vm ]; then
+  for dir in g2h h2g; do
+    for size in 64 1514; do
+      for q in 1 2; do
+        row "NIC $dir $size B, $q queue(s), 32 a turn" \
+          "$(per 10000 30000 target/release/icount vm-$dir $size 32 '{}' $q)"
+      done
+      row "NIC $dir $size B, 1 queue, 1 a turn" \
+        "$(per 10000 30000 target/release/icount vm-$dir $size 1 '{}' 1)"
     done
   done
 fi
