@@ -37,23 +37,36 @@
 //! ([`RxInfo`]: checksums it verified, the RSS hash). Not implemented: receive segment
 //! coalescing (RSC).
 
+//!
+//! ## Without `std`
+//!
+//! With `default-features = false` the driver is `no_std + alloc`: it runs on a
+//! polled `vmbus::GuestBus` over the guest's own `vmbus::GuestPlatform`, and every
+//! wait (control replies, a free send section, a frame) runs that bus through the
+//! platform's interrupt wait, with timeouts on the platform's clock.
+
 #![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
 
 #[cfg(feature = "smoltcp")]
 pub mod phy;
 mod queue;
 mod rx;
 
+use alloc::vec;
+use alloc::vec::Vec;
 pub use queue::NetvscQueue;
 use queue::{
     DataQueue, Events, HostEvent, LARGE_SLOT_BYTES, Layout, MAX_ALIGNMENT_SHIFT,
     MAX_PACKETS_PER_MESSAGE, NVSP_TID,
 };
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+use core::time::Duration;
 use vmbus::{Channel, ChannelError, GuestBus, GuestError};
 use vmbus_proto::channel::OfferChannel;
 use vmbus_proto::nvsp::{
@@ -490,7 +503,7 @@ impl Netvsc {
         let mut nic = Self {
             relid,
             layout: Layout {
-                memory: bus.platform().clone(),
+                platform: bus.platform().clone(),
                 recv: (0, 0),
                 send: 0,
                 section_size: 0,
@@ -798,12 +811,12 @@ impl Netvsc {
         if !completion {
             return Ok(None);
         }
-        let deadline = Instant::now() + self.layout.timeout;
+        let deadline = self.layout.platform.now() + self.layout.timeout;
         loop {
             if let Some(r) = self.ctl.responses.remove(&tid) {
                 return Ok(Some(r));
             }
-            if Instant::now() >= deadline {
+            if self.layout.platform.now() >= deadline {
                 return Err(NetvscError::Timeout("an NVSP completion"));
             }
             self.poll(Duration::from_millis(10))?;
@@ -901,14 +914,14 @@ impl Netvsc {
             .emit(&mut buf)
             .map_err(|_| NetvscError::Refused("RNDIS encode"))?;
         self.send_rndis(buf.get(..n).unwrap_or(&[]), NvspChannelType::RMC_CONTROL)?;
-        let deadline = Instant::now() + self.layout.timeout;
+        let deadline = self.layout.platform.now() + self.layout.timeout;
         loop {
             if let Some(i) = self.ctl.control.iter().position(|(r, _)| *r == req_id)
                 && let Some((_, bytes)) = self.ctl.control.remove(i)
             {
                 return Ok(bytes);
             }
-            if Instant::now() >= deadline {
+            if self.layout.platform.now() >= deadline {
                 return Err(NetvscError::Timeout("an RNDIS completion"));
             }
             self.poll(Duration::from_millis(10))?;
@@ -1042,7 +1055,7 @@ impl Netvsc {
         self.on_queue(0, |dq, layout, events| {
             let section = dq.take_section(layout, events)?;
             let gpa = layout.send + u64::from(section) * u64::from(layout.section_size);
-            if layout.memory.write(gpa, msg).is_err() {
+            if layout.platform.write(gpa, msg).is_err() {
                 dq.free_sections.push(section);
                 return Err(NetvscError::Refused("send buffer write"));
             }
@@ -1100,7 +1113,7 @@ impl Netvsc {
     /// Sends every deferred frame now.
     #[inline]
     pub fn flush(&mut self) -> Result<(), NetvscError> {
-        if std::mem::take(&mut self.any_open) {
+        if core::mem::take(&mut self.any_open) {
             let layout = &self.layout;
             for dq in self.queues.iter_mut().flatten() {
                 if let Err(e) = dq.flush(layout) {
@@ -1168,9 +1181,9 @@ impl Netvsc {
         // The common case reads no clock.
         let mut ready = self.ready_queue();
         if ready.is_none() {
-            let deadline = Instant::now() + timeout;
+            let deadline = self.layout.platform.now() + timeout;
             while ready.is_none() {
-                let now = Instant::now();
+                let now = self.layout.platform.now();
                 if now >= deadline {
                     // Look once even with a zero timeout.
                     self.poll_once()?;
@@ -1224,7 +1237,7 @@ impl Netvsc {
         let (base, size) = self.layout.recv;
         let n = receive_buffer.len().min(size as usize);
         if let Some(b) = receive_buffer.get(..n) {
-            let _ = self.layout.memory.write(base, b);
+            let _ = self.layout.platform.write(base, b);
         }
         let _ = self.on_queue(0, |dq, layout, events| {
             dq.handle(layout, packet, events);
@@ -1246,7 +1259,7 @@ impl Netvsc {
             false,
         );
         let _ = self.nvsp_request(&NvspMessage::RevokeSendBuffer { id: 0 }, false);
-        for relid in std::mem::take(&mut self.sub_relids) {
+        for relid in core::mem::take(&mut self.sub_relids) {
             bus.close(relid)?;
         }
         bus.close(self.relid)?;

@@ -4,9 +4,11 @@
 //! allocation per frame.
 
 use crate::Netvsc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
-use std::time::Duration;
 
 /// A [`Netvsc`] as a smoltcp device.
 pub struct NetvscPhy {

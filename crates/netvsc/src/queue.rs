@@ -8,9 +8,11 @@ use crate::{
     Counters, HostOffloads, NetvscError, NetvscStats, RECEIVE_BUFFER_ID, RxInfo, TxOffload,
     frame_size, l4_of, push_ppi,
 };
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use core::time::Duration;
 use vmbus::GuestPlatform;
 use vmbus::{Receiver, Sender};
 use vmbus_proto::nvsp::{NvspChannelType, NvspMessage, NvspStatus};
@@ -36,7 +38,7 @@ pub(crate) const MAX_ALIGNMENT_SHIFT: u32 = 6;
 #[derive(Clone)]
 pub(crate) struct Layout {
     /// Guest memory (the buffers shared with the host), through the bus's platform.
-    pub(crate) memory: Arc<dyn GuestPlatform>,
+    pub(crate) platform: Arc<dyn GuestPlatform>,
     /// Receive buffer: first GPA, bytes.
     pub(crate) recv: (u64, u64),
     /// First GPA of the send buffer.
@@ -185,12 +187,12 @@ impl DataQueue {
         if let Some(s) = self.free_sections.pop() {
             return Ok(s);
         }
-        let deadline = Instant::now() + layout.timeout;
+        let deadline = layout.platform.now() + layout.timeout;
         loop {
             if let Some(s) = self.free_sections.pop() {
                 return Ok(s);
             }
-            if Instant::now() >= deadline {
+            if layout.platform.now() >= deadline {
                 return Err(NetvscError::Timeout("a free send section"));
             }
             self.poll(layout, Duration::from_millis(10), events)?;
@@ -286,10 +288,10 @@ impl DataQueue {
         let zeros = [0u8; 1 << MAX_ALIGNMENT_SHIFT];
         let pad = zeros.get(..(padded - total) as usize).unwrap_or(&[]);
         let written = layout
-            .memory
+            .platform
             .write(gpa, hdr)
-            .and_then(|()| layout.memory.write(gpa + hdr.len() as u64, frame))
-            .and_then(|()| layout.memory.write(gpa + u64::from(total), pad));
+            .and_then(|()| layout.platform.write(gpa + hdr.len() as u64, frame))
+            .and_then(|()| layout.platform.write(gpa + u64::from(total), pad));
         if written.is_err() {
             // The section goes back unused (the open one, if this was it, too).
             self.open = (o.used > 0).then_some(o);
@@ -406,21 +408,21 @@ impl DataQueue {
         if self.large_in_flight.is_empty() {
             return Err(NetvscError::Refused("large sends (this queue has no slot)"));
         }
-        let deadline = Instant::now() + layout.timeout;
+        let deadline = layout.platform.now() + layout.timeout;
         let slot = loop {
             if let Some(s) = self.free_large.pop() {
                 break s;
             }
-            if Instant::now() >= deadline {
+            if layout.platform.now() >= deadline {
                 return Err(NetvscError::Timeout("a free large-send slot"));
             }
             self.poll(layout, Duration::from_millis(10), events)?;
         };
         let gpa = layout.large + u64::from(slot) * LARGE_SLOT_BYTES;
         let written = layout
-            .memory
+            .platform
             .write(gpa, hdr)
-            .and_then(|()| layout.memory.write(gpa + hdr.len() as u64, frame));
+            .and_then(|()| layout.platform.write(gpa + hdr.len() as u64, frame));
         if written.is_err() {
             self.free_large.push(slot);
             return Err(NetvscError::Refused("large-send write"));
@@ -503,7 +505,7 @@ impl DataQueue {
             }
             staged.push((start, stage.len()));
         })?;
-        let stage = std::mem::take(&mut self.stage);
+        let stage = core::mem::take(&mut self.stage);
         for i in 0..self.staged.len() {
             if let Some(p) = self.staged.get(i).and_then(|&(s, e)| stage.get(s..e)) {
                 self.handle(layout, p, events);
@@ -617,10 +619,10 @@ impl DataQueue {
             return u64::from(got);
         }
         let mut got = 0;
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = core::mem::take(&mut self.scratch);
         let ok = scratch
             .get_mut(..len as usize)
-            .is_some_and(|d| layout.memory.read(base + offset, d).is_ok());
+            .is_some_and(|d| layout.platform.read(base + offset, d).is_ok());
         if ok {
             for m in RndisMessages::new(scratch.get(..len as usize).unwrap_or(&[])) {
                 match m {
@@ -655,7 +657,7 @@ impl DataQueue {
         let max_frame = rx.max_frame;
         let slot = rx.next_slot()?;
         let dst = slot.get_mut(..len)?;
-        layout.memory.read(gpa, dst).ok()?;
+        layout.platform.read(gpa, dst).ok()?;
         let start = slot.as_ptr() as usize;
         let mut messages = RndisMessages::new(slot.get(..len)?);
         let Some(Ok(RndisMessage::Packet(pkt))) = messages.next() else {
@@ -844,9 +846,9 @@ impl NetvscQueue {
     ) -> Result<Option<R>, NetvscError> {
         self.flush()?;
         if self.data.rx.len == 0 {
-            let deadline = Instant::now() + timeout;
+            let deadline = self.layout.platform.now() + timeout;
             while self.data.rx.len == 0 {
-                let now = Instant::now();
+                let now = self.layout.platform.now();
                 if now >= deadline {
                     self.data
                         .poll_once(&self.layout, &mut not_for_a_subchannel)?;

@@ -2,6 +2,8 @@
 //! once, straight from the host-shared receive buffer.
 
 use crate::RxInfo;
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// Bytes per receive slot at the 1500-byte MTU: a whole RNDIS message carrying a full
 /// frame (header, PPIs, frame) fits, so a message is read from guest memory straight

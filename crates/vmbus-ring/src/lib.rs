@@ -41,7 +41,6 @@ pub mod mem;
 pub mod ring;
 #[cfg(all(feature = "std", target_os = "linux"))]
 mod sys;
-#[cfg(feature = "std")]
 pub mod wait;
 pub mod wake;
 
@@ -57,8 +56,9 @@ pub use ring::{
 };
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub use wait::EventFd;
+pub use wait::{Doorbell, WaitPolicy};
 #[cfg(feature = "std")]
-pub use wait::{Doorbell, WaitPolicy, wait_readable, write_blocking};
+pub use wait::{wait_readable, write_blocking};
 pub use wake::{Wake, WakeFn};
 
 #[cfg(test)]

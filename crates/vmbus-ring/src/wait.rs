@@ -15,12 +15,21 @@
 //! the bus and the NIC from its own event loop (their `poll` APIs) gives an
 //! [`EventFd`] (or its own [`Wake`], e.g. one that wakes an async task), registers
 //! the fd with epoll, and polls when it fires.
+//!
+//! Without `std` only the parts that do not sleep remain: [`Doorbell`] can be rung and
+//! taken (a polled guest waits through its platform instead), and [`WaitPolicy`].
+#[cfg(feature = "std")]
 use crate::error::{RingError, WriteError};
+#[cfg(feature = "std")]
 use crate::mem::RingMem;
+#[cfg(feature = "std")]
 use crate::ring::{IncomingRing, OutgoingPacket, OutgoingRing};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+#[cfg(feature = "std")]
+use std::sync::atomic::AtomicU32;
+#[cfg(feature = "std")]
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
 
 pub use crate::wake::{Wake, WakeFn};
 
@@ -32,8 +41,11 @@ pub struct Doorbell {
     rung: AtomicBool,
     /// Waiters between registering under the lock and waking up. A ring only takes the
     /// lock (a syscall-free but contended operation) when someone may be asleep.
+    #[cfg(feature = "std")]
     sleepers: AtomicU32,
+    #[cfg(feature = "std")]
     lock: Mutex<()>,
+    #[cfg(feature = "std")]
     cv: Condvar,
     rings: AtomicU64,
     sleeps: AtomicU64,
@@ -52,6 +64,7 @@ impl Doorbell {
         // Dekker-style handshake with `wait`: a waiter registers in `sleepers` before
         // checking `rung`, we set `rung` before checking `sleepers` (both SeqCst), so
         // either we see the waiter and notify under the lock, or it sees the ring.
+        #[cfg(feature = "std")]
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.cv.notify_all();
@@ -65,6 +78,7 @@ impl Doorbell {
 
     /// Waits until rung (consuming the ring) or `timeout` passes; returns whether it
     /// was rung.
+    #[cfg(feature = "std")]
     pub fn wait(&self, timeout: Duration) -> bool {
         if self.take() {
             return true;
@@ -225,6 +239,7 @@ impl Default for WaitPolicy {
 /// clears `interrupt_mask`, re-checks, and sleeps on `bell` (which the writer rings when
 /// its commit says so). Leaves `interrupt_mask` clear; a reader that drains in batches
 /// masks while draining.
+#[cfg(feature = "std")]
 pub fn wait_readable<M: RingMem>(
     ring: &mut IncomingRing<M>,
     bell: &Doorbell,
@@ -252,6 +267,7 @@ pub fn wait_readable<M: RingMem>(
 /// then sets `pending_send_sz`, re-checks and sleeps on `writer_bell` (which the reader
 /// rings when its commit says so). Returns only after the packet is written (not yet
 /// committed).
+#[cfg(feature = "std")]
 pub fn write_blocking<M: RingMem>(
     ring: &mut OutgoingRing<M>,
     packet: &OutgoingPacket<'_>,

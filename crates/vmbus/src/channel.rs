@@ -6,8 +6,12 @@
 //! space may be available" and wakes both halves; each half decides from the ring's
 //! signal rules whether the peer must be signalled back.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Lock, lock};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
 use vmbus_ring::{
     Doorbell, IncomingPacket, IncomingRing, OutgoingPacket, OutgoingRing, ReadError, RingError,
     RingMem, WaitPolicy, Wake, WriteError,
@@ -18,7 +22,7 @@ pub type Ring = Arc<dyn RingMem>;
 
 /// How a channel of a polled bus waits: runs the bus (handles the interrupts that
 /// arrived, which ring the channel's doorbells) for up to the given time.
-pub type Idle = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+pub type Idle = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// Why a channel operation failed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -78,7 +82,7 @@ vmbus_ring::counters! {
 pub struct ChannelShared {
     rx_bell: Doorbell,
     tx_bell: Doorbell,
-    waker: std::sync::Mutex<Option<Arc<dyn Wake>>>,
+    waker: Lock<Option<Arc<dyn Wake>>>,
     closed: AtomicBool,
     signal: Box<dyn Fn() + Send + Sync>,
     /// Set on a polled bus: waits run the bus instead of sleeping on a doorbell.
@@ -86,7 +90,7 @@ pub struct ChannelShared {
     /// Counters.
     stats: ChannelCounters,
     /// What must live as long as the channel (the lease on its ring GPADL).
-    held: std::sync::Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
+    held: Lock<Vec<Arc<dyn core::any::Any + Send + Sync>>>,
 }
 
 impl ChannelShared {
@@ -106,21 +110,18 @@ impl ChannelShared {
         Arc::new(Self {
             rx_bell: Doorbell::new(),
             tx_bell: Doorbell::new(),
-            waker: std::sync::Mutex::new(None),
+            waker: Lock::new(None),
             closed: AtomicBool::new(false),
             signal,
             idle,
             stats: ChannelCounters::default(),
-            held: std::sync::Mutex::new(Vec::new()),
+            held: Lock::new(Vec::new()),
         })
     }
 
     /// Keeps `value` alive as long as the channel (its halves and the bus's record).
-    pub fn keep_alive(&self, value: Arc<dyn std::any::Any + Send + Sync>) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(value);
+    pub fn keep_alive(&self, value: Arc<dyn core::any::Any + Send + Sync>) {
+        lock(&self.held).push(value);
     }
 
     /// The peer signalled: wake both halves (and the waker, if one is set).
@@ -132,12 +133,7 @@ impl ChannelShared {
     }
 
     fn ring_waker(&self) {
-        if let Some(w) = self
-            .waker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(w) = lock(&self.waker).as_ref() {
             w.wake();
         }
     }
@@ -146,7 +142,7 @@ impl ChannelShared {
     /// for several sources (a channel and a network backend) on one doorbell, or a VMM
     /// that polls the channel's owner from its event loop (an [`vmbus_ring::EventFd`]).
     pub fn set_waker(&self, waker: Arc<dyn Wake>) {
-        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        *lock(&self.waker) = Some(waker);
     }
 
     /// Marks the channel closed and wakes both halves, which then fail with
@@ -172,9 +168,18 @@ impl ChannelShared {
     /// halves' doorbells) the way the channel's bus delivers signals: asleep on the
     /// doorbell, or, on a polled bus, running the bus until something arrives or the
     /// time is up. `true` if the bell rang.
-    pub fn wait_bell(&self, bell: &Doorbell, timeout: std::time::Duration) -> bool {
+    /// Without `std`, a channel made without `idle` cannot sleep: the call only
+    /// takes the bell, and the caller's loop spins.
+    pub fn wait_bell(&self, bell: &Doorbell, timeout: Duration) -> bool {
         match &self.idle {
+            #[cfg(feature = "std")]
             None => bell.wait(timeout),
+            #[cfg(not(feature = "std"))]
+            None => {
+                let _ = timeout;
+                core::hint::spin_loop();
+                bell.take()
+            }
             Some(idle) => {
                 if bell.take() {
                     return true;
@@ -273,7 +278,7 @@ impl Sender {
                     self.flush();
                     if spins < self.policy.spin {
                         spins += 1;
-                        std::hint::spin_loop();
+                        core::hint::spin_loop();
                         continue;
                     }
                     if !self.ring.prepare_wait(needed)? {
@@ -393,7 +398,7 @@ impl Receiver {
             }
             if spins < self.policy.spin {
                 spins += 1;
-                std::hint::spin_loop();
+                core::hint::spin_loop();
                 continue;
             }
             if self.ring.unmask_and_recheck()? {

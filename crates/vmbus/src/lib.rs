@@ -20,12 +20,26 @@
 //! VP's SIEFP and raising the SINT; guest to host, by HvSignalEvent on the channel's
 //! connection id, exactly as Linux's hv_vmbus does.
 
+//!
+//! ## Without `std`
+//!
+//! With `default-features = false` the crate is `no_std + alloc` and holds the guest
+//! side only: [`GuestBus::polled`] on a [`GuestPlatform`] the guest implements, and
+//! [`Channel`]s whose waits run the bus through that platform. The host side, the
+//! threaded guest and [`SimPlatform`] need `std` (and Linux, through `hv-partition`).
+
 #![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
 
 pub mod channel;
+#[cfg(feature = "std")]
 pub mod echo;
 pub mod guest;
+#[cfg(feature = "std")]
 pub mod host;
+mod sync;
 
 /// What a poll of a [`HostBus`] (or of a device's poller) found.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -36,29 +50,36 @@ pub enum PollStatus {
     /// Nothing to do until the wake-up fires; with `Some(d)`, poll again after `d` at
     /// the latest even if it does not (a timed retry, or a guard against a peer that
     /// fails to signal).
-    Idle(Option<std::time::Duration>),
+    Idle(Option<core::time::Duration>),
 }
 
 pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
+#[cfg(feature = "std")]
 pub use echo::EchoDevice;
-pub use guest::{GuestBus, GuestConfig, GuestError, GuestPlatform, PlatformError, SimPlatform};
+#[cfg(feature = "std")]
+pub use guest::SimPlatform;
+pub use guest::{GuestBus, GuestConfig, GuestError, GuestPlatform, PlatformError};
+#[cfg(feature = "std")]
 pub use host::{
     DeviceContext, GpadlTable, HostBus, HostConfig, HostError, HostStats, PendingOffer, VmbusDevice,
 };
+#[cfg(feature = "std")]
 pub use vmbus_proto::engine::server::{OfferParams, OpenRequest};
 
 // What a VMM needs besides the bus, so that hosting a device takes this crate (and the
 // device's) only: the partition (guest memory, backends, user-space Hyper-V), wake-ups,
 // device identities.
+#[cfg(feature = "std")]
 pub use hv_partition::{
     GuestMemory, GuestRam, Partition, RamRegion, SimPartition, UserHv, gpadl::RingMapping,
 };
 pub use vmbus_proto::guid::{Guid, class};
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 pub use vmbus_ring::EventFd;
 pub use vmbus_ring::{Doorbell, Wake, WakeFn};
 
 /// The partition crate ([`hv_partition`]): backends, SynIC, guest memory, PC pieces.
+#[cfg(feature = "std")]
 pub use hv_partition as partition;
 /// The wire formats and sans-IO engines ([`vmbus_proto`]).
 pub use vmbus_proto as proto;

@@ -526,15 +526,6 @@ fn a_device_offers_and_rescinds_its_subchannels() {
     s.guest.wait_rescind(subs[1]).unwrap();
 }
 
-/// The names of the process's threads.
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .collect()
-}
-
 #[test]
 fn polled_guest_bus_streams_on_both_vps_without_interrupt_threads() {
     let partition = SimPartition::new(128 << 20, 2).unwrap();
@@ -543,12 +534,10 @@ fn polled_guest_bus_streams_on_both_vps_without_interrupt_threads() {
         partition.clone(),
         vmbus::RingMapping::Paged,
     ));
+    // (That it starts no thread is checked in netvsp's one_thread test, alone in its
+    // binary; here other tests' buses run beside it.)
     let guest = GuestBus::polled(platform, GuestConfig::default()).unwrap();
-    assert!(
-        !thread_names().iter().any(|t| t.starts_with("vmbus-guest")),
-        "{:?}",
-        thread_names()
-    );
+    assert!(guest.is_polled());
     let a = host.offer(nic(1), Box::new(Echo::default())).unwrap();
     let b = host.offer(nic(2), Box::new(Echo::default())).unwrap();
     assert_eq!(guest.connect().unwrap(), VmbusVersion::V5_3);

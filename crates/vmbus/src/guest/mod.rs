@@ -14,24 +14,31 @@
 //!   [`GuestBus::poll`], for a single-threaded guest or one with interrupts off.
 
 mod platform;
+#[cfg(feature = "std")]
 mod sim;
 
 pub use platform::{GuestPlatform, PlatformError};
-pub use sim::SimPlatform;
+#[cfg(feature = "std")]
+pub use sim::{RunHost, SimPlatform};
 
 use crate::channel::{Channel, ChannelShared, Idle};
+use crate::sync::{Lock, LockGuard, lock};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
 use hv_hypercall::HvStatus;
 use hv_hypercall::msr::{
     HV_X64_MSR_EOM, HV_X64_MSR_SCONTROL, HV_X64_MSR_SIEFP, HV_X64_MSR_SIMP, HV_X64_MSR_SINT0,
 };
 use hv_hypercall::pages::{SiefpPage, SimpPage, SintIndex};
+#[cfg(feature = "std")]
 use hv_partition::SimPartition;
+#[cfg(feature = "std")]
 use hv_partition::gpadl::RingMapping;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 use vmbus_proto::VmbusVersion;
 use vmbus_proto::channel::gpadl::GpaRange;
 use vmbus_proto::channel::{Message, MessageType, OfferChannel};
@@ -57,6 +64,7 @@ pub struct GuestConfig {
     pub timeout: Duration,
     /// How [`GuestBus::new`]'s [`SimPlatform`] maps rings (a platform given to
     /// [`GuestBus::with_platform`] or [`GuestBus::polled`] maps them its own way).
+    #[cfg(feature = "std")]
     pub ring_mapping: RingMapping,
 }
 
@@ -67,6 +75,7 @@ impl Default for GuestConfig {
             alloc_base: 1 << 20,
             wait_policy: WaitPolicy::default(),
             timeout: Duration::from_secs(10),
+            #[cfg(feature = "std")]
             ring_mapping: RingMapping::DoubleMapped,
         }
     }
@@ -173,14 +182,17 @@ struct VpPages {
 struct Inner {
     platform: Arc<dyn GuestPlatform>,
     /// Set when the bus was made by [`GuestBus::new`].
+    #[cfg(feature = "std")]
     partition: Option<Arc<SimPartition>>,
     pages: Vec<VpPages>,
     config: GuestConfig,
     /// No interrupt threads: waits poll.
     polled: bool,
-    core: Mutex<Core>,
-    cv: Condvar,
-    channels: RwLock<BTreeMap<u32, Arc<ChannelShared>>>,
+    core: Lock<Core>,
+    /// Threaded buses: the interrupt threads wake control waiters.
+    #[cfg(feature = "std")]
+    cv: std::sync::Condvar,
+    channels: Lock<BTreeMap<u32, Arc<ChannelShared>>>,
     stop: AtomicBool,
     stats: GuestCounters,
 }
@@ -190,8 +202,8 @@ struct Inner {
 const POLLED_SLICE: Duration = Duration::from_millis(1);
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> LockGuard<'_, Core> {
+        lock(&self.core)
     }
 
     fn message_vp(&self) -> u32 {
@@ -230,6 +242,7 @@ impl Inner {
                             // The host's queue drains when it runs: let it.
                             self.platform.wait_interrupt(vp, Duration::from_micros(50));
                         } else {
+                            #[cfg(feature = "std")]
                             std::thread::sleep(Duration::from_micros(50));
                         }
                         status = post();
@@ -244,12 +257,7 @@ impl Inner {
                     }
                 }
                 ClientAction::Rescinded { relid } => {
-                    if let Some(ch) = self
-                        .channels
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&relid)
-                    {
+                    if let Some(ch) = lock(&self.channels).remove(&relid) {
                         ch.close();
                     }
                     // As Linux does: close if open, then release the relid.
@@ -263,6 +271,7 @@ impl Inner {
                 other => core.events.push(other),
             }
         }
+        #[cfg(feature = "std")]
         self.cv.notify_all();
     }
 
@@ -270,7 +279,7 @@ impl Inner {
         &self,
         mut pick: impl FnMut(&ClientAction) -> Option<T>,
     ) -> Result<T, GuestError> {
-        let deadline = Instant::now() + self.config.timeout;
+        let deadline = self.platform.now() + self.config.timeout;
         let mut core = self.lock();
         loop {
             if let Some((i, t)) = core
@@ -282,21 +291,22 @@ impl Inner {
                 core.events.remove(i);
                 return Ok(t);
             }
-            let now = Instant::now();
+            let now = self.platform.now();
             if now >= deadline {
                 return Err(GuestError::Timeout);
             }
-            if self.polled {
-                drop(core);
-                self.idle(self.message_vp(), deadline - now);
-                core = self.lock();
+            #[cfg(feature = "std")]
+            if !self.polled {
+                core = self
+                    .cv
+                    .wait_timeout(core, deadline - now)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
                 continue;
             }
-            core = self
-                .cv
-                .wait_timeout(core, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            drop(core);
+            self.idle(self.message_vp(), deadline - now);
+            core = self.lock();
         }
     }
 
@@ -359,7 +369,7 @@ impl Inner {
             }
         }
         // Channel events: one flag per relid.
-        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        let channels = lock(&self.channels);
         let _ = self.platform.with_page(pages.siefp, &mut |page| {
             SiefpPage(page).drain(sint, |flag| {
                 handled += 1;
@@ -375,6 +385,7 @@ impl Inner {
     }
 
     /// The interrupt handler thread of one VP.
+    #[cfg(feature = "std")]
     fn isr(self: &Arc<Self>, index: usize) {
         while !self.stop.load(Ordering::SeqCst) {
             self.platform
@@ -387,12 +398,14 @@ impl Inner {
 /// The guest side of VMBus over a [`GuestPlatform`].
 pub struct GuestBus {
     inner: Arc<Inner>,
-    threads: Vec<JoinHandle<()>>,
+    #[cfg(feature = "std")]
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl GuestBus {
     /// A threaded bus over the simulated partition ([`SimPlatform`], rings mapped as
     /// [`GuestConfig::ring_mapping`] says): see [`GuestBus::with_platform`].
+    #[cfg(feature = "std")]
     pub fn new(partition: Arc<SimPartition>, config: GuestConfig) -> Result<Self, GuestError> {
         let platform = Arc::new(SimPlatform::new(partition.clone(), config.ring_mapping));
         let mut bus = Self::build(platform, config, false)?;
@@ -405,6 +418,7 @@ impl GuestBus {
 
     /// Enables the SynIC on every VP (SIMP, SIEFP, the VMBus SINT unmasked with vector
     /// 0xF3 and no auto-EOI, SCONTROL) and starts one interrupt handler thread per VP.
+    #[cfg(feature = "std")]
     pub fn with_platform(
         platform: Arc<dyn GuestPlatform>,
         config: GuestConfig,
@@ -477,9 +491,10 @@ impl GuestBus {
         }
         let inner = Arc::new(Inner {
             platform,
+            #[cfg(feature = "std")]
             partition: None,
             pages,
-            core: Mutex::new(Core {
+            core: Lock::new(Core {
                 client: Client::new(config.client.clone()),
                 events: Vec::new(),
                 alloc,
@@ -487,17 +502,20 @@ impl GuestBus {
             }),
             config,
             polled,
-            cv: Condvar::new(),
-            channels: RwLock::new(BTreeMap::new()),
+            #[cfg(feature = "std")]
+            cv: std::sync::Condvar::new(),
+            channels: Lock::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             stats: GuestCounters::default(),
         });
         Ok(Self {
             inner,
+            #[cfg(feature = "std")]
             threads: Vec::new(),
         })
     }
 
+    #[cfg(feature = "std")]
     fn start_threads(&mut self) -> Result<(), GuestError> {
         for i in 0..self.inner.pages.len() {
             let me = self.inner.clone();
@@ -529,6 +547,7 @@ impl GuestBus {
         if self.inner.polled {
             self.inner.idle(vp, timeout);
         } else {
+            #[cfg(feature = "std")]
             std::thread::sleep(timeout);
         }
     }
@@ -629,20 +648,12 @@ impl GuestBus {
             ChannelShared::new(signal)
         };
         // Register before opening: the host may signal as soon as the channel is open.
-        self.inner
-            .channels
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(relid, shared.clone());
+        lock(&self.inner.channels).insert(relid, shared.clone());
         let result = self.open_inner(relid, start, per_ring, target_vp);
         let gpadl = match result {
             Ok(g) => g,
             Err(e) => {
-                self.inner
-                    .channels
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&relid);
+                lock(&self.inner.channels).remove(&relid);
                 self.inner.lock().alloc.release(start, total);
                 return Err(e);
             }
@@ -709,13 +720,7 @@ impl GuestBus {
 
     /// Closes `relid`: CloseChannel, then tears down its ring GPADL and frees the pages.
     pub fn close(&self, relid: u32) -> Result<(), GuestError> {
-        if let Some(ch) = self
-            .inner
-            .channels
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&relid)
-        {
+        if let Some(ch) = lock(&self.inner.channels).remove(&relid) {
             ch.close();
         }
         let gpadl = {
@@ -755,17 +760,11 @@ impl GuestBus {
         }
         self.inner
             .wait_for(|e| (*e == ClientAction::Unloaded).then_some(()))?;
-        for (_, ch) in std::mem::take(
-            &mut *self
-                .inner
-                .channels
-                .write()
-                .unwrap_or_else(|e| e.into_inner()),
-        ) {
+        for (_, ch) in core::mem::take(&mut *lock(&self.inner.channels)) {
             ch.close();
         }
         let mut core = self.inner.lock();
-        for (_, (_, start, n)) in std::mem::take(&mut core.rings) {
+        for (_, (_, start, n)) in core::mem::take(&mut core.rings) {
             core.alloc.release(start, n);
         }
         Ok(())
@@ -850,6 +849,7 @@ impl GuestBus {
     }
 
     /// The simulated partition, for a bus made by [`GuestBus::new`].
+    #[cfg(feature = "std")]
     pub fn partition(&self) -> Option<&Arc<SimPartition>> {
         self.inner.partition.as_ref()
     }
@@ -861,6 +861,7 @@ impl Drop for GuestBus {
         for vp in 0..self.vp_count() {
             self.inner.platform.kick(vp);
         }
+        #[cfg(feature = "std")]
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

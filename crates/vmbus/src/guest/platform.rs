@@ -93,11 +93,16 @@ pub trait GuestPlatform: Send + Sync {
     fn map_ring(&self, pfns: &[u64]) -> Result<Arc<dyn RingMem>, PlatformError>;
 
     /// Waits until VP `vp` takes an interrupt (a SINT the host raised, or a
-    /// [`GuestPlatform::kick`]) or `timeout` passes; `true` if an interrupt came. A
+    /// [`GuestPlatform::kick`]) or `timeout` passes; `true` if a SINT fired (a kick
+    /// may return `false`). A
     /// platform that runs the host itself (a single-threaded harness) runs it here; a
     /// polled bare-metal guest spins or halts.
     fn wait_interrupt(&self, vp: u32, timeout: Duration) -> bool;
 
     /// Wakes a [`GuestPlatform::wait_interrupt`] on VP `vp` (used to stop the bus).
     fn kick(&self, vp: u32);
+
+    /// Monotonic time since some fixed point (boot, the platform's creation): what
+    /// timeouts are measured against (Hyper-V's reference counter, the TSC, a clock).
+    fn now(&self) -> Duration;
 }

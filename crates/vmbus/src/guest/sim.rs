@@ -19,6 +19,8 @@ pub struct SimPlatform {
     mapping: RingMapping,
     /// Set by [`SimPlatform::on_one_thread`]: runs the host side once.
     run_host: Option<RunHost>,
+    /// Where [`GuestPlatform::now`] counts from.
+    start: std::time::Instant,
 }
 
 /// Runs the host side of a partition once: what [`SimPlatform::on_one_thread`] calls
@@ -36,6 +38,7 @@ impl SimPlatform {
             vps,
             mapping,
             run_host: None,
+            start: std::time::Instant::now(),
         }
     }
 
@@ -166,5 +169,9 @@ impl GuestPlatform for SimPlatform {
         if let Some(v) = self.vp(vp) {
             v.kick();
         }
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
     }
 }
