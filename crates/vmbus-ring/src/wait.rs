@@ -128,7 +128,7 @@ impl Wake for Doorbell {
 /// makes no system call. So the owner must call [`EventFd::take`] each time before it
 /// polls what the fd stands for (as [`EventFd::wait`] does): `take`, poll, and wait
 /// for the fd only when the poll found nothing.
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 #[derive(Debug)]
 pub struct EventFd {
     file: std::fs::File,
@@ -138,7 +138,7 @@ pub struct EventFd {
     writes: AtomicU64,
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 impl EventFd {
     /// A new eventfd (non-blocking, close-on-exec) with its counter at 0.
     pub fn new() -> std::io::Result<Self> {
@@ -181,21 +181,21 @@ impl EventFd {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 impl std::os::fd::AsFd for EventFd {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.file.as_fd()
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 impl std::os::fd::AsRawFd for EventFd {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.file.as_raw_fd()
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 impl Wake for EventFd {
     fn wake(&self) {
         self.wakes.fetch_add(1, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 //!
 //! 1. sets up Hyper-V as a guest kernel does: checks the hypervisor's CPUID, writes
 //!    the guest OS id, enables the hypercall page, reads the TSC frequency;
-//! 2. runs `vmbus::GuestBus::polled` on [`platform::BareMetal`] (MSRs with `wrmsr`,
+//! 2. runs `vmbus::GuestBus::polled` on `platform::BareMetal` (MSRs with `wrmsr`,
 //!    hypercalls through the hypercall page, memory through the identity map, ring
 //!    memory over its own pages): connects, finds the NIC's offer;
 //! 3. opens it with netvsc (NVSP and RNDIS bring-up, no_std) and runs smoltcp on it:

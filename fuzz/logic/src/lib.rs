@@ -818,7 +818,8 @@ mod tests {
 }
 
 /// netvsc (the guest NIC driver) against a hostile host: after a real bring-up against
-/// netvsp on the sim backend (once per thread), each input overwrites the start of the
+/// netvsp on the sim backend (once per thread; host and guest on that thread, the
+/// guest bus polled as a no_std guest runs it), each input overwrites the start of the
 /// receive buffer and hands the driver arbitrary ring packets (completions with any
 /// tid, transfer pages with any ranges, RNDIS messages of any shape), then sends and
 /// polls. `Netvsc::fuzz_host_input` checks that send sections are never freed twice,
@@ -865,39 +866,54 @@ pub fn netvsc_host(data: &[u8]) {
 
 mod netvsc_harness {
     use hv_partition::SimPartition;
+    use hv_partition::gpadl::RingMapping;
     use netvsc::{Netvsc, NetvscConfig};
     use netvsp::{Loopback, Netvsp, NetvspConfig};
-    use vmbus::{GuestBus, GuestConfig, HostBus, HostConfig, OfferParams};
+    use std::sync::Arc;
+    use vmbus::{
+        Doorbell, GuestBus, GuestConfig, HostBus, HostConfig, OfferParams, PollStatus, SimPlatform,
+    };
     use vmbus_proto::guid::{Guid, class};
 
-    /// A brought-up NIC and what keeps its host alive.
+    /// A brought-up NIC and what keeps its host alive: the whole VM on the fuzzing
+    /// thread (a polled host, a polled guest bus on `SimPlatform::on_one_thread`), so
+    /// a run is deterministic (a crash reproduces), and netvsc runs as a no_std guest
+    /// runs it: on a polled bus, waiting through its platform.
     pub struct Harness {
         pub nic: Netvsc,
         _bus: GuestBus,
-        _host: HostBus<SimPartition>,
     }
 
     impl Harness {
         pub fn new() -> Option<Self> {
             let partition = SimPartition::new(64 << 20, 1).ok()?;
-            let host = HostBus::new(partition.clone(), HostConfig::default()).ok()?;
+            let wake = Arc::new(Doorbell::new());
+            let host = HostBus::polled(partition.clone(), HostConfig::default(), wake.clone());
             let (lo, _link) = Loopback::new(64);
+            let (dev, poller) = Netvsp::polled(NetvspConfig::default(), Box::new(lo), wake);
             let relid = host
-                .offer(
-                    OfferParams::new(class::NETWORK, Guid::ZERO),
-                    Box::new(Netvsp::new(NetvspConfig::default(), Box::new(lo))),
-                )
+                .offer(OfferParams::new(class::NETWORK, Guid::ZERO), Box::new(dev))
                 .ok()?;
-            let bus = GuestBus::new(partition, GuestConfig::default()).ok()?;
+            let run_host = move || {
+                let a = host.poll();
+                let b = poller.poll();
+                if a == PollStatus::Busy || b == PollStatus::Busy {
+                    PollStatus::Busy
+                } else {
+                    PollStatus::Idle(None)
+                }
+            };
+            let platform = SimPlatform::on_one_thread(
+                partition,
+                RingMapping::DoubleMapped,
+                Box::new(run_host),
+            );
+            let bus = GuestBus::polled(Arc::new(platform), GuestConfig::default()).ok()?;
             bus.connect().ok()?;
             let offers = bus.request_offers().ok()?;
             let offer = *offers.iter().find(|o| o.child_relid == relid)?;
             let nic = Netvsc::open(&bus, &offer, &NetvscConfig::default()).ok()?;
-            Some(Self {
-                nic,
-                _bus: bus,
-                _host: host,
-            })
+            Some(Self { nic, _bus: bus })
         }
     }
 }
