@@ -53,15 +53,8 @@ fn vm(queues: u16) -> Vm {
     );
     host.offer(Netvsp::offer_params(Guid::ZERO), Box::new(dev))
         .unwrap();
-    let run_host: Arc<dyn Fn() -> PollStatus + Send + Sync> = Arc::new(move || {
-        let a = host.poll();
-        let b = poller.poll();
-        if a == PollStatus::Busy || b == PollStatus::Busy {
-            PollStatus::Busy
-        } else {
-            PollStatus::Idle(None)
-        }
-    });
+    let run_host: Arc<dyn Fn() -> PollStatus + Send + Sync> =
+        Arc::new(move || host.poll().merge(poller.poll()));
     let run = run_host.clone();
     let platform = SimPlatform::on_one_thread(
         partition,

@@ -21,7 +21,7 @@ use netvsc::{Netvsc, NetvscConfig};
 use netvsp::{NetEndpoint, Netvsp, NetvspConfig, Switch};
 use std::sync::Arc;
 use std::time::Duration;
-use vmbus::{Doorbell, GuestBus, GuestConfig, Guid, HostBus, HostConfig, PollStatus, SimPlatform};
+use vmbus::{Doorbell, GuestBus, GuestConfig, Guid, HostBus, HostConfig, SimPlatform};
 use vmbus_proto::nvsp::NvspVersion;
 
 /// The process's threads.
@@ -74,15 +74,7 @@ fn a_vm_runs_on_one_thread_host_bus_nic_guest_bus_and_netvsc() {
         .unwrap();
     let run_host = {
         let host = host.clone();
-        move || {
-            let a = host.poll();
-            let b = poller.poll();
-            if a == PollStatus::Busy || b == PollStatus::Busy {
-                PollStatus::Busy
-            } else {
-                PollStatus::Idle(None)
-            }
-        }
+        move || host.poll().merge(poller.poll())
     };
 
     // The guest, on the same thread.

@@ -53,6 +53,21 @@ pub enum PollStatus {
     Idle(Option<core::time::Duration>),
 }
 
+impl PollStatus {
+    /// The status of two pollers polled together: busy if either is, else idle until
+    /// the earlier of their deadlines (for a VMM loop, or a one-thread VM's
+    /// `SimPlatform::on_one_thread` hook, that polls a bus and its devices).
+    pub fn merge(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Busy, _) | (_, Self::Busy) => Self::Busy,
+            (Self::Idle(a), Self::Idle(b)) => Self::Idle(match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }),
+        }
+    }
+}
+
 pub use channel::{Channel, ChannelError, ChannelShared, Receiver, Sender};
 #[cfg(feature = "std")]
 pub use echo::EchoDevice;
@@ -85,3 +100,20 @@ pub use hv_partition as partition;
 pub use vmbus_proto as proto;
 /// The ring buffer ([`vmbus_ring`]).
 pub use vmbus_ring as ring;
+
+#[cfg(test)]
+mod tests {
+    use super::PollStatus;
+    use core::time::Duration;
+
+    #[test]
+    fn poll_status_merge_is_busy_if_either_is_else_the_earlier_deadline() {
+        let (ms1, ms5) = (Duration::from_millis(1), Duration::from_millis(5));
+        let idle = PollStatus::Idle;
+        assert_eq!(PollStatus::Busy.merge(idle(None)), PollStatus::Busy);
+        assert_eq!(idle(Some(ms1)).merge(PollStatus::Busy), PollStatus::Busy);
+        assert_eq!(idle(Some(ms5)).merge(idle(Some(ms1))), idle(Some(ms1)));
+        assert_eq!(idle(None).merge(idle(Some(ms5))), idle(Some(ms5)));
+        assert_eq!(idle(None).merge(idle(None)), idle(None));
+    }
+}

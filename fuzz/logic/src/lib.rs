@@ -870,9 +870,7 @@ mod netvsc_harness {
     use netvsc::{Netvsc, NetvscConfig};
     use netvsp::{Loopback, Netvsp, NetvspConfig};
     use std::sync::Arc;
-    use vmbus::{
-        Doorbell, GuestBus, GuestConfig, HostBus, HostConfig, OfferParams, PollStatus, SimPlatform,
-    };
+    use vmbus::{Doorbell, GuestBus, GuestConfig, HostBus, HostConfig, OfferParams, SimPlatform};
     use vmbus_proto::guid::{Guid, class};
 
     /// A brought-up NIC and what keeps its host alive: the whole VM on the fuzzing
@@ -894,15 +892,7 @@ mod netvsc_harness {
             let relid = host
                 .offer(OfferParams::new(class::NETWORK, Guid::ZERO), Box::new(dev))
                 .ok()?;
-            let run_host = move || {
-                let a = host.poll();
-                let b = poller.poll();
-                if a == PollStatus::Busy || b == PollStatus::Busy {
-                    PollStatus::Busy
-                } else {
-                    PollStatus::Idle(None)
-                }
-            };
+            let run_host = move || host.poll().merge(poller.poll());
             let platform = SimPlatform::on_one_thread(
                 partition,
                 RingMapping::DoubleMapped,

@@ -681,24 +681,7 @@ impl GuestBus {
         per_ring: u64,
         target_vp: u32,
     ) -> Result<u32, GuestError> {
-        let gpadl = {
-            let mut core = self.inner.lock();
-            let g = core.client.create_gpadl(
-                relid,
-                &[GpaRange::whole_pages(
-                    (start..start + 2 * per_ring).collect(),
-                )],
-            )?;
-            self.inner.pump(&mut core);
-            g
-        };
-        let ok = self.inner.wait_for(|e| match e {
-            ClientAction::GpadlCreated { gpadl: g, ok, .. } if *g == gpadl => Some(*ok),
-            _ => None,
-        })?;
-        if !ok {
-            return Err(GuestError::Refused("GPADL"));
-        }
+        let gpadl = self.create_gpadl(relid, start, 2 * per_ring)?;
         {
             let mut core = self.inner.lock();
             core.client
