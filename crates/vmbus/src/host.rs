@@ -430,6 +430,30 @@ struct Inner<P> {
     stats: HostCounters,
 }
 
+/// The partition's hypercall handler: a weak link to the bus. The bus holds the
+/// partition, so a strong one would keep a dropped bus (and its partition) alive for
+/// ever; once the bus is gone every call fails with `INVALID_CONNECTION_ID`, as with
+/// no handler.
+struct HandlerLink<P: Partition + 'static>(Weak<Inner<P>>);
+
+impl<P: Partition + 'static> HypercallHandler for HandlerLink<P> {
+    fn post_message(&self, vp: u32, message: &PostMessage) -> HvStatus {
+        self.0
+            .upgrade()
+            .map_or(HvStatus::INVALID_CONNECTION_ID, |i| {
+                i.post_message(vp, message)
+            })
+    }
+
+    fn signal_event(&self, vp: u32, event: &SignalEvent) -> HvStatus {
+        self.0
+            .upgrade()
+            .map_or(HvStatus::INVALID_CONNECTION_ID, |i| {
+                i.signal_event(vp, event)
+            })
+    }
+}
+
 impl<P: Partition + 'static> HypercallHandler for Inner<P> {
     fn post_message(&self, _vp: u32, message: &PostMessage) -> HvStatus {
         if !MESSAGE_CONNECTION_IDS.contains(&message.connection_id)
@@ -880,7 +904,7 @@ impl<P: Partition + 'static> HostBus<P> {
             leases: Leases::new(wake.clone()),
             stats: HostCounters::default(),
         });
-        partition.set_hypercall_handler(inner.clone());
+        partition.set_hypercall_handler(Arc::new(HandlerLink(Arc::downgrade(&inner))));
         partition.set_message_wake(inner.wake.clone());
         let worker = Worker {
             inner: inner.clone(),

@@ -559,3 +559,44 @@ fn polled_guest_bus_streams_on_both_vps_without_interrupt_threads() {
     assert_eq!(guest.stats().rejected, 0);
     assert_eq!(host.stats().rejected, 0);
 }
+
+#[test]
+fn dropping_the_buses_releases_the_partition() {
+    // Threaded and polled hosts, with a guest that opened a channel and used it: once
+    // the buses and the channel are dropped nothing may hold the partition (a cycle
+    // through its hypercall handler once did, leaking a whole VM per host bus).
+    for polled in [false, true] {
+        let partition = SimPartition::new(64 << 20, 1).unwrap();
+        let host = if polled {
+            HostBus::polled(
+                partition.clone(),
+                HostConfig::default(),
+                Arc::new(Doorbell::new()),
+            )
+        } else {
+            HostBus::new(partition.clone(), HostConfig::default()).unwrap()
+        };
+        let relid = host.offer(nic(1), Box::new(Echo::default())).unwrap();
+        if !polled {
+            let guest = GuestBus::new(partition.clone(), GuestConfig::default()).unwrap();
+            guest.connect().unwrap();
+            let offers = guest.request_offers().unwrap();
+            let ch = guest.open(&find(&offers, relid), 8, 0).unwrap();
+            let ch = stream(ch, 100);
+            drop(ch);
+            guest.close(relid).unwrap();
+            drop(guest);
+        }
+        drop(host);
+        // The host's worker thread lets go of its clone as it exits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&partition) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            Arc::strong_count(&partition),
+            1,
+            "something still holds the partition (polled host: {polled})"
+        );
+    }
+}
