@@ -177,6 +177,9 @@ struct VpPages {
     simp: u64,
     siefp: u64,
     hypercall_input: u64,
+    /// Held while the VP's SINT is handled: on a polled bus any thread that waits
+    /// handles it, and two reading one SIMP slot would both take its message.
+    handling: Lock<()>,
 }
 
 struct Inner {
@@ -340,6 +343,7 @@ impl Inner {
             return 0;
         };
         let sint = SintIndex::new(u32::from(self.config.client.sint)).unwrap_or(SintIndex::VMBUS);
+        let _handling = lock(&pages.handling);
         let mut handled = 0;
         for _ in 0..1024 {
             let mut msg = None;
@@ -473,6 +477,7 @@ impl GuestBus {
                 simp: page()?,
                 siefp: page()?,
                 hypercall_input: page()?,
+                handling: Lock::new(()),
             };
             let zero = [0u8; 4096];
             for gpa in [p.simp, p.siefp] {
