@@ -223,9 +223,17 @@ impl<P: SharedPage + ?Sized> SiefpPage<'_, P> {
 
     /// Guest side: atomically takes every set flag of `sint` and calls `f` with each flag
     /// number in ascending order. Bounded: 32 words, 2048 flags at most.
-    pub fn drain(&self, sint: SintIndex, mut f: impl FnMut(EventFlag)) {
+    pub fn drain(&self, sint: SintIndex, f: impl FnMut(EventFlag)) {
+        self.drain_below(sint, HV_EVENT_FLAGS_COUNT as u16, f)
+    }
+
+    /// [`SiefpPage::drain`] of the flags below `limit` only (rounded up to a multiple
+    /// of 64): a guest whose channels all have small relids scans one word instead of
+    /// 32. Flags at or above the limit stay set for a later full drain.
+    pub fn drain_below(&self, sint: SintIndex, limit: u16, mut f: impl FnMut(EventFlag)) {
         let base = usize::from(sint.0) * WORDS_PER_FLAG_SET;
-        for i in 0..WORDS_PER_FLAG_SET {
+        let words = usize::from(limit).div_ceil(64).min(WORDS_PER_FLAG_SET);
+        for i in 0..words {
             if self.0.load(base + i) == 0 {
                 continue;
             }
@@ -305,6 +313,19 @@ mod tests {
         assert!(!siefp.test_and_clear(sint, f(5)));
         assert!(siefp.set(sint, f(0)));
         assert!(siefp.test_and_clear(sint, f(0)));
+
+        // A bounded drain takes the words below its limit and leaves the rest.
+        for n in [5, 63, 64, 100, 2047] {
+            siefp.set(sint, f(n));
+        }
+        let mut seen = Vec::new();
+        siefp.drain_below(sint, 6, |fl| seen.push(fl.get()));
+        assert_eq!(seen, [5, 63], "the limit rounds up to a whole word");
+        seen.clear();
+        siefp.drain_below(sint, 0, |fl| seen.push(fl.get()));
+        assert!(seen.is_empty());
+        siefp.drain(sint, |fl| seen.push(fl.get()));
+        assert_eq!(seen, [64, 100, 2047]);
     }
 
     #[test]
