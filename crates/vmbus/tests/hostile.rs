@@ -1,6 +1,7 @@
 //! Hostile guests against the host bus, each written in the test: a guest that never
 //! reads its SynIC messages, one that floods every message type the server accepts, one
-//! whose ring GPADL names a page twice. The host's own requests (offer, rescind, drop)
+//! whose ring GPADL names a page twice. And a hostile host against the polled guest bus
+//! (what a no_std guest runs): garbage messages and stray event flags. The host's own requests (offer, rescind, drop)
 //! must be served within a bound that does not depend on the guest, guest messages
 //! beyond a bounded backlog refused and counted, and a stalled guest must not make the
 //! bus spin.
@@ -273,4 +274,90 @@ fn aliased_rings_are_refused() {
     }
     let s = host.stats();
     assert_eq!((s.aliased_rings, s.opens), (2, 0), "{s:?}");
+}
+
+/// A host that, besides the real bus, writes garbage into the guest's SynIC: messages
+/// of every length with random bytes (and random message types), and event flags for
+/// relids that have no channel. The polled guest bus (the no_std guest's way of
+/// running) rejects and counts each, never panics, and afterwards still opens a
+/// channel and moves packets.
+#[test]
+fn a_hostile_host_cannot_break_the_polled_guest_bus() {
+    use hv_hypercall::{HvMessage, HvMessageType};
+    use hv_partition::Partition;
+    use vmbus::SimPlatform;
+    use vmbus_ring::OutgoingPacket;
+
+    let partition = SimPartition::new(64 << 20, 1).unwrap();
+    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
+    let relid = host
+        .offer(offer(1), Box::new(EchoDevice::default()))
+        .unwrap();
+    let platform = Arc::new(SimPlatform::new(
+        partition.clone(),
+        vmbus::RingMapping::Paged,
+    ));
+    let guest = GuestBus::polled(platform, GuestConfig::default()).unwrap();
+    guest.connect().unwrap();
+
+    // xorshift: the same garbage every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let sint = vmbus_proto::engine::client::ClientConfig::default().sint;
+    let mut posted = 0u64;
+    for i in 0..2000u64 {
+        let len = (next() % 241) as usize;
+        let mut payload = vec![0u8; len];
+        for b in payload.iter_mut() {
+            *b = next() as u8;
+        }
+        // Mostly VMBus-typed messages (the engine parses those), some of other types.
+        let kind = if i % 8 == 0 {
+            HvMessageType((next() as u32) & 0x7fff_ffff)
+        } else {
+            HvMessageType::VMBUS
+        };
+        if let Ok(m) = HvMessage::new(kind, &payload) {
+            if partition.post_message(0, sint, &m).is_ok() {
+                posted += 1;
+            }
+        }
+        // A flag for a relid with no channel (and, now and then, a high one).
+        let flag = if i % 16 == 0 {
+            2047
+        } else {
+            100 + (next() % 900) as u16
+        };
+        let _ = partition.signal_event(0, sint, flag);
+        if i % 4 == 0 {
+            guest.poll();
+        }
+    }
+    for _ in 0..200 {
+        guest.poll();
+    }
+    let st = guest.stats();
+    println!("posted {posted} garbage messages; guest {st:?}");
+    assert!(posted > 0);
+    assert!(st.rejected > 0, "garbage was rejected and counted: {st:?}");
+    assert!(st.stray_events > 0, "stray flags were counted: {st:?}");
+
+    // The bus still works: offers, a channel, packets both ways.
+    let offers = guest.request_offers().unwrap();
+    let o = *offers.iter().find(|o| o.child_relid == relid).unwrap();
+    let mut ch = guest.open(&o, 8, 0).unwrap();
+    for i in 0..100u64 {
+        ch.sender
+            .send(&OutgoingPacket::inband(i, 0), &[b"after the garbage"])
+            .unwrap();
+        let tid = ch.receiver.recv(|p| p.descriptor.transaction_id).unwrap();
+        assert_eq!(tid, i);
+    }
+    drop(ch);
+    guest.close(relid).unwrap();
 }
