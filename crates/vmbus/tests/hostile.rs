@@ -322,10 +322,10 @@ fn a_hostile_host_cannot_break_the_polled_guest_bus() {
         } else {
             HvMessageType::VMBUS
         };
-        if let Ok(m) = HvMessage::new(kind, &payload) {
-            if partition.post_message(0, sint, &m).is_ok() {
-                posted += 1;
-            }
+        if let Ok(m) = HvMessage::new(kind, &payload)
+            && partition.post_message(0, sint, &m).is_ok()
+        {
+            posted += 1;
         }
         // A flag for a relid with no channel (and, now and then, a high one).
         let flag = if i % 16 == 0 {
