@@ -228,16 +228,17 @@ impl<M: RingMem> OutgoingRing<M> {
             // anything, is written over below), then the descriptor, the header and the
             // payload, each where it goes, with no wrap arithmetic.
             self.mem.write_data(start + total - 16, &tail);
-            self.mem.write_data(start, d.as_bytes());
-            let mut pos = start + DESCRIPTOR_SIZE;
-            if !packet.header.is_empty() {
-                self.mem.write_data(pos, packet.header);
-                pos += packet.header.len();
-            }
-            for p in payload {
-                if !p.is_empty() {
-                    self.mem.write_data(pos, p);
-                    pos += p.len();
+            if let [p] = payload {
+                // One range check for the descriptor, header and payload together.
+                self.mem.write_run(start, &[d.as_bytes(), packet.header, p]);
+            } else {
+                self.mem.write_run(start, &[d.as_bytes(), packet.header]);
+                let mut pos = start + DESCRIPTOR_SIZE + packet.header.len();
+                for p in payload {
+                    if !p.is_empty() {
+                        self.mem.write_data(pos, p);
+                        pos += p.len();
+                    }
                 }
             }
         } else {

@@ -109,7 +109,6 @@ impl DoubleMappedRingMem {
                 // SAFETY: inside the reservation.
                 base: unsafe { reservation.add(CONTROL_PAGE_SIZE) },
                 len: data_len,
-                doubled: true,
             },
         };
         // From here on, `this` unmaps the reservation on error.
@@ -193,7 +192,7 @@ impl RingMem for DoubleMappedRingMem {
     }
     #[inline]
     fn read_data(&self, off: usize, dst: &mut [u8]) {
-        match self.area.view(off, dst.len()) {
+        match self.area.view(off, dst.len(), 2 * self.area.len) {
             Some(v) => dst.copy_from_slice(v),
             None => self.area.read(off, dst),
         }
@@ -204,7 +203,6 @@ impl RingMem for DoubleMappedRingMem {
             // The second copy of the data makes any in-range write contiguous.
             let single = Contiguous {
                 len: 2 * self.area.len,
-                doubled: false,
                 ..self.area
             };
             single.write(off, src);
@@ -212,6 +210,11 @@ impl RingMem for DoubleMappedRingMem {
     }
     #[inline]
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
-        self.area.view(off, len)
+        self.area.view(off, len, 2 * self.area.len)
+    }
+    #[inline]
+    fn write_run(&self, off: usize, pieces: &[&[u8]]) {
+        // Both copies of the data are mapped: a run may even cross the end.
+        self.area.write_run(off, 2 * self.area.len, pieces)
     }
 }

@@ -44,7 +44,6 @@ impl FlatRingMem {
             area: Contiguous {
                 base,
                 len: data_len,
-                doubled: false,
             },
         })
     }
@@ -83,6 +82,10 @@ impl RingMem for FlatRingMem {
     }
     #[inline]
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
-        self.area.view(off, len)
+        self.area.view(off, len, self.area.len)
+    }
+    #[inline]
+    fn write_run(&self, off: usize, pieces: &[&[u8]]) {
+        self.area.write_run(off, self.area.len, pieces)
     }
 }

@@ -86,6 +86,20 @@ pub trait RingMem: Send + Sync {
     /// A view of `len` bytes at `off` if they are contiguous in this mapping (always,
     /// for a double mapping); `None` means: copy with [`RingMem::read_data`].
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]>;
+    /// Copies `pieces` back to back from data offset `off`, which the caller has
+    /// checked does not wrap (`off` plus their total is at most `data_len`): the
+    /// packet writer's common path. An implementation over contiguous memory checks
+    /// the run once instead of per piece. Default: [`RingMem::write_data`] per piece.
+    #[inline]
+    fn write_run(&self, off: usize, pieces: &[&[u8]]) {
+        let mut pos = off;
+        for p in pieces {
+            if !p.is_empty() {
+                self.write_data(pos, p);
+                pos += p.len();
+            }
+        }
+    }
 }
 
 /// Ring memory behind a reference or an `Arc` is ring memory.
@@ -112,13 +126,18 @@ macro_rules! forward_ring_mem {
             fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
                 (**self).data_view(off, len)
             }
+            #[inline]
+            fn write_run(&self, off: usize, pieces: &[&[u8]]) {
+                (**self).write_run(off, pieces)
+            }
         }
     )*};
 }
 forward_ring_mem!(&T, alloc::sync::Arc<T>);
 
-/// A contiguous data area at `base` of `len` bytes, optionally mapped twice (so that
-/// `base..base + 2 * len` is valid and the second half aliases the first).
+/// A contiguous data area at `base` of `len` bytes, which the owner may map twice (so
+/// that `base..base + 2 * len` is valid and the second half aliases the first: it then
+/// passes that larger limit to [`Contiguous::view`] and [`Contiguous::write_run`]).
 ///
 /// Shared by the flat and double-mapped implementations.
 #[cfg(feature = "std")]
@@ -126,7 +145,6 @@ forward_ring_mem!(&T, alloc::sync::Arc<T>);
 struct Contiguous {
     base: core::ptr::NonNull<u8>,
     len: usize,
-    doubled: bool,
 }
 
 #[cfg(feature = "std")]
@@ -189,15 +207,36 @@ impl Contiguous {
         }
     }
 
+    /// Copies `pieces` back to back from `off` with one range check for the run; a
+    /// run that would pass `limit` (the end of the mapping) copies nothing.
     #[inline]
-    fn view(&self, off: usize, len: usize) -> Option<&[u8]> {
-        let limit = if self.doubled { 2 * self.len } else { self.len };
+    fn write_run(&self, off: usize, limit: usize, pieces: &[&[u8]]) {
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        if off.checked_add(total).is_none_or(|end| end > limit) {
+            return;
+        }
+        let mut pos = off;
+        for p in pieces {
+            // SAFETY: `pos + p.len() <= off + total <= limit`, and `limit` bytes are
+            // mapped at `base` (see `read`); the source is a distinct Rust buffer.
+            unsafe {
+                core::ptr::copy_nonoverlapping(p.as_ptr(), self.base.as_ptr().add(pos), p.len());
+            }
+            pos += p.len();
+        }
+    }
+
+    /// A view of `len` bytes at `off` if they lie below `limit` (`len`, or twice it
+    /// for a double mapping).
+    #[inline]
+    fn view(&self, off: usize, len: usize, limit: usize) -> Option<&[u8]> {
         if off >= self.len || len > self.len || off + len > limit {
             return None;
         }
-        // SAFETY: `off + len <= limit` bytes are mapped at `base` (twice `len` when
-        // doubled) for as long as `self` is borrowed, since the owner keeps the mapping.
-        // See the module documentation for why a shared-memory view is acceptable.
+        // SAFETY: `off + len <= limit` bytes are mapped at `base` (the owner passes
+        // twice `len` only for a double mapping) for as long as `self` is borrowed,
+        // since the owner keeps the mapping. See the module documentation for why a
+        // shared-memory view is acceptable.
         Some(unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(off), len) })
     }
 }
