@@ -16,7 +16,7 @@ use netvsp::{NetEndpoint, NetvspConfig, NicCore, NicCounters, Switch, SwitchPort
 use std::hint::black_box;
 use vmbus::{DeviceContext, GuestMemory};
 use vmbus_proto::nvsp::{NvspChannelType, NvspMessage, NvspVersion};
-use vmbus_proto::packet::{FLAG_COMPLETION_REQUESTED, PacketType, emit_inband};
+use vmbus_proto::packet::{PacketType, emit_inband};
 use vmbus_proto::rndis::{Oid, OidRequest, RndisInitializeRequest, RndisMessage, packet_to_vec};
 
 const SECTION: u64 = 6144;
@@ -26,18 +26,7 @@ const SEND: (u32, u64, u64) = (2, 600, 32);
 const MAC: [u8; 6] = [0x00, 0x15, 0x5D, 0x00, 0x00, 0x01];
 
 fn inband(m: &NvspMessage, tid: u64) -> Vec<u8> {
-    let mut payload = [0u8; 40];
-    let n = m.emit(&mut payload).unwrap();
-    let mut buf = [0u8; 64];
-    let len = emit_inband(
-        &mut buf,
-        PacketType::DATA_INBAND,
-        FLAG_COMPLETION_REQUESTED,
-        tid,
-        &payload[..n],
-    )
-    .unwrap();
-    buf[..len].to_vec()
+    m.to_inband_packet(tid).unwrap()
 }
 
 fn completion(tid: u64) -> Vec<u8> {

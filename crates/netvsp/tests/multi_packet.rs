@@ -118,18 +118,7 @@ fn host() -> Host {
 }
 
 fn inband(m: &NvspMessage, tid: u64) -> Vec<u8> {
-    let mut payload = [0u8; 64];
-    let n = m.emit(&mut payload).unwrap();
-    let mut buf = [0u8; 128];
-    let n = emit_inband(
-        &mut buf,
-        PacketType::DATA_INBAND,
-        FLAG_COMPLETION_REQUESTED,
-        tid,
-        &payload[..n],
-    )
-    .unwrap();
-    buf[..n].to_vec()
+    m.to_inband_packet(tid).unwrap()
 }
 
 /// SEND_RNDIS_PKT (data) naming `section` with `size` bytes, as a GPA-direct packet

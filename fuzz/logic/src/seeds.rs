@@ -337,20 +337,7 @@ fn netvsp_guest() -> Vec<Vec<u8>> {
     use vmbus_proto::rndis::{
         Oid, OidRequest, RndisInitializeRequest, RndisMessage, packet_to_vec,
     };
-    let inband = |m: &NvspMessage, tid: u64| {
-        let mut payload = [0u8; 40];
-        let n = m.emit(&mut payload).unwrap_or(0);
-        let mut buf = [0u8; 64];
-        let len = emit_inband(
-            &mut buf,
-            PacketType::DATA_INBAND,
-            FLAG_COMPLETION_REQUESTED,
-            tid,
-            &payload[..n],
-        )
-        .unwrap_or(0);
-        buf[..len].to_vec()
-    };
+    let inband = |m: &NvspMessage, tid: u64| m.to_inband_packet(tid).unwrap_or_default();
     let framed = |packets: &[Vec<u8>], prefix: &[u8]| {
         let mut out = (prefix.len() as u16).to_le_bytes().to_vec();
         out.extend_from_slice(prefix);

@@ -530,6 +530,24 @@ impl NvspMessage {
         body.saturating_add(NVSP_HEADER_SIZE).max(NVSP_MESSAGE_SIZE)
     }
 
+    /// The message as a whole in-band ring packet (descriptor, message, padding; no
+    /// trailer), with completion requested as a guest's NVSP requests are sent: for
+    /// test peers, fuzz seeds and tools that script one side of the protocol.
+    pub fn to_inband_packet(&self, transaction_id: u64) -> Result<Vec<u8>> {
+        let mut msg = alloc::vec![0u8; self.emitted_len()];
+        let n = self.emit(&mut msg)?;
+        let mut packet = alloc::vec![0u8; crate::packet::DESCRIPTOR_SIZE + n.next_multiple_of(8)];
+        let len = crate::packet::emit_inband(
+            &mut packet,
+            crate::packet::PacketType::DATA_INBAND,
+            crate::packet::FLAG_COMPLETION_REQUESTED,
+            transaction_id,
+            msg.get(..n).unwrap_or(&[]),
+        )?;
+        packet.truncate(len);
+        Ok(packet)
+    }
+
     /// Writes the message at the start of `buf`: header, body, then zeros up to
     /// [`NVSP_MESSAGE_SIZE`] (40 bytes, what current Linux sends; never less than 32,
     /// because FreeBSD and DPDK peers reject shorter NVSP messages). Returns the length

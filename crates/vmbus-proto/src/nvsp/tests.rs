@@ -966,3 +966,18 @@ proptest! {
         prop_assert_eq!(parsed.entries(), &entries[..]);
     }
 }
+
+#[test]
+fn to_inband_packet_is_a_ring_packet_carrying_the_message() {
+    let m = NvspMessage::init(NvspVersion::V6_1);
+    let p = m.to_inband_packet(0x1234).unwrap();
+    // 16-byte descriptor, the 40-byte message: 56 bytes, already a multiple of 8.
+    assert_eq!(p.len(), 56);
+    let d = <crate::packet::PacketDescriptor as zerocopy::FromBytes>::read_from_bytes(&p[..16])
+        .unwrap();
+    assert_eq!(d.packet_type, crate::packet::PacketType::DATA_INBAND);
+    assert_eq!(d.flags, crate::packet::FLAG_COMPLETION_REQUESTED);
+    assert_eq!({ d.transaction_id }, 0x1234);
+    assert_eq!((d.data_offset8, d.length8), (2, 7));
+    assert_eq!(NvspMessage::parse(&p[16..]).unwrap(), m);
+}
