@@ -563,17 +563,6 @@ impl GuestBus {
         self.inner.poll_all()
     }
 
-    /// Waits up to `timeout` for VP `vp`'s interrupt and handles what it brought: the
-    /// idle step of a polled guest's loop. On a threaded bus it only sleeps.
-    pub fn wait(&self, vp: u32, timeout: Duration) {
-        if self.inner.polled {
-            self.inner.idle(vp, timeout);
-        } else {
-            #[cfg(feature = "std")]
-            std::thread::sleep(timeout);
-        }
-    }
-
     /// Counters.
     pub fn stats(&self) -> GuestStats {
         self.inner.stats.snapshot()
