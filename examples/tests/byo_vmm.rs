@@ -71,7 +71,14 @@ fn a_vmm_of_its_own_hosts_the_bus_and_the_nic_for_real_linux() {
     for size in [56, 1000, 1472] {
         let p = ping(&netns, 10, size);
         println!("ping -s {size}: {}; {}", p.summary, p.rtt);
-        assert!(p.no_loss, "ping -s {size}: {} {}", p.summary, p.rtt);
+        // On failure, what the NIC counted (drops on our side, or none: the guest's).
+        assert!(
+            p.no_loss,
+            "ping -s {size}: {} {}; NIC {:?}",
+            p.summary,
+            p.rtt,
+            vmm.nic.snapshot()
+        );
     }
     let nic = vmm.nic.snapshot();
     assert_eq!(nic.bad_packets, 0);
