@@ -271,6 +271,14 @@ impl FrameQueue {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Removes every frame; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.len;
+        self.head = 0;
+        self.len = 0;
+        n
+    }
 }
 
 /// The receive-side [`NetEndpoint`] methods of an endpoint whose inbound side is the
@@ -312,12 +320,22 @@ pub(crate) struct RxQueues {
     /// Per queue: the waker, and whether a NIC queue took it (queue 0 always counts).
     wakers: Mutex<Vec<QueueWaker>>,
     steer: Mutex<Option<Steer>>,
-    /// Frames dropped because their queue was full (or they were too long).
+    /// The link (the backend's cable): while it is down nothing is queued.
+    link: Arc<AtomicBool>,
+    /// Frames dropped because their queue was full, they were too long, or the link
+    /// was down.
     pub(crate) dropped: AtomicU64,
 }
 
 impl RxQueues {
-    pub(crate) fn new(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
+    /// Queues of `depth` frames of up to `max_frame` bytes, taking frames while `link`
+    /// is up.
+    pub(crate) fn new(
+        depth: usize,
+        max_frame: usize,
+        queues: u16,
+        link: Arc<AtomicBool>,
+    ) -> Arc<Self> {
         let n = usize::from(queues.max(1));
         Arc::new(Self {
             queues: (0..n)
@@ -325,12 +343,13 @@ impl RxQueues {
                 .collect(),
             wakers: Mutex::new(vec![(None, false); n]),
             steer: Mutex::new(None),
+            link,
             dropped: AtomicU64::new(0),
         })
     }
 
     /// Queues a frame where the steering says and wakes its reader; false (counted) if
-    /// that queue is full or the frame too long.
+    /// that queue is full, the frame too long or the link down.
     pub(crate) fn deliver(&self, frame: &[u8], mut meta: FrameMeta) -> bool {
         meta.rss_hash = None;
         let mut q = 0;
@@ -346,16 +365,32 @@ impl RxQueues {
                 q = usize::from(to);
             }
         }
-        let ok = self
-            .queues
-            .get(q)
-            .is_some_and(|fq| lock(fq).push_meta(frame, meta));
+        // The link is read under the queue's lock, so once `set_link(false)` has
+        // emptied a queue nothing more lands in it.
+        let ok = self.queues.get(q).is_some_and(|fq| {
+            let mut fq = lock(fq);
+            self.link.load(Ordering::SeqCst) && fq.push_meta(frame, meta)
+        });
         if ok {
             self.wake(q);
         } else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Sets the link; taking it down drops (and counts) what the queues still hold, so
+    /// the guest gets no frame that arrived before the cable was pulled after it hears
+    /// of the pull. Wakes queue 0 so the NIC can tell the guest.
+    pub(crate) fn set_link(&self, up: bool) {
+        self.link.store(up, Ordering::SeqCst);
+        if !up {
+            for fq in &self.queues {
+                let n = lock(fq).clear();
+                self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        self.wake(0);
     }
 
     pub(crate) fn wake(&self, q: usize) {
@@ -419,9 +454,10 @@ struct Port {
 
 impl Port {
     fn new(depth: usize, max_frame: usize, queues: u16) -> Arc<Self> {
+        let link = Arc::new(AtomicBool::new(true));
         Arc::new(Self {
-            rx: RxQueues::new(depth, max_frame, queues),
-            link: Arc::new(AtomicBool::new(true)),
+            rx: RxQueues::new(depth, max_frame, queues, link.clone()),
+            link,
             mac: Mutex::new(None),
             permitted: None,
         })
@@ -474,33 +510,34 @@ impl Drop for TakenQueue {
 /// sends frames, and the NIC tells the guest (media disconnect).
 #[derive(Clone)]
 pub struct LinkControl {
-    link: Arc<AtomicBool>,
     rx: Arc<RxQueues>,
 }
 
 impl LinkControl {
-    /// The control of `link`, waking the NIC through `rx`'s queue 0.
-    pub(crate) fn new(link: Arc<AtomicBool>, rx: Arc<RxQueues>) -> Self {
-        Self { link, rx }
+    /// The control of `rx`'s link.
+    pub(crate) fn new(rx: Arc<RxQueues>) -> Self {
+        Self { rx }
     }
 
     fn of(port: &Port) -> Self {
-        Self::new(port.link.clone(), port.rx.clone())
+        Self::new(port.rx.clone())
     }
 
-    /// Sets the link up or down and wakes the NIC so it can tell the guest.
+    /// Sets the link up or down and wakes the NIC so it can tell the guest. Frames
+    /// still queued for the guest when the link goes down are dropped and counted in
+    /// [`LinkControl::dropped`]; those the NIC has already taken reach the guest
+    /// before the media-disconnect indication.
     pub fn set(&self, up: bool) {
-        self.link.store(up, Ordering::SeqCst);
-        self.rx.wake(0);
+        self.rx.set_link(up);
     }
 
     /// Whether the link is up.
     pub fn is_up(&self) -> bool {
-        self.link.load(Ordering::SeqCst)
+        self.rx.link.load(Ordering::SeqCst)
     }
 
-    /// Frames dropped because a receive queue was full (or, for a TAP, too long or
-    /// arriving while the link was down).
+    /// Frames dropped because a receive queue was full, they were too long, or they
+    /// arrived (or were still queued) while the link was down.
     pub fn dropped(&self) -> u64 {
         self.rx.dropped.load(Ordering::Relaxed)
     }
@@ -551,6 +588,25 @@ mod tests {
         );
         assert_eq!(c.receive(&mut buf), None);
         assert_eq!(b.receive(&mut buf), Some(60));
+    }
+
+    #[test]
+    fn pulling_the_cable_drops_what_was_queued_and_counts_it() {
+        let port = Port::new(8, MAX_FRAME, 1);
+        let link = LinkControl::of(&port);
+        let mut buf = [0u8; 1518];
+        assert!(port.deliver(&frame(2, 1, 1), FrameMeta::default()));
+        assert!(port.deliver(&frame(2, 1, 2), FrameMeta::default()));
+        link.set(false);
+        assert_eq!(link.dropped(), 2, "the two queued frames were dropped");
+        assert_eq!(port.rx.pop(0, &mut buf), None);
+        // Delivered straight to the queues (as a TAP's reader does): refused while down.
+        assert!(!port.deliver(&frame(2, 1, 3), FrameMeta::default()));
+        assert_eq!(link.dropped(), 3);
+        link.set(true);
+        assert!(port.deliver(&frame(2, 1, 4), FrameMeta::default()));
+        assert_eq!(port.rx.pop(0, &mut buf).map(|(n, _)| n), Some(60));
+        assert_eq!(buf[14], 4);
     }
 
     #[test]

@@ -306,9 +306,10 @@ impl Tap {
         let files = (0..queues)
             .map(|_| open_queue(name, queues > 1).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
+        let link = Arc::new(AtomicBool::new(true));
         let shared = Arc::new(Shared {
-            rx: RxQueues::new(1024, max_frame, queues),
-            link: Arc::new(AtomicBool::new(true)),
+            rx: RxQueues::new(1024, max_frame, queues, link.clone()),
+            link,
             stop: AtomicBool::new(false),
             offloaded_rx: AtomicU64::new(0),
             offload_errors: AtomicU64::new(0),
@@ -352,7 +353,7 @@ impl Tap {
     /// followed: a write to an interface that is down fails and is counted as a
     /// transmit drop.)
     pub fn link_control(&self) -> LinkControl {
-        LinkControl::new(self.shared.link.clone(), self.shared.rx.clone())
+        LinkControl::new(self.shared.rx.clone())
     }
 
     /// The TAP's counters, readable after the TAP went to a NIC.
