@@ -170,7 +170,6 @@ fn vmbus<M: RingMem + Clone>(mem: M, size: usize, every: u64, packets: u64) {
     let payload = vec![0xA5u8; size];
     let pkt = OutgoingPacket::inband(0, 0);
     let mut dst = vec![0u8; size];
-    let mut scratch = vec![0u8; size + 64];
     let mut n = 0;
     while n < packets {
         let batch = every.min(packets - n);
@@ -183,8 +182,7 @@ fn vmbus<M: RingMem + Clone>(mem: M, size: usize, every: u64, packets: u64) {
             match p.view() {
                 Some(v) => dst.copy_from_slice(&v[16..16 + size]),
                 None => {
-                    p.copy_to(&mut scratch);
-                    dst.copy_from_slice(&scratch[16..16 + size]);
+                    p.copy_from(16, &mut dst);
                 }
             }
         }

@@ -179,6 +179,7 @@ impl<M: RingMem> OutgoingRing<M> {
     /// Writes one packet gathered from `payload` slices, without publishing it. No
     /// allocation. On [`WriteError::Full`] nothing is written: commit what is pending,
     /// then wait (see [`OutgoingRing::prepare_wait`]).
+    #[inline]
     pub fn try_write(
         &mut self,
         packet: &OutgoingPacket<'_>,
@@ -203,16 +204,7 @@ impl<M: RingMem> OutgoingRing<M> {
         let packet_len = usize::from(d.length8) * 8;
         let total = packet_len + TRAILER_SIZE;
         if total > self.free() as usize {
-            // `free` never exceeds the largest packet, so a packet that fits is never
-            // too large: this check belongs on the slow path.
-            if total > self.max_packet_len() + TRAILER_SIZE {
-                return Err(WriteError::TooLarge(total));
-            }
-            self.refresh_read()?;
-            if total > self.free() as usize {
-                self.stats.full += 1;
-                return Err(WriteError::Full { needed: total });
-            }
+            self.make_room(total)?;
         }
         let start = self.next as usize;
         let size = self.size as usize;
@@ -232,45 +224,99 @@ impl<M: RingMem> OutgoingRing<M> {
                 // One range check for the descriptor, header and payload together.
                 self.mem.write_run(start, &[d.as_bytes(), packet.header, p]);
             } else {
-                self.mem.write_run(start, &[d.as_bytes(), packet.header]);
-                let mut pos = start + DESCRIPTOR_SIZE + packet.header.len();
-                for p in payload {
-                    if !p.is_empty() {
-                        self.mem.write_data(pos, p);
-                        pos += p.len();
-                    }
-                }
+                self.write_pieces(start, &d, packet.header, payload);
             }
         } else {
             let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
-            // Each piece goes straight into the ring (a copy per piece, none when
-            // empty); the padding rides in front of the trailer.
-            let mut pos = start;
-            // `bytes` is never longer than the ring: one subtraction wraps.
-            let mut put = |bytes: &[u8]| {
-                if !bytes.is_empty() {
-                    self.mem.write_data(pos, bytes);
-                    pos += bytes.len();
-                    if pos >= size {
-                        pos -= size;
-                    }
-                }
-            };
-            put(d.as_bytes());
-            put(packet.header);
-            for p in payload {
-                put(p);
-            }
-            put(tail.get(8 - pad..).unwrap_or(&[]));
+            self.write_wrapped(start, &d, packet.header, payload, &tail, pad);
         }
         let end = start + total;
         self.next = if end >= size { end - size } else { end } as u32;
         self.stats.packets += 1;
         if self.pending_send_set {
-            self.mem.control().set_pending_send_size(0);
-            self.pending_send_set = false;
+            self.clear_pending_send();
         }
         Ok(())
+    }
+
+    /// The slow half of [`OutgoingRing::try_write`]'s space test: a packet that can
+    /// never fit is too large (`free` never exceeds the largest packet, so one that fits
+    /// is never too large); otherwise re-reads the reader's index.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, total: usize) -> Result<(), WriteError> {
+        if total > self.max_packet_len() + TRAILER_SIZE {
+            return Err(WriteError::TooLarge(total));
+        }
+        self.refresh_read()?;
+        if total > self.free() as usize {
+            self.stats.full += 1;
+            return Err(WriteError::Full { needed: total });
+        }
+        Ok(())
+    }
+
+    /// A packet that does not wrap but whose payload is gathered from several slices:
+    /// the descriptor and header as one run at `start`, then each non-empty slice.
+    #[inline(never)]
+    fn write_pieces(
+        &mut self,
+        start: usize,
+        d: &PacketDescriptor,
+        header: &[u8],
+        payload: &[&[u8]],
+    ) {
+        self.mem.write_run(start, &[d.as_bytes(), header]);
+        let mut pos = start + DESCRIPTOR_SIZE + header.len();
+        for p in payload {
+            if !p.is_empty() {
+                self.mem.write_data(pos, p);
+                pos += p.len();
+            }
+        }
+    }
+
+    /// A packet that wraps past the end of the ring: each piece goes straight into the
+    /// ring (a copy per piece, none when empty), the `pad` bytes of padding riding in
+    /// front of the trailer at the end of `tail`.
+    #[cold]
+    #[inline(never)]
+    fn write_wrapped(
+        &mut self,
+        start: usize,
+        d: &PacketDescriptor,
+        header: &[u8],
+        payload: &[&[u8]],
+        tail: &[u8; 16],
+        pad: usize,
+    ) {
+        let size = self.size as usize;
+        let mut pos = start;
+        // `bytes` is never longer than the ring: one subtraction wraps.
+        let mut put = |bytes: &[u8]| {
+            if !bytes.is_empty() {
+                self.mem.write_data(pos, bytes);
+                pos += bytes.len();
+                if pos >= size {
+                    pos -= size;
+                }
+            }
+        };
+        put(d.as_bytes());
+        put(header);
+        for p in payload {
+            put(p);
+        }
+        put(tail.get(8 - pad..).unwrap_or(&[]));
+    }
+
+    /// The first packet written after [`OutgoingRing::prepare_wait`] clears
+    /// `pending_send_sz`: the writer is no longer waiting.
+    #[cold]
+    #[inline(never)]
+    fn clear_pending_send(&mut self) {
+        self.mem.control().set_pending_send_size(0);
+        self.pending_send_set = false;
     }
 
     /// Publishes every packet written since the last commit. Returns whether the reader
@@ -373,6 +419,24 @@ impl<'a, M: RingMem> IncomingPacket<'a, M> {
         n
     }
 
+    /// Copies the packet's bytes from byte `from` on (the payload at
+    /// `descriptor.data_offset8 * 8`, say) into `dst`, up to its length or the packet's
+    /// end; one copy whether or not the packet is contiguous. Returns the bytes copied
+    /// (0 if `from` is past the end).
+    pub fn copy_from(&self, from: usize, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len().saturating_sub(from));
+        if n > 0
+            && let Some(d) = dst.get_mut(..n)
+        {
+            // `from < len <= data size`: the offset wraps once at most.
+            let off = self.offset as usize + from;
+            let size = self.mem.data_len();
+            self.mem
+                .read_data(if off >= size { off - size } else { off }, d);
+        }
+        n
+    }
+
     /// Calls `f` with the packet's bytes: in place when contiguous, otherwise copied
     /// into `scratch` (which grows to the largest wrapped packet once and is reused).
     pub fn with_bytes<R>(&self, scratch: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> R {
@@ -436,45 +500,37 @@ impl<M: RingMem> IncomingRing<M> {
 
     /// Reads the next packet without publishing the new read position (see
     /// [`IncomingRing::commit`]). No allocation.
+    #[inline]
     pub fn try_read(&mut self) -> Result<IncomingPacket<'_, M>, ReadError> {
-        if self.available() == 0 {
-            self.refresh_write()
-                .inspect_err(|_| self.stats.corrupt += 1)?;
-            if self.available() == 0 {
-                return Err(ReadError::Empty);
-            }
+        let mut avail = self.available();
+        if avail == 0 {
+            avail = self.refresh_available()?;
         }
-        let avail = self.available() as usize;
         let offset = self.next;
-        let corrupt = |reason| RingError::InvalidPacket { offset, reason };
-        if avail < DESCRIPTOR_SIZE + TRAILER_SIZE {
-            self.stats.corrupt += 1;
-            return Err(corrupt("fewer bytes than a descriptor and trailer").into());
-        }
         let descriptor = match self.mem.data_view(offset as usize, DESCRIPTOR_SIZE) {
             Some(v) => PacketDescriptor::read_from_bytes(v).ok(),
-            None => {
-                // Wraps (or crosses a page): copied out. Rare, so the buffer is here.
-                let mut raw = [0u8; DESCRIPTOR_SIZE];
-                self.mem.read_data(offset as usize, &mut raw);
-                PacketDescriptor::read_from_bytes(&raw).ok()
-            }
-        }
-        .ok_or_else(|| corrupt("descriptor"))?;
+            None => self.read_split_descriptor(offset),
+        };
+        let Some(descriptor) = descriptor else {
+            return Err(self.corrupt(offset, "descriptor"));
+        };
         let len = usize::from(descriptor.length8) * 8;
         let data_off = usize::from(descriptor.data_offset8) * 8;
-        let problem = if len < DESCRIPTOR_SIZE {
-            Some("length8 below the descriptor size")
-        } else if data_off < DESCRIPTOR_SIZE || data_off > len {
-            Some("data_offset8 outside the packet")
-        } else if len + TRAILER_SIZE > avail {
-            Some("packet longer than the bytes written")
-        } else {
-            None
-        };
-        if let Some(reason) = problem {
-            self.stats.corrupt += 1;
-            return Err(corrupt(reason).into());
+        // `DESCRIPTOR_SIZE <= data_off <= len` makes the packet at least a descriptor,
+        // and `len + TRAILER_SIZE <= avail` keeps it inside what was written (and
+        // `avail` at least a descriptor and a trailer). One test on the fast path; the
+        // reason is worked out only for a corrupt packet.
+        if data_off < DESCRIPTOR_SIZE || data_off > len || len + TRAILER_SIZE > avail as usize {
+            let reason = if (avail as usize) < DESCRIPTOR_SIZE + TRAILER_SIZE {
+                "fewer bytes than a descriptor and trailer"
+            } else if len < DESCRIPTOR_SIZE {
+                "length8 below the descriptor size"
+            } else if data_off < DESCRIPTOR_SIZE || data_off > len {
+                "data_offset8 outside the packet"
+            } else {
+                "packet longer than the bytes written"
+            };
+            return Err(self.corrupt(offset, reason));
         }
         // `len + TRAILER_SIZE <= avail < size`: one subtraction wraps.
         let end = offset as usize + len + TRAILER_SIZE;
@@ -486,6 +542,36 @@ impl<M: RingMem> IncomingRing<M> {
             offset,
             descriptor,
         })
+    }
+
+    /// The second half of [`IncomingRing::try_read`]'s emptiness test: re-reads the
+    /// writer's index; `Empty` if there is still nothing. (Not cold: a reader that
+    /// keeps up takes it once per batch.)
+    #[inline]
+    fn refresh_available(&mut self) -> Result<u32, ReadError> {
+        self.refresh_write()
+            .inspect_err(|_| self.stats.corrupt += 1)?;
+        match self.available() {
+            0 => Err(ReadError::Empty),
+            n => Ok(n),
+        }
+    }
+
+    /// A descriptor that wraps (or crosses a page), copied out.
+    #[cold]
+    #[inline(never)]
+    fn read_split_descriptor(&self, offset: u32) -> Option<PacketDescriptor> {
+        let mut raw = [0u8; DESCRIPTOR_SIZE];
+        self.mem.read_data(offset as usize, &mut raw);
+        PacketDescriptor::read_from_bytes(&raw).ok()
+    }
+
+    /// Counts a corrupt packet at `offset` and names why.
+    #[cold]
+    #[inline(never)]
+    fn corrupt(&mut self, offset: u32, reason: &'static str) -> ReadError {
+        self.stats.corrupt += 1;
+        RingError::InvalidPacket { offset, reason }.into()
     }
 
     /// Publishes the read position. Returns whether the writer must be signalled:

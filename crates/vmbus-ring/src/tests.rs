@@ -91,6 +91,12 @@ fn wrap_exact_fit_full_empty() {
             want.extend([i as u8; 3]);
             let got = payload_of(&p, &mut scratch);
             assert_eq!(&got[..want.len()], &want[..], "{name} wrap {i}");
+            // The payload copied straight out, wrapped or not; nothing past the end.
+            let mut direct = vec![0u8; want.len()];
+            assert_eq!(p.copy_from(16, &mut direct), want.len());
+            assert_eq!(direct, want, "{name} wrap {i}, copy_from");
+            assert_eq!(p.copy_from(p.len(), &mut direct), 0);
+            assert_eq!(p.copy_from(usize::MAX, &mut direct), 0);
             assert!(got[want.len()..].iter().all(|&b| b == 0), "padding is zero");
             rx.commit();
         }
@@ -432,6 +438,10 @@ proptest::proptest! {
                             let want = want.unwrap_or_default();
                             let got = payload_of(&p, &mut scratch);
                             proptest::prop_assert_eq!(&got[..want.len()], &want[..]);
+                            let mut direct = vec![0u8; want.len()];
+                            let off = usize::from(p.descriptor.data_offset8) * 8;
+                            proptest::prop_assert_eq!(p.copy_from(off, &mut direct), want.len());
+                            proptest::prop_assert_eq!(&direct, &want);
                             used -= 16 + want.len().next_multiple_of(8) + 8;
                             rx.commit();
                         }

@@ -137,6 +137,32 @@ impl RingMem for PagedRingMem {
             }
         });
     }
+    /// A run within one page (most packets) is copied with one range check; one that
+    /// crosses a page goes piece by piece.
+    #[inline]
+    fn write_run(&self, off: usize, pieces: &[&[u8]]) {
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        let mut pos = off % PAGE_SIZE;
+        if pos + total <= PAGE_SIZE
+            && off < self.data_len()
+            && let Some(page) = self.pages.get(off / PAGE_SIZE)
+        {
+            for p in pieces {
+                // SAFETY: `pos + p.len() <= off % PAGE_SIZE + total <= PAGE_SIZE`: inside
+                // a live page; the source is a distinct Rust buffer.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(p.as_ptr(), page.as_ptr().add(pos), p.len())
+                };
+                pos += p.len();
+            }
+            return;
+        }
+        let mut pos = off;
+        for p in pieces {
+            self.write_data(pos, p);
+            pos += p.len();
+        }
+    }
     #[inline]
     fn data_view(&self, off: usize, len: usize) -> Option<&[u8]> {
         let in_page = off % PAGE_SIZE;
