@@ -7,7 +7,7 @@
 //! from its own thread or executor through a [`NicPoller`] ([`Netvsp::polled`]), and
 //! the NIC starts no thread.
 
-use crate::backend::{MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
+use crate::backend::{FrameMeta, MAX_JUMBO_FRAME, MAX_MTU, NetEndpoint, frame_size};
 pub use crate::config::{
     FRAMES_PER_TRANSFER, MAX_QUEUES, NetvspConfig, RECV_SECTION_SIZE, SEND_SECTION_SIZE,
     recv_section_size,
@@ -988,62 +988,23 @@ impl NicCore {
             let queued = link.rx_queued.load(Ordering::Acquire);
             budget = budget.min(PENDING_LIMIT.saturating_sub(queued));
         }
+        // The backend lends each frame where it lies (its queue held meanwhile): one
+        // copy, into the guest's buffer, or into a buffer handed to a queue thread.
+        let shared = self.shared.clone();
+        let mut scratch = std::mem::take(&mut self.frame);
         for _ in 0..budget {
             if outgoing >= 512 {
                 break; // the outgoing rings are backed up: let the guest catch up
             }
-            let mut frame = std::mem::take(&mut self.frame);
-            let received = lock(&self.shared.endpoint).receive_meta(&mut frame);
-            let Some((len, meta)) = received else {
-                self.frame = frame;
+            let received = lock(&shared.endpoint).receive_with(&mut scratch, &mut |f, meta| {
+                self.take_frame(f, meta, &mut batches, &mut outgoing, &mut csum_valid);
+            });
+            if !received {
                 break;
-            };
-            any = true;
-            if !self.rndis.receiving() {
-                self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
-            } else if len > self.guest_frame {
-                self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
-            } else {
-                let f = frame.get(..len).unwrap_or(&[]);
-                // A multi-queue backend's steering already hashed it.
-                let rss = self.rndis.rss.as_ref();
-                let classified = match (meta.rss_hash, rss) {
-                    (Some(h), Some(rss)) => Some((h, rss.queue_of(h))),
-                    _ => rss.and_then(|r| r.classify(f)),
-                };
-                let (hash, q) = match classified {
-                    Some((h, q)) if self.open_queues & (1 << q) != 0 => (Some(h), q),
-                    Some((h, _)) => (Some(h), 0),
-                    None => (None, 0),
-                };
-                let csum = self.rndis.offload.rx_checksum_info(f, meta);
-                csum_valid += u64::from(csum.is_some());
-                if self
-                    .handoff
-                    .get(usize::from(q))
-                    .is_some_and(Option::is_some)
-                {
-                    // The queue's thread copies it into the guest's buffer: the frame
-                    // goes with its buffer, a fresh one takes its place.
-                    let full = std::mem::replace(&mut frame, self.fresh_frame());
-                    if let Some(h) = self.handing.get_mut(usize::from(q)) {
-                        h.push(RxFrame {
-                            buf: full,
-                            len,
-                            hash,
-                            csum,
-                        });
-                    }
-                } else if let Some(b) = batches.get_mut(usize::from(q))
-                    && let Some(o) = self.rx.frame(b, q, f, hash, csum)
-                    && let Some(out) = self.out.get_mut(usize::from(q))
-                {
-                    out.push_back(o);
-                    outgoing += 1;
-                }
             }
-            self.frame = frame;
+            any = true;
         }
+        self.frame = scratch;
         for (q, b) in batches.iter_mut().enumerate() {
             if let Some(o) = self.rx.finish(b)
                 && let Some(out) = self.out.get_mut(q)
@@ -1068,6 +1029,72 @@ impl NicCore {
             }
         }
         any || control
+    }
+
+    /// One frame from the backend: counted and dropped if the guest takes none or it
+    /// is too long; otherwise steered by the guest's RSS and written into its buffer
+    /// (`batches`, transfer packets into the outgoing queues, counted in `outgoing`)
+    /// or copied for the queue thread that writes it.
+    fn take_frame(
+        &mut self,
+        f: &[u8],
+        meta: FrameMeta,
+        batches: &mut [Batch],
+        outgoing: &mut usize,
+        csum_valid: &mut u64,
+    ) {
+        if !self.rndis.receiving() {
+            self.stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if f.len() > self.guest_frame {
+            self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // A multi-queue backend's steering already hashed it.
+        let rss = self.rndis.rss.as_ref();
+        let classified = match (meta.rss_hash, rss) {
+            (Some(h), Some(rss)) => Some((h, rss.queue_of(h))),
+            _ => rss.and_then(|r| r.classify(f)),
+        };
+        let (hash, q) = match classified {
+            Some((h, q)) if self.open_queues & (1 << q) != 0 => (Some(h), q),
+            Some((h, _)) => (Some(h), 0),
+            None => (None, 0),
+        };
+        let csum = self.rndis.offload.rx_checksum_info(f, meta);
+        *csum_valid += u64::from(csum.is_some());
+        if self
+            .handoff
+            .get(usize::from(q))
+            .is_some_and(Option::is_some)
+        {
+            // The queue's thread copies it into the guest's buffer: it gets its own
+            // copy, in a buffer from the pool.
+            let mut buf = self.fresh_frame();
+            match (buf.get_mut(..f.len()), self.handing.get_mut(usize::from(q))) {
+                (Some(dst), Some(h)) => {
+                    dst.copy_from_slice(f);
+                    h.push(RxFrame {
+                        buf,
+                        len: f.len(),
+                        hash,
+                        csum,
+                    });
+                }
+                // (Pool buffers hold the largest frame the guest takes: not reached.)
+                _ => {
+                    self.stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
+                    self.spare.push(buf);
+                }
+            }
+        } else if let Some(b) = batches.get_mut(usize::from(q))
+            && let Some(o) = self.rx.frame(b, q, f, hash, csum)
+            && let Some(out) = self.out.get_mut(usize::from(q))
+        {
+            out.push_back(o);
+            *outgoing += 1;
+        }
     }
 
     /// A frame buffer for the next pull: one the queue threads gave back, else a new

@@ -571,23 +571,27 @@ impl QueueWorker {
         let data = &self.core.data;
         // Counted once per pull: the counters are shared by every queue's thread.
         let (mut pulled, mut csum_valid) = (0u64, 0u64);
+        let (rx, q) = (&mut self.rx, self.core.q);
         for _ in 0..256 {
-            let Some((len, meta)) = source.receive_meta(&mut self.frame) else {
-                break;
-            };
-            pulled += 1;
-            let f = self.frame.get(..len).unwrap_or(&[]);
-            if !data.receiving {
-                stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
-            } else if len > data.guest_frame {
-                stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
-            } else {
-                let csum = data.offload.rx_checksum_info(f, meta);
-                csum_valid += u64::from(csum.is_some());
-                if let Some(o) = self.rx.frame(batch, self.core.q, f, meta.rss_hash, csum) {
-                    out.push(o);
+            // Lent where it lies in the backend's queue: one copy, into the guest's
+            // buffer.
+            let received = source.receive_with(&mut self.frame, &mut |f, meta| {
+                if !data.receiving {
+                    stats.rx_not_ready.fetch_add(1, Ordering::Relaxed);
+                } else if f.len() > data.guest_frame {
+                    stats.oversize_frames.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let csum = data.offload.rx_checksum_info(f, meta);
+                    csum_valid += u64::from(csum.is_some());
+                    if let Some(o) = rx.frame(batch, q, f, meta.rss_hash, csum) {
+                        out.push(o);
+                    }
                 }
+            });
+            if !received {
+                break;
             }
+            pulled += 1;
         }
         if let Some(o) = self.rx.finish(batch) {
             out.push(o);

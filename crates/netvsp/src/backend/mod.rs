@@ -57,6 +57,9 @@ impl NetEndpoint for Box<dyn NetEndpoint> {
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         (**self).receive_meta(buf)
     }
+    fn receive_with(&mut self, scratch: &mut [u8], f: &mut dyn FnMut(&[u8], FrameMeta)) -> bool {
+        (**self).receive_with(scratch, f)
+    }
     fn set_waker(&mut self, waker: Arc<dyn Wake>) {
         (**self).set_waker(waker)
     }
@@ -97,6 +100,27 @@ impl NetTxQueue for Box<dyn NetEndpoint> {
 pub trait NetRxQueue: Send + 'static {
     /// Copies the next frame of this queue into `buf`; its length and meta.
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)>;
+    /// Hands the next frame to `f`; whether there was one. See
+    /// [`NetEndpoint::receive_with`].
+    fn receive_with(&mut self, scratch: &mut [u8], f: &mut dyn FnMut(&[u8], FrameMeta)) -> bool {
+        lend_copied(self.receive_meta(scratch), scratch, f)
+    }
+}
+
+/// [`NetEndpoint::receive_with`] for a backend that can only copy: the frame copied
+/// into `scratch` goes to `f`.
+fn lend_copied(
+    received: Option<(usize, FrameMeta)>,
+    scratch: &[u8],
+    f: &mut dyn FnMut(&[u8], FrameMeta),
+) -> bool {
+    match received {
+        Some((n, meta)) => {
+            f(scratch.get(..n).unwrap_or(&[]), meta);
+            true
+        }
+        None => false,
+    }
 }
 
 /// One NIC's attachment to a network.
@@ -128,6 +152,15 @@ pub trait NetEndpoint: Send + 'static {
     /// nothing).
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.receive(buf).map(|n| (n, FrameMeta::default()))
+    }
+    /// Hands the next frame for the guest, with its meta, to `f`; returns whether
+    /// there was one. A backend that queues frames in its own memory lends the frame
+    /// where it lies (the NIC then copies it once, into the guest's buffer), holding
+    /// that queue while `f` runs; the default copies it into `scratch` (at least
+    /// [`NetEndpoint::max_frame`] bytes) with [`NetEndpoint::receive_meta`] first.
+    fn receive_with(&mut self, scratch: &mut [u8], f: &mut dyn FnMut(&[u8], FrameMeta)) -> bool {
+        let received = self.receive_meta(scratch);
+        lend_copied(received, scratch, f)
     }
     /// What to wake when a frame arrives or the link changes.
     fn set_waker(&mut self, waker: Arc<dyn Wake>);
@@ -262,6 +295,26 @@ impl FrameQueue {
         Some((m, meta))
     }
 
+    /// Hands the oldest frame and its meta to `f` where it lies, then removes it;
+    /// `None` if the queue is empty.
+    pub fn pop_with<R>(&mut self, f: impl FnOnce(&[u8], FrameMeta) -> R) -> Option<R> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = self.head;
+        self.len -= 1;
+        // As in `pop_meta`: an empty queue starts over at slot 0.
+        self.head = if self.len == 0 {
+            0
+        } else {
+            (i + 1) % self.lens.len()
+        };
+        let n = usize::from(*self.lens.get(i)?);
+        let at = i * self.slot_size;
+        let meta = self.metas.get(i).copied().unwrap_or_default();
+        Some(f(self.slots.get(at..at + n)?, meta))
+    }
+
     /// Frames queued.
     pub fn len(&self) -> usize {
         self.len
@@ -290,6 +343,13 @@ macro_rules! inbound_methods {
         }
         fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, $crate::backend::FrameMeta)> {
             self.$($field).+.pop(0, buf)
+        }
+        fn receive_with(
+            &mut self,
+            _scratch: &mut [u8],
+            f: &mut dyn FnMut(&[u8], $crate::backend::FrameMeta),
+        ) -> bool {
+            self.$($field).+.pop_with(0, f)
         }
         fn set_waker(&mut self, waker: ::std::sync::Arc<dyn vmbus_ring::Wake>) {
             self.$($field).+.set_waker(waker)
@@ -403,6 +463,15 @@ impl RxQueues {
         lock(self.queues.get(q)?).pop_meta(buf)
     }
 
+    /// Lends queue `q`'s oldest frame to `f` (queue locked meanwhile); whether there
+    /// was one.
+    pub(crate) fn pop_with(&self, q: usize, f: &mut dyn FnMut(&[u8], FrameMeta)) -> bool {
+        self.queues
+            .get(q)
+            .and_then(|fq| lock(fq).pop_with(|frame, meta| f(frame, meta)))
+            .is_some()
+    }
+
     /// Queue 0's waker (the NIC's).
     pub(crate) fn set_waker(&self, waker: Arc<dyn Wake>) {
         if let Some(w) = lock(&self.wakers).first_mut() {
@@ -482,6 +551,9 @@ struct TakenQueue {
 impl NetRxQueue for TakenQueue {
     fn receive_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
         self.rx.pop(self.q, buf)
+    }
+    fn receive_with(&mut self, _scratch: &mut [u8], f: &mut dyn FnMut(&[u8], FrameMeta)) -> bool {
+        self.rx.pop_with(self.q, f)
     }
 }
 
@@ -607,6 +679,56 @@ mod tests {
         assert!(port.deliver(&frame(2, 1, 4), FrameMeta::default()));
         assert_eq!(port.rx.pop(0, &mut buf).map(|(n, _)| n), Some(60));
         assert_eq!(buf[14], 4);
+    }
+
+    #[test]
+    fn frames_are_lent_in_order_with_their_meta() {
+        let sw = Switch::new(8);
+        let (mut a, _) = sw.port();
+        let (b, _) = sw.port();
+        let mut b: Box<dyn NetEndpoint> = Box::new(b);
+        let meta = FrameMeta {
+            l4_checksum_valid: true,
+            ip4_checksum_valid: true,
+            rss_hash: None,
+        };
+        assert!(a.transmit_meta(&frame(0xFF, 1, 1), meta));
+        assert!(a.transmit(&frame(0xFF, 1, 2)));
+        let mut got = Vec::new();
+        // No scratch needed: the switch's queue lends its slot.
+        while b.receive_with(&mut [], &mut |f, m| got.push((f[14], f.len(), m))) {}
+        assert_eq!(
+            got,
+            [(1, 60, meta), (2, 60, FrameMeta::default())],
+            "both frames, in order, each with its meta"
+        );
+        // A backend that only copies gets the default: into the scratch, then lent.
+        let (mut l, _) = Loopback::new(4);
+        assert!(l.transmit(&frame(0xFF, 1, 3)));
+        let mut copied = Copying(Box::new(l));
+        let mut scratch = [0u8; MAX_FRAME];
+        let mut seen = None;
+        assert!(copied.receive_with(&mut scratch, &mut |f, _| seen = Some((f[14], f.len()))));
+        assert_eq!(seen, Some((3, 60)));
+        assert!(!copied.receive_with(&mut scratch, &mut |_, _| panic!("no frame left")));
+    }
+
+    /// An endpoint with only the required receive method.
+    struct Copying(Box<dyn NetEndpoint>);
+
+    impl NetEndpoint for Copying {
+        fn transmit(&mut self, frame: &[u8]) -> bool {
+            self.0.transmit(frame)
+        }
+        fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+            self.0.receive(buf)
+        }
+        fn set_waker(&mut self, waker: Arc<dyn Wake>) {
+            self.0.set_waker(waker)
+        }
+        fn link_up(&self) -> bool {
+            self.0.link_up()
+        }
     }
 
     #[test]
