@@ -214,16 +214,21 @@ impl<M: RingMem> OutgoingRing<M> {
             t.copy_from_slice(&vmbus_proto::packet::trailer(start as u32).to_le_bytes());
         }
         if start + total <= size {
-            // Not wrapping (most packets): the tail first, as one 16-byte write ending
-            // where the packet ends (a packet and its trailer take at least 24 bytes, so
-            // it starts inside the packet, and what it covers before the padding, if
-            // anything, is written over below), then the descriptor, the header and the
-            // payload, each where it goes, with no wrap arithmetic.
-            self.mem.write_data(start + total - 16, &tail);
+            // Not wrapping (most packets): no wrap arithmetic. With one payload slice
+            // the packet is one run (over `dyn RingMem`, as a guest's rings are, one
+            // call instead of two). With several, the tail goes first as one 16-byte
+            // write ending where the packet ends (a packet and its trailer take at least
+            // 24 bytes, so it starts inside the packet, and what it covers before the
+            // padding, if anything, is written over next), then the pieces.
             if let [p] = payload {
-                // One range check for the descriptor, header and payload together.
-                self.mem.write_run(start, &[d.as_bytes(), packet.header, p]);
+                // One call and one range check for the whole packet: descriptor, header,
+                // payload, then the padding and the trailer (the end of `tail`).
+                let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - p.len();
+                let end = tail.get(8 - pad..).unwrap_or(&[]);
+                self.mem
+                    .write_run(start, &[d.as_bytes(), packet.header, p, end]);
             } else {
+                self.mem.write_data(start + total - 16, &tail);
                 self.write_pieces(start, &d, packet.header, payload);
             }
         } else {
