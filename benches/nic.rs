@@ -364,6 +364,10 @@ fn flows(size: usize, first: u16) -> Vec<Vec<u8>> {
         .map(|p| {
             let mut f = vec![0xA5u8; size];
             f[..54].copy_from_slice(&tcp_header(p));
+            // The guest sends them: from its own MAC (the host drops any other, as
+            // spoofed), to the peer's.
+            let (dst, src) = f.split_at_mut(6);
+            dst.swap_with_slice(&mut src[..6]);
             f
         })
         .collect()
@@ -467,8 +471,22 @@ fn guest_to_host_with(n: &mut Nic, size: usize, iters: u64, batched: bool) -> Du
     if let Some(t) = &n.queue1 {
         t.done.recv().unwrap();
     }
+    let mut last = (Instant::now(), n.sent.total());
     while n.sent.total() < target {
         n.nic.poll(Duration::from_micros(50)).unwrap();
+        let now = n.sent.total();
+        if now != last.1 {
+            last = (Instant::now(), now);
+        } else if last.0.elapsed() > Duration::from_secs(10) {
+            // Waiting on would hang the bench run: say where it stopped and end it.
+            eprintln!(
+                "guest to host stalled: {} of {iters} frames on the wire; guest {:?}; host {:?}",
+                iters - (target - now),
+                n.nic.stats(),
+                n.host_stats.snapshot()
+            );
+            std::process::exit(1);
+        }
     }
     start.elapsed()
 }
