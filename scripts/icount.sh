@@ -25,9 +25,9 @@
 #           netvsc), 1 and 2 queues, 32 frames per turn or 1; every instruction of a
 #           frame on both sides (no cross-thread cost: callgrind cannot count that)
 #   nic     benches/nic.rs with NIC_BENCH_PROBE=g2h|h2g: frames through netvsp and
-#           netvsc on the sim partition (1 and 2 queues). Not in the default table:
-#           under valgrind, which runs one thread at a time, the threaded harness
-#           mostly waits (20,000 frames did not finish in 5 minutes on 2026-12-03)
+#           netvsc on the sim partition (1 and 2 queues), each side on its own
+#           threads, a bench backend (no switch). Not in the default table: the
+#           spin-waits of two threads run one at a time by valgrind are counted too
 # Installs valgrind with apt-get when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
