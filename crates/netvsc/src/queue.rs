@@ -33,6 +33,8 @@ pub(crate) const MAX_PACKETS_PER_MESSAGE: u32 = 64;
 /// Largest packet alignment (as a shift) the driver pads to; a host asking for more
 /// gets one packet per message, which never needs padding.
 pub(crate) const MAX_ALIGNMENT_SHIFT: u32 = 6;
+/// The padding after a packet in a batched section (zeros, as Linux writes them).
+static PAD_ZEROS: [u8; 1 << MAX_ALIGNMENT_SHIFT] = [0; 1 << MAX_ALIGNMENT_SHIFT];
 
 /// What the NIC's bring-up settled and every queue uses unchanged afterwards.
 #[derive(Clone)]
@@ -285,13 +287,8 @@ impl DataQueue {
         }
         let gpa =
             layout.send + u64::from(o.section) * u64::from(layout.section_size) + u64::from(o.used);
-        let zeros = [0u8; 1 << MAX_ALIGNMENT_SHIFT];
-        let pad = zeros.get(..(padded - total) as usize).unwrap_or(&[]);
-        let written = layout
-            .platform
-            .write(gpa, hdr)
-            .and_then(|()| layout.platform.write(gpa + hdr.len() as u64, frame))
-            .and_then(|()| layout.platform.write(gpa + u64::from(total), pad));
+        let pad = PAD_ZEROS.get(..(padded - total) as usize).unwrap_or(&[]);
+        let written = layout.platform.write_gather(gpa, &[hdr, frame, pad]);
         if written.is_err() {
             // The section goes back unused (the open one, if this was it, too).
             self.open = (o.used > 0).then_some(o);
@@ -419,10 +416,7 @@ impl DataQueue {
             self.poll(layout, Duration::from_millis(10), events)?;
         };
         let gpa = layout.large + u64::from(slot) * LARGE_SLOT_BYTES;
-        let written = layout
-            .platform
-            .write(gpa, hdr)
-            .and_then(|()| layout.platform.write(gpa + hdr.len() as u64, frame));
+        let written = layout.platform.write_gather(gpa, &[hdr, frame]);
         if written.is_err() {
             self.free_large.push(slot);
             return Err(NetvscError::Refused("large-send write"));

@@ -272,6 +272,33 @@ impl GuestMemory {
         }
     }
 
+    /// Copies `pieces` back to back into guest memory from `gpa`: one look-up and one
+    /// range check when they fall in one region (the common case), piece by piece
+    /// otherwise. On an error some pieces may have been written.
+    #[inline]
+    pub fn write_gather(&self, gpa: u64, pieces: &[&[u8]]) -> Result<(), GpaError> {
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        if let Some((m, off)) = self.within(gpa, total) {
+            let mut at = off;
+            for p in pieces {
+                if !m.write(at, p) {
+                    return Err(GpaError {
+                        gpa,
+                        len: total as u64,
+                    });
+                }
+                at += p.len();
+            }
+            return Ok(());
+        }
+        let mut at = gpa;
+        for p in pieces {
+            self.write(at, p)?;
+            at += p.len() as u64;
+        }
+        Ok(())
+    }
+
     /// [`GuestMemory::write`] across regions, or the error.
     #[cold]
     #[inline(never)]
@@ -481,6 +508,17 @@ mod tests {
         assert!(m.ring_page(0x80).is_none());
         let rp = m.ring_page(0x102).unwrap();
         assert_eq!(rp.page, 0);
+        // Gathered pieces: within a region, across the seam, into the hole.
+        m.write_gather(0x10, &[b"head", b"", b"payload", &[0; 3]])
+            .unwrap();
+        let mut g = [0u8; 14];
+        m.read(0x10, &mut g).unwrap();
+        assert_eq!(&g, b"headpayload\0\0\0");
+        m.write_gather(0x10_2000 - 2, &[b"ab", b"cd"]).unwrap();
+        let mut seam = [0u8; 4];
+        m.read(0x10_2000 - 2, &mut seam).unwrap();
+        assert_eq!(&seam, b"abcd");
+        assert!(m.write_gather(4 * 4096 - 4, &[b"ab", b"cdef"]).is_err());
         // Overlapping regions are refused.
         let r = |gpa, pages: usize| RamRegion {
             gpa,

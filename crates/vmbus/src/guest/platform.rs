@@ -83,6 +83,18 @@ pub trait GuestPlatform: Send + Sync {
     /// Copies `data` into guest memory at `gpa`.
     fn write(&self, gpa: u64, data: &[u8]) -> Result<(), PlatformError>;
 
+    /// Copies `pieces` back to back into guest memory from `gpa` (a message's header
+    /// and payload, say). Default: [`GuestPlatform::write`] per piece; a platform whose
+    /// address look-up costs something does it once for the run.
+    fn write_gather(&self, gpa: u64, pieces: &[&[u8]]) -> Result<(), PlatformError> {
+        let mut at = gpa;
+        for p in pieces {
+            self.write(at, p)?;
+            at += p.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the page at `gpa` (4 KiB aligned) with atomic word access: the
     /// SIMP and SIEFP pages, which the host writes while the guest reads them.
     fn with_page(&self, gpa: u64, f: &mut dyn FnMut(&dyn SharedPage)) -> Result<(), PlatformError>;

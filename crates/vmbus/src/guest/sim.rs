@@ -127,6 +127,15 @@ impl GuestPlatform for SimPlatform {
             })
     }
 
+    fn write_gather(&self, gpa: u64, pieces: &[&[u8]]) -> Result<(), PlatformError> {
+        self.memory()
+            .write_gather(gpa, pieces)
+            .map_err(|e| PlatformError::Memory {
+                gpa: e.gpa,
+                len: e.len,
+            })
+    }
+
     fn with_page(&self, gpa: u64, f: &mut dyn FnMut(&dyn SharedPage)) -> Result<(), PlatformError> {
         let page = self
             .memory()
