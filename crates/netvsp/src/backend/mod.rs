@@ -270,29 +270,20 @@ impl FrameQueue {
 
     /// [`FrameQueue::pop`] with the frame's meta (cleared when the frame was cut).
     pub fn pop_meta(&mut self, buf: &mut [u8]) -> Option<(usize, FrameMeta)> {
-        if self.len == 0 {
-            return None;
-        }
-        let i = self.head;
-        self.len -= 1;
-        // An empty queue starts over at slot 0, so one that drains as it fills stays on
-        // its first (cache-hot) slots rather than cycling through all of them.
-        self.head = if self.len == 0 {
-            0
-        } else {
-            (i + 1) % self.lens.len()
-        };
-        let n = usize::from(*self.lens.get(i)?);
-        let at = i * self.slot_size;
-        let m = n.min(buf.len());
-        buf.get_mut(..m)?
-            .copy_from_slice(self.slots.get(at..at + m)?);
-        let meta = if m == n {
-            self.metas.get(i).copied().unwrap_or_default()
-        } else {
-            FrameMeta::default()
-        };
-        Some((m, meta))
+        self.pop_with(|frame, meta| {
+            let m = frame.len().min(buf.len());
+            if let (Some(d), Some(f)) = (buf.get_mut(..m), frame.get(..m)) {
+                d.copy_from_slice(f);
+            }
+            (
+                m,
+                if m == frame.len() {
+                    meta
+                } else {
+                    FrameMeta::default()
+                },
+            )
+        })
     }
 
     /// Hands the oldest frame and its meta to `f` where it lies, then removes it;
@@ -303,7 +294,8 @@ impl FrameQueue {
         }
         let i = self.head;
         self.len -= 1;
-        // As in `pop_meta`: an empty queue starts over at slot 0.
+        // An empty queue starts over at slot 0, so one that drains as it fills stays on
+        // its first (cache-hot) slots rather than cycling through all of them.
         self.head = if self.len == 0 {
             0
         } else {
