@@ -31,6 +31,16 @@ fn offer(n: u32) -> OfferParams {
     )
 }
 
+/// A one-VP partition with a host bus offering one echo channel, and its relid.
+fn echo_host() -> (Arc<SimPartition>, HostBus<SimPartition>, u32) {
+    let partition = SimPartition::new(64 << 20, 1).unwrap();
+    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
+    let relid = host
+        .offer(offer(1), Box::new(EchoDevice::default()))
+        .unwrap();
+    (partition, host, relid)
+}
+
 /// Runs `f` on a thread and fails the test if it takes longer than `limit`.
 fn within<T: Send + 'static>(
     limit: Duration,
@@ -220,11 +230,7 @@ fn a_guest_flooding_every_message_type_is_capped_and_the_bus_recovers() {
 /// rings) is refused at open, and counted.
 #[test]
 fn aliased_rings_are_refused() {
-    let partition = SimPartition::new(64 << 20, 1).unwrap();
-    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
-    let relid = host
-        .offer(offer(1), Box::new(EchoDevice::default()))
-        .unwrap();
+    let (partition, host, relid) = echo_host();
     let guest = GuestBus::new(partition, GuestConfig::default()).unwrap();
     guest.connect().unwrap();
     let _ = guest.request_offers().unwrap();
@@ -288,11 +294,7 @@ fn a_hostile_host_cannot_break_the_polled_guest_bus() {
     use vmbus::SimPlatform;
     use vmbus_ring::OutgoingPacket;
 
-    let partition = SimPartition::new(64 << 20, 1).unwrap();
-    let host = HostBus::new(partition.clone(), HostConfig::default()).unwrap();
-    let relid = host
-        .offer(offer(1), Box::new(EchoDevice::default()))
-        .unwrap();
+    let (partition, _host, relid) = echo_host();
     let platform = Arc::new(SimPlatform::new(
         partition.clone(),
         vmbus::RingMapping::Paged,
