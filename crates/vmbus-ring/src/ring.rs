@@ -213,6 +213,7 @@ impl<M: RingMem> OutgoingRing<M> {
         if let Some(t) = tail.get_mut(8..) {
             t.copy_from_slice(&vmbus_proto::packet::trailer(start as u32).to_le_bytes());
         }
+        let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
         if start + total <= size {
             // Not wrapping (most packets): no wrap arithmetic. With one payload slice
             // the packet is one run (over `dyn RingMem`, as a guest's rings are, one
@@ -223,7 +224,6 @@ impl<M: RingMem> OutgoingRing<M> {
             if let [p] = payload {
                 // One call and one range check for the whole packet: descriptor, header,
                 // payload, then the padding and the trailer (the end of `tail`).
-                let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - p.len();
                 let end = tail.get(8 - pad..).unwrap_or(&[]);
                 self.mem
                     .write_run(start, &[d.as_bytes(), packet.header, p, end]);
@@ -232,7 +232,6 @@ impl<M: RingMem> OutgoingRing<M> {
                 self.write_pieces(start, &d, packet.header, payload);
             }
         } else {
-            let pad = packet_len - DESCRIPTOR_SIZE - packet.header.len() - payload_len;
             self.write_wrapped(start, &d, packet.header, payload, &tail, pad);
         }
         let end = start + total;

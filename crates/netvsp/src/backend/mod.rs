@@ -460,7 +460,7 @@ impl RxQueues {
     pub(crate) fn pop_with(&self, q: usize, f: &mut dyn FnMut(&[u8], FrameMeta)) -> bool {
         self.queues
             .get(q)
-            .and_then(|fq| lock(fq).pop_with(|frame, meta| f(frame, meta)))
+            .and_then(|fq| lock(fq).pop_with(f))
             .is_some()
     }
 
